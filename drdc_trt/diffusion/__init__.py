@@ -1,0 +1,8 @@
+"""Diffusion: schedule, grid masks, the reference DDIM inpainting loop."""
+
+from .inpaint import LoopNoise, LoopResult, inpaint_heat
+from .masks import cell_sets, grid_labels, random_known_masks
+from .schedule import Schedule, ddim_timesteps
+
+__all__ = ["LoopNoise", "LoopResult", "Schedule", "cell_sets", "ddim_timesteps", "grid_labels",
+           "inpaint_heat", "random_known_masks"]

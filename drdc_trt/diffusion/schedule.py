@@ -1,0 +1,49 @@
+"""Linear β schedule (DDPM) and the equally spaced DDIM timesteps of the test-time loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """ᾱ_t = Π_{s≤t} (1 − β_s) for t = 0..T−1, computed in float64."""
+
+    alphas_cumprod: np.ndarray
+
+    @classmethod
+    def linear(cls, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
+               beta_end: float = 0.02) -> "Schedule":
+        betas = np.linspace(beta_start, beta_end, num_train_timesteps, dtype=np.float64)
+        return cls(np.cumprod(1.0 - betas))
+
+    @classmethod
+    def from_config(cls, diffusion_cfg) -> "Schedule":
+        return cls.linear(diffusion_cfg.num_train_timesteps, diffusion_cfg.beta_start,
+                          diffusion_cfg.beta_end)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    def alpha_bar(self, t: int) -> float:
+        """ᾱ_t; t = −1 stands for the clean end of the chain (ᾱ = 1, as DDIM's final step)."""
+        return 1.0 if t < 0 else float(self.alphas_cumprod[t])
+
+    def coefficients(self, t: int) -> tuple[float, float]:
+        """(√ᾱ_t, √(1 − ᾱ_t))."""
+        ab = self.alpha_bar(t)
+        return float(np.sqrt(ab)), float(np.sqrt(1.0 - ab))
+
+
+def ddim_timesteps(t0: int, num_steps: int) -> list[int]:
+    """``num_steps`` equally spaced timesteps from t0 down: t_i = ⌊t0·(num_steps − i)/num_steps⌋
+    (t0, t0−Δ, …, Δ when num_steps divides t0). Integer arithmetic, so the C++ core
+    computes the same list. The step after the last one goes to the clean image
+    (t = −1, ᾱ = 1).
+    """
+    if not 1 <= num_steps <= t0:
+        raise ValueError(f"num_steps={num_steps} must lie in [1, t0={t0}]")
+    return [(t0 * (num_steps - i)) // num_steps for i in range(num_steps)]

@@ -1,0 +1,107 @@
+"""Detector: image(s) → InferenceBatch (anomalib field names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import ops
+from .config import ModelConfig
+from .diffusion import LoopNoise, Schedule, grid_labels, inpaint_heat
+from .fusion import FusionStats, normalised_blend
+
+LOOPS = ("torch", "csrc")
+
+
+@dataclass
+class InferenceBatch:
+    pred_score: torch.Tensor   # B, image anomaly score (max of the average-pooled final map)
+    pred_label: torch.Tensor   # B bool, score above the calibrated threshold
+    anomaly_map: torch.Tensor  # B×S×S, the final fused map
+    pred_mask: torch.Tensor    # B×S×S bool, map above the calibrated pixel threshold
+    base_map: torch.Tensor     # B×S×S, up-sampled base heatmap (raw)
+    diff_map: torch.Tensor     # B×S×S, filtered diffusion heatmap (raw)
+    base_score: torch.Tensor   # B, score of the base map alone (the base model's answer)
+
+    def __len__(self) -> int:
+        return int(self.pred_score.shape[0])
+
+    @staticmethod
+    def concat(parts: list["InferenceBatch"]) -> "InferenceBatch":
+        return InferenceBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in InferenceBatch.__dataclass_fields__))
+
+
+class Detector:
+    """Runs the method on a runner (see ``drdc_trt.backends``).
+
+    ``loop="torch"`` drives the DDIM loop from Python with the reference ops;
+    ``loop="csrc"`` hands the whole loop to the C++ refiner. Noise and masks come
+    from ``seed`` and are the same for every image, so an image's result does not
+    depend on the batch it is in.
+    """
+
+    def __init__(self, cfg: ModelConfig, runner, stats: FusionStats, device: str | torch.device = "cpu",
+                 loop: str = "torch", seed: int = 0, net_dtype: torch.dtype = torch.float32):
+        if loop not in LOOPS:
+            raise ValueError(f"loop={loop!r}; choose one of {LOOPS}")
+        self.cfg, self.runner, self.stats = cfg, runner, stats
+        self.device = torch.device(device)
+        self.loop, self.net_dtype = loop, net_dtype
+        d = cfg.diffusion
+        self.schedule = Schedule.from_config(d)
+        self.labels = grid_labels(cfg.image_size, d.grid_sizes, d.num_sets, seed).to(self.device)
+        gen = torch.Generator().manual_seed(seed)
+        self.noise = LoopNoise.draw(cfg.rows_per_image, cfg.image_size, d.num_steps, gen, self.device)
+
+    @classmethod
+    def from_model(cls, model, device="cpu", **kwargs) -> "Detector":
+        from .backends.torch_backend import TorchRunner
+
+        return cls(model.cfg, TorchRunner(model, device), model.stats, device, **kwargs)
+
+    def _noise_for(self, batch: int) -> LoopNoise:
+        n = self.noise
+        return LoopNoise(n.fill.repeat(batch, 1, 1, 1), n.start.repeat(batch, 1, 1, 1),
+                         n.steps.repeat(1, batch, 1, 1, 1))
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise ValueError(f"images: expected B×3×{s}×{s}, got {tuple(images.shape)}")
+        return images.to(self.device, torch.float32).contiguous()
+
+    @torch.no_grad()
+    def heat(self, x: torch.Tensor):
+        d, f = self.cfg.diffusion, self.cfg.fusion
+        args = (x, self.labels, d.num_sets, self.runner.unet, self.schedule, d.t0, d.num_steps,
+                self._noise_for(x.shape[0]), f.pool_factors, d.clip_x0, self.net_dtype)
+        if self.loop == "csrc":
+            from .refiner import csrc_inpaint_heat
+
+            return csrc_inpaint_heat(*args)
+        return inpaint_heat(*args)
+
+    @torch.no_grad()
+    def predict_batch(self, images: torch.Tensor) -> InferenceBatch:
+        x = self._check_images(images)
+        base = self.runner.base(x).float().contiguous()
+        res = self.heat(x)
+        f = self.cfg.fusion
+        impl = "csrc" if self.loop == "csrc" else "torch"
+        final, hd, hb, score = ops.fuse(res.heat, res.count, base, f.mean_filter, self.stats.as_tuple(),
+                                        f.lam, self.cfg.score_window, impl=impl)
+        base_norm = normalised_blend(hd, hb, self.stats, 0.0)
+        return InferenceBatch(
+            pred_score=score, pred_label=score > self.stats.image_threshold, anomaly_map=final,
+            pred_mask=final > self.stats.pixel_threshold, base_map=hb, diff_map=hd,
+            base_score=ops.image_score(base_norm, self.cfg.score_window),
+        )
+
+    def predict(self, images: torch.Tensor, batch_size: int = 8, progress: bool = False) -> InferenceBatch:
+        chunks = range(0, images.shape[0], batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            chunks = tqdm(chunks, desc="inference", unit="batch", leave=False)
+        return InferenceBatch.concat([self.predict_batch(images[i:i + batch_size]) for i in chunks])

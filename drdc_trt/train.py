@@ -1,0 +1,264 @@
+"""Training: the base model, then the U-Net, then the fusion statistics.
+
+Plain PyTorch, AdamW, fixed seeds. Progress is kept in ``<out>/train_state/``
+(weights, optimizer state, counters — safetensors + JSON, written atomically)
+so an interrupted run resumes where it stopped; every epoch / iteration is
+seeded from its index, so a resumed run follows the same trajectory as an
+uninterrupted one. The finished checkpoint is written to ``<out>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from .checkpoint import CONFIG, atomic_save_tensors, atomic_write_text, save_checkpoint
+from .config import ModelConfig
+from .data import load_split
+from .diffusion import Schedule, random_known_masks
+from .fusion import measure_stats
+from .models import DRDCModel
+from .pipeline import Detector
+
+STATE_DIR = "train_state"
+
+
+@dataclass
+class TrainReport:
+    base_losses: list[float] = field(default_factory=list)
+    unet_losses: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    resumed_from: dict | None = None
+
+
+# ----------------------------------------------------------------- resumable state
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"{pid}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, json.dumps(sd["param_groups"])
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: str) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": json.loads(groups)})
+
+
+class TrainState:
+    """The resumable state of one training run under ``<out>/train_state``."""
+
+    def __init__(self, out: Path, cfg: ModelConfig):
+        self.dir = Path(out) / STATE_DIR
+        self.cfg = cfg
+        self.info = {"stage": "base", "base_epoch": 0, "unet_iter": 0}
+
+    def load(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> bool:
+        path = self.dir / "state.json"
+        if not path.is_file():
+            return False
+        info = json.loads(path.read_text())
+        saved_cfg = json.loads((self.dir / CONFIG).read_text())
+        if saved_cfg != json.loads(self.cfg.to_json()):
+            raise ValueError(f"{self.dir}: holds a run with another config; use a new --out folder "
+                             "or delete it to start over")
+        model.load_trainable_state_dict(load_file(str(self.dir / "weights.safetensors")),
+                                        where=str(self.dir / "weights.safetensors"))
+        for name, opt in opts.items():
+            f = self.dir / f"{name}_optimizer.safetensors"
+            if f.is_file():
+                from safetensors import safe_open
+
+                with safe_open(str(f), "pt") as fh:
+                    groups = fh.metadata()["param_groups"]
+                _load_optimizer(opt, load_file(str(f)), groups)
+        self.info = info
+        return True
+
+    def save(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / CONFIG, self.cfg.to_json())
+        atomic_save_tensors(model.trainable_state_dict(), self.dir / "weights.safetensors")
+        for name, opt in opts.items():
+            tensors, groups = _optimizer_tensors(opt)
+            atomic_save_tensors(tensors, self.dir / f"{name}_optimizer.safetensors", {"param_groups": groups})
+        # state.json last: it is what says the files above are complete.
+        atomic_write_text(self.dir / "state.json", json.dumps(self.info))
+
+
+# ----------------------------------------------------------------- stages
+def _bar(total: int, desc: str, progress: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
+
+
+@torch.no_grad()
+def _backbone_features(model: DRDCModel, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    return torch.cat([model.base.backbone(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def _train_base(model, feats, cfg, state, opts, report, progress, save) -> None:
+    tc = cfg.train
+    opt = opts["base"]
+    model.base.transformer.train()
+    bar = _bar(tc.base_epochs, "base model", progress, state.info["base_epoch"])
+    for epoch in range(state.info["base_epoch"], tc.base_epochs):
+        torch.manual_seed(tc.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(feats))
+        total = 0.0
+        for i in range(0, len(feats), tc.batch_size):
+            f = feats[order[i:i + tc.batch_size]]
+            loss = F.mse_loss(model.base.transformer(f), f)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(f)
+        report.base_losses.append(total / len(feats))
+        state.info["base_epoch"] = epoch + 1
+        save()
+        bar.set_postfix(loss=f"{report.base_losses[-1]:.4f}")
+        bar.update(1)
+    bar.close()
+    model.base.transformer.eval()
+
+
+def unet_batch(images: torch.Tensor, cfg: ModelConfig, schedule_ab: torch.Tensor, gen: torch.Generator):
+    """One training batch: (U-Net input N×6×s×s, timesteps N, target N×3×s×s)."""
+    d, tc = cfg.diffusion, cfg.train
+    n = images.shape[0]
+    x = images
+    crop = tc.crop_size or cfg.image_size
+    if crop < cfg.image_size:
+        ys = torch.randint(0, cfg.image_size - crop + 1, (n,), generator=gen)
+        xs = torch.randint(0, cfg.image_size - crop + 1, (n,), generator=gen)
+        x = torch.stack([img[:, y:y + crop, xx:xx + crop] for img, y, xx in zip(images, ys.tolist(), xs.tolist())])
+    grids = [g for g in d.train_grid_sizes if crop % g == 0 and g < crop] or [g for g in d.grid_sizes if crop % g == 0]
+    m = random_known_masks(n, crop, grids, d.train_num_sets, gen)
+    t = torch.randint(0, d.train_t_max, (n,), generator=gen)
+    ab = schedule_ab[t].view(n, 1, 1, 1)
+    eps = torch.randn(x.shape, generator=gen)
+    fill = torch.randn(x.shape, generator=gen)
+    c = m * x + (1 - m) * fill
+    if d.objective == "eps":
+        xt = ab.sqrt() * x + (1 - ab).sqrt() * eps
+        target = eps
+    else:  # "aligned": start from the condition, target whose implied x̂0 is the clean image
+        xt = ab.sqrt() * c + (1 - ab).sqrt() * eps
+        target = (xt - ab.sqrt() * x) / (1 - ab).sqrt()
+    return torch.cat([xt, c], 1), t.float(), target
+
+
+def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None:
+    tc = cfg.train
+    opt = opts["unet"]
+    ab = torch.from_numpy(Schedule.from_config(cfg.diffusion).alphas_cumprod).float()
+    model.unet.train()
+    bar = _bar(tc.unet_iters, "diffusion U-Net", progress, state.info["unet_iter"])
+    running = None
+    for it in range(state.info["unet_iter"], tc.unet_iters):
+        torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)
+        gen = torch.Generator().manual_seed(tc.seed * 7_919 + it)
+        idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
+        inp, t, target = unet_batch(images[idx], cfg, ab, gen)
+        loss = F.mse_loss(model.unet(inp, t), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+        opt.step()
+        lv = float(loss.detach())
+        running = lv if running is None else 0.98 * running + 0.02 * lv
+        report.unet_losses.append(lv)
+        state.info["unet_iter"] = it + 1
+        if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters:
+            save()
+        bar.set_postfix(loss=f"{running:.4f}")
+        bar.update(1)
+    bar.close()
+    model.unet.eval()
+
+
+@torch.no_grad()
+def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progress: bool = False,
+              loop: str = "torch") -> None:
+    """Measure the fusion statistics on normal images and store them in the model."""
+    det = Detector.from_model(model, loop=loop)
+    out = det.predict(images, batch_size=batch_size, progress=progress)
+    model.stats = measure_stats(out.diff_map, out.base_map, model.cfg.fusion.lam, model.cfg.score_window)
+
+
+def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, calibration indices); at least one of each when n ≥ 2."""
+    k = min(max(1, round(n * fraction)), n - 1) if n >= 2 and fraction > 0 else 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[k:]), sorted(perm[:k])
+
+
+def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> tuple[DRDCModel, TrainReport]:
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    report = TrainReport()
+    t_start = time.perf_counter()
+    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
+    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
+    images = data.images[train_idx]
+    calib = data.images[calib_idx] if calib_idx else images
+    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
+        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+
+    model = DRDCModel(cfg)
+    opts = {
+        "base": torch.optim.AdamW(model.base.transformer.parameters(), lr=tc.base_lr, weight_decay=tc.weight_decay),
+        "unet": torch.optim.AdamW(model.unet.parameters(), lr=tc.unet_lr, weight_decay=tc.weight_decay),
+    }
+    state = TrainState(out, cfg)
+    if state.load(model, opts):
+        report.resumed_from = dict(state.info)
+        log(f"resuming from {state.dir}: base epoch {state.info['base_epoch']}/{tc.base_epochs}, "
+            f"U-Net iteration {state.info['unet_iter']}/{tc.unet_iters}")
+
+    def save() -> None:
+        state.save(model, opts)
+
+    try:
+        t0 = time.perf_counter()
+        if state.info["base_epoch"] < tc.base_epochs:
+            feats = _backbone_features(model, images)
+            _train_base(model, feats, cfg, state, opts, report, progress, save)
+        report.seconds["base"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if state.info["unet_iter"] < tc.unet_iters:
+            _train_unet(model, images, cfg, state, opts, report, progress, save)
+        report.seconds["unet"] = time.perf_counter() - t0
+    except KeyboardInterrupt:
+        save()
+        log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
+        raise
+    t0 = time.perf_counter()
+    model.eval()
+    calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress)
+    report.seconds["calibration"] = time.perf_counter() - t0
+    report.seconds["total"] = time.perf_counter() - t_start
+    save_checkpoint(model, out)
+    atomic_write_text(out / "train_report.json", json.dumps({
+        "base_losses": report.base_losses, "unet_loss_first": report.unet_losses[:1],
+        "unet_loss_last50_mean": (sum(report.unet_losses[-50:]) / max(1, len(report.unet_losses[-50:]))),
+        "seconds": report.seconds, "resumed_from": report.resumed_from,
+    }, indent=2))
+    log(f"checkpoint written to {out} ({report.seconds['total']:.0f} s)")
+    return model, report

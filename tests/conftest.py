@@ -1,0 +1,43 @@
+"""Shared fixtures: small generated datasets and a trained tiny checkpoint (built once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    from drdc_trt.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return make_synthetic_dataset(root, size=64, train_per_category=12, test_good_per_category=3,
+                                  test_defect_per_type=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
+    from drdc_trt.config import preset
+    from drdc_trt.train import train
+
+    out = tmp_path_factory.mktemp("tiny_ckpt")
+    train(synthetic_root, out, preset("tiny"), progress=False, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def shared_data_root() -> Path | None:
+    """The real dataset: $DRDC_MAGNETIC_TILE or ../shared/data/magnetic_tile_defects beside the checkout."""
+    env = os.environ.get("DRDC_MAGNETIC_TILE")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[1]
+    cand = here.parent / "shared" / "data" / "magnetic_tile_defects"
+    return cand if cand.is_dir() else None

@@ -1,0 +1,68 @@
+"""Config round trips and validation; checkpoints (safetensors + JSON), atomic and checked."""
+
+import json
+
+import pytest
+import torch
+
+from drdc_trt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from drdc_trt.config import PRESETS, ModelConfig, preset
+from drdc_trt.fusion import FusionStats
+from drdc_trt.models import DRDCModel
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_config_json_round_trip(name):
+    cfg = preset(name)
+    assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="grid_sizes"):
+        preset("tiny").replace(**{"diffusion.grid_sizes": [5]})
+    with pytest.raises(ValueError, match="mean_filter"):
+        preset("tiny").replace(**{"fusion.mean_filter": 4})
+    with pytest.raises(KeyError, match="unknown config key"):
+        preset("tiny").replace(**{"diffusion.bogus": 1})
+    with pytest.raises(ValueError, match="unknown field"):
+        ModelConfig.from_dict({"image_size": 32, "nope": 1})
+
+
+def test_replace_overrides():
+    cfg = preset("tiny").replace(**{"diffusion.t0": 150, "fusion.lam": 0.5})
+    assert cfg.diffusion.t0 == 150 and cfg.fusion.lam == 0.5
+
+
+def test_checkpoint_round_trip_and_atomicity(tmp_path):
+    cfg = preset("tiny")
+    m = DRDCModel(cfg, FusionStats(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8)).eval()
+    save_checkpoint(m, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "stats.json"]
+    back = load_checkpoint(tmp_path)
+    assert back.cfg == cfg and back.stats == m.stats
+    x = torch.rand(2, 6, 32, 32)
+    t = torch.tensor([10.0, 200.0])
+    with torch.no_grad():
+        assert torch.equal(back.unet(x, t), m.unet(x, t))
+        img = torch.rand(2, 3, 32, 32) * 2 - 1
+        assert torch.equal(back.base(img), m.base(img))
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    m = DRDCModel(preset("tiny"))
+    save_checkpoint(m, tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(m, tmp_path)
+    (tmp_path / "stats.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="stats.json: not valid JSON"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(m, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["unet"]["model_channels"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing")

@@ -1,0 +1,192 @@
+"""The compiled kernels (ops.* with impl="csrc") against their PyTorch references.
+
+Random shapes, label maps, schedules and pool factors; fp32 and fp16 network
+buffers; CPU always, CUDA when a GPU and a CUDA build are present. Both sides
+get identical inputs, so the outputs must agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+
+from drdc_trt import ops
+from drdc_trt.diffusion import Schedule, grid_labels
+
+_C = pytest.importorskip("drdc_trt._C")
+
+
+def _cuda_ready() -> tuple[bool, str]:
+    if not torch.cuda.is_available():
+        return False, "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    if not _C.build_info["cuda"]:
+        return False, "drdc_trt._C was built without CUDA"
+    return True, ""
+
+
+_ok, _why = _cuda_ready()
+if os.environ.get("DRDC_REQUIRE_CUDA") == "1" and not _ok:  # set by scripts/gpu_check.sh
+    raise RuntimeError(f"DRDC_REQUIRE_CUDA=1 but the CUDA cases cannot run: {_why}")
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not _ok, reason=_why or "n/a")]),
+]
+NET_DTYPES = [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16")]
+SCHEDULE = Schedule.linear()
+
+# The kernels round every product, sum and quotient on its own, as the
+# reference's tensor ops do: on the CPU the element-wise outputs (x_t, the
+# network input) are bit-identical to torch's. On CUDA torch divides by a
+# scalar through its reciprocal, so there they agree to a float ulp. The heat
+# and the fused maps sum in another order than avg_pool2d/sum: ulps again.
+ATOL, RTOL = 2e-6, 2e-6
+
+
+def _assert_elementwise(got, ref, device):
+    if device == "cpu":
+        assert torch.equal(got, ref), f"max |diff| {(got.float() - ref.float()).abs().max().item():.3g}"
+    elif got.dtype == torch.float16:  # one float ulp may move the half rounding by one half ulp
+        torch.testing.assert_close(got.float(), ref.float(), atol=1e-3, rtol=1e-3)
+    else:
+        torch.testing.assert_close(got, ref, atol=ATOL, rtol=RTOL)
+
+
+def _case(seed: int, device: str):
+    """Random problem: sizes, grid specs, K, pool factors dividing every cell, a timestep pair."""
+    rng = random.Random(seed)
+    size = rng.choice([8, 16, 24, 32])
+    cells = [g for g in (2, 4, 8, 16) if size % g == 0 and g < size]
+    grids = sorted(rng.sample(cells, rng.randint(1, min(3, len(cells)))))
+    k = rng.randint(1, 3)
+    b = rng.randint(1, 3)
+    gmin = min(grids)
+    pool = sorted(rng.sample([f for f in (1, 2, 4, 8) if gmin % f == 0], rng.randint(1, 2)))
+    t = rng.randint(20, 999)
+    t_next = rng.choice([-1, rng.randint(0, t - 1)])
+    gen = torch.Generator().manual_seed(seed)
+    n = b * len(grids) * k
+    x = (torch.rand(b, 3, size, size, generator=gen) * 2 - 1)
+    labels = grid_labels(size, grids, k, seed=seed)
+    data = {
+        "x": x, "labels": labels,
+        "fill": torch.randn(n, 3, size, size, generator=gen),
+        "eps0": torch.randn(n, 3, size, size, generator=gen),
+        "xt": torch.randn(n, 3, size, size, generator=gen),
+        "eps": torch.randn(n, 3, size, size, generator=gen),
+        "noise": torch.randn(n, 3, size, size, generator=gen),
+        "heat": torch.rand(b, size, size, generator=gen),
+    }
+    data = {key: v.to(device) for key, v in data.items()}
+    return data, k, pool, SCHEDULE.coefficients(t), SCHEDULE.coefficients(t_next)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("net_dtype", NET_DTYPES)
+@pytest.mark.parametrize("seed", range(6))
+def test_prepare_matches_reference(device, net_dtype, seed):
+    d, k, _, (a0, s0), _ = _case(seed, device)
+    ref_xt, ref_in = ops.reference_prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], a0, s0, net_dtype)
+    xt, unet_in = ops.prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], a0, s0, net_dtype, impl="csrc")
+    assert unet_in.dtype == net_dtype and unet_in.shape == ref_in.shape
+    _assert_elementwise(xt, ref_xt, device)
+    _assert_elementwise(unet_in, ref_in, device)
+    # the condition channels are copies of x / fill: identical on every device
+    assert torch.equal(unet_in[:, 3:], ref_in[:, 3:])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("net_dtype", NET_DTYPES)
+@pytest.mark.parametrize("clip_x0", [True, False], ids=["clip", "noclip"])
+@pytest.mark.parametrize("seed", range(8))
+def test_step_matches_reference(device, net_dtype, clip_x0, seed):
+    d, k, pool, (a, s), (an, sn) = _case(seed, device)
+    _, unet_in = ops.reference_prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], 0.8, 0.6, net_dtype)
+    eps = d["eps"].to(net_dtype)
+    ref = ops.reference_step(d["x"], d["labels"], k, d["xt"], eps, d["noise"], unet_in.clone(), d["heat"].clone(),
+                             a, s, an, sn, pool, clip_x0)
+    unet_c, heat_c = unet_in.clone(), d["heat"].clone()
+    xt_c, unet_out, heat_out = ops.step(d["x"], d["labels"], k, d["xt"], eps, d["noise"], unet_c, heat_c,
+                                        a, s, an, sn, pool, clip_x0, impl="csrc")
+    assert unet_out is unet_c and heat_out is heat_c  # updated in place
+    _assert_elementwise(xt_c, ref[0], device)
+    _assert_elementwise(unet_out, ref[1], device)
+    assert torch.equal(unet_out[:, 3:], ref[1][:, 3:])  # the condition is left alone
+    torch.testing.assert_close(heat_out, ref[2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_step_heat_only_on_unknown_cells(device):
+    """With ε̂ equal to the true noise the unknown cells reconstruct x exactly: heat stays put."""
+    d, k, pool, (a, s), (an, sn) = _case(3, device)
+    x_rows = d["x"].repeat_interleave(d["labels"].shape[0] * k, dim=0)
+    xt = a * x_rows + s * d["noise"]
+    eps = (xt - a * x_rows) / s
+    _, unet_in = ops.reference_prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], a, s)
+    heat = torch.zeros_like(d["heat"])
+    out, _, heat = ops.step(d["x"], d["labels"], k, xt, eps, d["noise"], unet_in, heat, a, s, an, sn, pool,
+                            impl="csrc")
+    assert heat.abs().max().item() < 1e-4
+    torch.testing.assert_close(out, an * x_rows + sn * torch.where(
+        ops.known_masks(d["labels"], k).repeat(d["x"].shape[0], 1, 1, 1).bool(), d["noise"], eps), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(8))
+def test_fuse_matches_reference(device, seed):
+    rng = random.Random(100 + seed)
+    b = rng.randint(1, 3)
+    size = rng.choice([16, 28, 32, 56])
+    low = rng.choice([2, 4, 7, size // 4])
+    gen = torch.Generator().manual_seed(seed)
+    heat = (torch.rand(b, size, size, generator=gen) * 20).to(device)
+    base = torch.rand(b, low, low, generator=gen).to(device)
+    count = rng.randint(1, 40)
+    mf = rng.choice([1, 3, 5, 7])
+    window = rng.randint(1, size // 2)
+    stats = (rng.uniform(0, 1), rng.uniform(0.5, 2), rng.uniform(0, 1), rng.uniform(0.5, 2))
+    lam = rng.choice([0.0, 0.5, 0.9, 1.0])
+    ref = ops.reference_fuse(heat, count, base, mf, stats, lam, window)
+    got = ops.fuse(heat, count, base, mf, stats, lam, window, impl="csrc")
+    names = ("final", "diff_map", "base_up", "score")
+    for name, r, g in zip(names, ref, got):
+        assert g.shape == r.shape, name
+        torch.testing.assert_close(g, r, atol=2e-5, rtol=2e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_fuse_nonsquare_base():
+    """Bilinear up-sampling follows F.interpolate for h != w too (direct _C call)."""
+    heat = torch.rand(2, 24, 40)
+    base = torch.rand(2, 3, 5)
+    ref_up = torch.nn.functional.interpolate(base.unsqueeze(1), size=(24, 40), mode="bilinear",
+                                             align_corners=False).squeeze(1)
+    out = [torch.empty(2, 24, 40) for _ in range(3)]
+    score = torch.empty(2)
+    _C.fuse(device="cpu", heat=heat.data_ptr(), base=base.data_ptr(), final=out[0].data_ptr(),
+            diff_map=out[1].data_ptr(), base_up=out[2].data_ptr(), score=score.data_ptr(), B=2, H=24, W=40, h=3,
+            w=5, inv_count=1.0, mean_filter=1, mu_d=0.0, sd_d=1.0, mu_b=0.0, sd_b=1.0, lam=0.0, score_window=3)
+    torch.testing.assert_close(out[2], ref_up, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out[1], heat)
+    ref_score = torch.nn.functional.avg_pool2d(ref_up.unsqueeze(1), 3, stride=1).amax(dim=(1, 2, 3))
+    torch.testing.assert_close(score, ref_score, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_kernels_independent_of_thread_count(threads):
+    d, k, pool, (a, s), (an, sn) = _case(5, "cpu")
+    before = _C.num_threads()
+    try:
+        _C.set_num_threads(threads)
+        out = ops.step(d["x"], d["labels"], k, d["xt"], d["eps"], d["noise"],
+                       ops.reference_prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], a, s)[1],
+                       d["heat"].clone(), a, s, an, sn, pool, impl="csrc")
+        _C.set_num_threads(1)
+        one = ops.step(d["x"], d["labels"], k, d["xt"], d["eps"], d["noise"],
+                       ops.reference_prepare(d["x"], d["labels"], k, d["fill"], d["eps0"], a, s)[1],
+                       d["heat"].clone(), a, s, an, sn, pool, impl="csrc")
+    finally:
+        _C.set_num_threads(before)
+    for o, r in zip(out, one):
+        assert torch.equal(o, r)
