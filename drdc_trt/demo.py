@@ -23,7 +23,7 @@ def run_demo(out: Path, cfg: ModelConfig, progress: bool = True, log=print) -> d
     times = {}
     t0 = time.perf_counter()
     data = out / "data"
-    if not (data / "mottled" / "test").is_dir():
+    if not (data / "brushed" / "test").is_dir() or not (data / "woven" / "test").is_dir():
         make_synthetic_dataset(data, size=128, seed=cfg.train.seed)
     times["data"] = time.perf_counter() - t0
     log(f"[1/3] synthetic dataset in {data}")

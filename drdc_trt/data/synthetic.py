@@ -1,6 +1,7 @@
 """Procedural, seeded textured-surface dataset in MVTec layout (demo and tests).
 
-Two categories of surface ("brushed" metal streaks, "mottled" stone) with three
+Two categories of regular surface ("brushed" metal streaks, "woven" periodic
+fabric, as industrial surfaces usually are) with three
 defect types: scratches (thin straight lines), spots (blobs) and cracks (thin
 random walks), each with its pixel mask.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-CATEGORIES = ("brushed", "mottled")
+CATEGORIES = ("brushed", "woven")
 DEFECTS = ("scratch", "spot", "crack")
 
 
@@ -30,8 +31,12 @@ def surface(rng: np.random.Generator, category: str, size: int) -> np.ndarray:
         streaks = np.asarray(Image.fromarray(streaks, mode="F").resize((size, size), Image.BILINEAR))
         gray = 0.55 + 0.05 * streaks + 0.04 * _smooth_noise(rng, size, 4)
         tint = np.array([0.95, 0.97, 1.0], dtype=np.float32)
-    elif category == "mottled":
-        gray = 0.45 + 0.07 * _smooth_noise(rng, size, 8) + 0.04 * _smooth_noise(rng, size, 16)
+    elif category == "woven":
+        period = size / 16.0 * rng.uniform(0.95, 1.05)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) * (2 * np.pi / period)
+        px, py = rng.uniform(0, 2 * np.pi, 2)
+        weave = np.sin(xx + px) * np.sin(yy + py)
+        gray = 0.45 + 0.08 * weave + 0.03 * _smooth_noise(rng, size, 4)
         tint = np.array([1.0, 0.93, 0.85], dtype=np.float32)
     else:
         raise ValueError(f"unknown synthetic category {category!r}; choose from {CATEGORIES}")

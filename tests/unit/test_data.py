@@ -25,7 +25,7 @@ def small_root(tmp_path):
 
 def test_layout_scan_and_load(small_root):
     train = scan(small_root, "train")
-    assert len(train) == 6 and {s.category for s in train} == {"brushed", "mottled"}
+    assert len(train) == 6 and {s.category for s in train} == {"brushed", "woven"}
     test = load_split(small_root, "test", 32)
     assert test.images.shape == (8, 3, 32, 32)
     assert test.images.min() >= -1 and test.images.max() <= 1
@@ -63,9 +63,9 @@ def test_missing_split_folder(small_root):
 
 
 def test_empty_train_good(small_root):
-    for f in (small_root / "mottled" / "train" / "good").iterdir():
+    for f in (small_root / "woven" / "train" / "good").iterdir():
         f.unlink()
-    with pytest.raises(DatasetError, match=r"mottled/train/good: no images"):
+    with pytest.raises(DatasetError, match=r"woven/train/good: no images"):
         scan(small_root, "train")
 
 
@@ -92,7 +92,7 @@ def test_mask_size_mismatch(small_root):
 
 
 def test_missing_mask(small_root):
-    (small_root / "mottled" / "ground_truth" / "crack" / "000_mask.png").unlink()
+    (small_root / "woven" / "ground_truth" / "crack" / "000_mask.png").unlink()
     with pytest.raises(DatasetError, match=r"crack/000\.png: ground-truth mask .* is missing"):
         scan(small_root, "test")
 

@@ -1,0 +1,46 @@
+"""``python -m drdc_trt.runtime BUNDLE IMAGES.npy --out RESULTS.npz`` (no torch, no click).
+
+IMAGES.npy: B×3×S×S float32 in [-1, 1] (RGB). RESULTS.npz: the Result fields
+(pred_score, pred_label, anomaly_map, pred_mask, base_map, diff_map, base_score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from .detector import RUNTIME_BACKENDS, BundleDetector
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m drdc_trt.runtime", description=__doc__.splitlines()[0])
+    p.add_argument("bundle")
+    p.add_argument("images", help="B×3×S×S float32 .npy in [-1, 1]")
+    p.add_argument("--out", required=True, help="results .npz")
+    p.add_argument("--backend", default="onnxruntime", choices=RUNTIME_BACKENDS)
+    p.add_argument("--kernels", default="auto", choices=("auto", "numpy", "csrc"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--rebuild-plans", action="store_true", help="TensorRT: rebuild plans that do not fit this machine")
+    a = p.parse_args(argv)
+    try:
+        images = np.load(a.images, allow_pickle=False)
+        kwargs = {"rebuild": True} if a.rebuild_plans and a.backend == "tensorrt" else {}
+        det = BundleDetector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
+        res = det.predict(images, batch_size=a.batch_size)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tmp = f"{a.out}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **res.as_dict())
+    os.replace(tmp, a.out)
+    print(json.dumps({"images": len(res), "kernels": det.kernels.name, "backend": det.runner.name,
+                      "pred_score": [float(s) for s in res.pred_score]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
