@@ -67,15 +67,16 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(), help="config.json to start from instead of a preset.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.unet_iters=500.")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device to train on (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_root, out, preset, config_file, sets, categories, quiet):
+def train(data_root, out, preset, config_file, sets, categories, device, quiet):
     """Train the base model and the U-Net, then measure the fusion statistics."""
     from .data import DatasetError
     from .train import train as run
 
     cfg = _config(preset, config_file, sets)
     try:
-        run(data_root, out, cfg, _categories(categories), progress=not quiet)
+        run(data_root, out, cfg, _categories(categories), progress=not quiet, device=device)
     except (DatasetError, ValueError) as e:
         _fail(e)
 
@@ -94,14 +95,6 @@ def _expand_images(paths) -> list[Path]:
     if not files:
         raise click.BadParameter("no images found", param_hint="IMAGES")
     return files
-
-
-def _detector(model_dir, loop, seed):
-    from .checkpoint import load_checkpoint
-    from .pipeline import Detector
-
-    model = load_checkpoint(model_dir)
-    return Detector.from_model(model, loop=loop, seed=seed)
 
 
 _BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
@@ -256,32 +249,164 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
                f"`drdc detect --bundle {res.path} --backend {'tensorrt' if res.tensorrt else 'onnxruntime'} IMAGES`")
 
 
+def _knn_options(f):
+    f = click.option("--knn-bank-size", default=16384, show_default=True, type=click.IntRange(min=1),
+                     help="kNN: memory-bank patches kept.")(f)
+    f = click.option("--knn-sampling", default="greedy", show_default=True,
+                     type=click.Choice(["greedy", "random", "all"]),
+                     help="kNN: greedy coreset, random subset, or every training patch.")(f)
+    f = click.option("--knn-stride", default="8", show_default=True, type=click.Choice(["8", "16"]),
+                     help="kNN: patch grid S/stride (stride-8 and -16 stages either way).")(f)
+    return f
+
+
+def _knn_config(bank_size, sampling, stride, seed):
+    from .models.knn import KNNConfig
+
+    return KNNConfig(stride=int(stride), bank_size=bank_size, sampling=sampling, seed=seed).validate()
+
+
 @main.command(name="eval")
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
 @click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--out", default="drdc_eval", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--method", default="drdc", show_default=True, type=click.Choice(["drdc", "knn", "all"]),
+              help="drdc: base model and DRDC (one inference pass); knn: the PatchCore-style patch-kNN "
+                   "baseline on the model's frozen backbone, its bank built from the data's train/good; all: both.")
 @click.option("--loop", default="torch", show_default=True, type=click.Choice(["torch", "csrc"]))
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def evaluate_cmd(model_dir, data_root, categories, out, loop, batch_size, seed):
-    """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC."""
-    from .checkpoint import CheckpointError, atomic_write_text
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@_knn_options
+def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size, seed, device,
+                 knn_bank_size, knn_sampling, knn_stride):
+    """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC (vs kNN)."""
+    from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint
     from .data import DatasetError
-    from .evaluate import evaluate, report_html, save_results
+    from .evaluate import evaluate, fit_knn, report_html, save_results
+    from .pipeline import Detector
 
     try:
-        det = _detector(model_dir, loop, seed)
-        res = evaluate(det, data_root, _categories(categories), batch_size=batch_size)
+        model = load_checkpoint(model_dir)
+        det = Detector.from_model(model, device=device, loop=loop, seed=seed) if method != "knn" else None
+        knn, fit_s = None, 0.0
+        if method != "drdc":
+            t0 = time.perf_counter()
+            knn = fit_knn(model, data_root, _categories(categories),
+                          _knn_config(knn_bank_size, knn_sampling, knn_stride, seed), device, progress=True)
+            fit_s = time.perf_counter() - t0
+        res = evaluate(det, data_root, _categories(categories), batch_size=batch_size, knn=knn,
+                       knn_fit_seconds=fit_s)
     except (CheckpointError, DatasetError) as e:
         _fail(e)
     click.echo(res.markdown())
     meta = {"command": " ".join(sys.argv), "model": str(model_dir), "data": str(data_root),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": det.cfg.to_dict()}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": model.cfg.to_dict(),
+            "knn_config": knn.cfg.to_dict() if knn is not None else None,
+            "knn_seconds": res.knn.seconds if res.knn is not None else None}
     save_results(res, out, meta)
-    atomic_write_text(Path(out) / "report.html", report_html(res, "DRDC evaluation", det.stats,
+    atomic_write_text(Path(out) / "report.html", report_html(res, "DRDC evaluation", model.stats,
                                                              [f"model {model_dir}, data {data_root}"]))
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
+
+
+def _parse_factor(values: tuple[str, ...]) -> dict | None:
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not raw:
+            raise click.BadParameter(f"{item!r}: expected KEY=V1,V2,..., e.g. diffusion.t0=150,250,400",
+                                     param_hint="--factor")
+        try:
+            out[key] = tuple(json.loads(v) for v in raw.split(","))
+        except json.JSONDecodeError:
+            raise click.BadParameter(f"{item!r}: values must be numbers", param_hint="--factor") from None
+    return out
+
+
+def _invocation(ctx: click.Context) -> str:
+    """The command as given, for result files: options that differ from their defaults (--note and
+    --command-line, which change no result, left out)."""
+    import shlex
+
+    parts = ["drdc", ctx.info_name]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.name in ("notes", "commands"):  # documentation only: they change no result
+            continue
+        if v is None or v == p.default or (p.multiple and not v):
+            continue
+        opt = max(p.opts, key=len)
+        if getattr(p, "is_flag", False):
+            if v:
+                parts.append(opt)
+            continue
+        for item in (v if p.multiple else (v,)):
+            parts += [opt, shlex.quote(str(item))]
+    return " ".join(parts)
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
+@click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
+@click.option("--work", required=True, type=click.Path(),
+              help="Folder for the cached pieces (default pass, kNN maps, one file per variant); a re-run resumes.")
+@click.option("--results", "prefix", type=click.Path(),
+              help="Write <RESULTS>.md, <RESULTS>.json and <RESULTS>_examples_<defect>.png "
+                   "(e.g. benchmarks/results/magnetic_tile_cpu_2026-11-23).")
+@click.option("--report", type=click.Path(), help="Self-contained HTML report [default: <WORK>/report.html].")
+@click.option("--categories", help="Comma-separated categories (default: all found).")
+@click.option("--lams", default="0,0.5,0.9,1", show_default=True, help="λ values, re-blended post hoc.")
+@click.option("--factor", "factors", multiple=True, metavar="KEY=V1,V2",
+              help="An inference factor and its values (repeatable) [default: diffusion.num_sets=2,4 "
+                   "diffusion.num_steps=5,10,20 diffusion.t0=150,250,400].")
+@click.option("--grid", is_flag=True, help="Every combination of the factors instead of one at a time.")
+@click.option("--only", multiple=True, metavar="KEY",
+              help="Run only the variants of these factors in this call (the rest: cached or 'not run').")
+@click.option("--no-knn", is_flag=True, help="Skip the patch-kNN baseline.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Detector (mask and noise) and kNN seed.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@click.option("--title", default="DRDC on real data", show_default=True)
+@click.option("--note", "notes", multiple=True, help="A line for the notes (repeatable).")
+@click.option("--command-line", "commands", multiple=True,
+              help="A command to list in the results, e.g. the training command (repeatable; this one is added).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_knn_options
+def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn, batch_size,
+           seed, device, title, notes, commands, quiet, knn_bank_size, knn_sampling, knn_stride):
+    """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each)."""
+    from .ablation import machine_info, run_ablation, write_results
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+
+    try:
+        lam_values = tuple(float(v) for v in lams.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{lams!r}: comma-separated numbers", param_hint="--lams") from None
+    try:
+        res = run_ablation(model_dir, data_root, work, _categories(categories), lam_values, _parse_factor(factors),
+                           grid, list(only) or None, _knn_config(knn_bank_size, knn_sampling, knn_stride, seed),
+                           not no_knn, batch_size, device, seed, progress=not quiet, log=click.echo)
+    except (CheckpointError, DatasetError, KeyError, ValueError) as e:
+        _fail(e)
+    click.echo(res.eval.markdown())
+    train_report = Path(model_dir) / "train_report.json"
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(device),
+            "model": str(model_dir), "data": str(data_root),
+            "commands": [*commands, _invocation(click.get_current_context())], "notes": list(notes)}
+    if train_report.is_file():
+        meta["train_seconds"] = json.loads(train_report.read_text()).get("seconds")
+    report = report or str(Path(work) / "report.html")
+    if prefix:
+        files = write_results(res, prefix, meta, report, title=title)
+    else:
+        files = write_results(res, Path(work) / "results", meta, report, title=title)
+    for f in files:
+        click.echo(f"wrote {f}")
 
 
 @main.command()

@@ -106,7 +106,8 @@ def _bar(total: int, desc: str, progress: bool, initial: int = 0):
 
 @torch.no_grad()
 def _backbone_features(model: DRDCModel, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    return torch.cat([model.base.backbone(images[i:i + batch]) for i in range(0, len(images), batch)])
+    dev = next(model.parameters()).device
+    return torch.cat([model.base.backbone(images[i:i + batch].to(dev)) for i in range(0, len(images), batch)])
 
 
 def _train_base(model, feats, cfg, state, opts, report, progress, save) -> None:
@@ -167,11 +168,12 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
     model.unet.train()
     bar = _bar(tc.unet_iters, "diffusion U-Net", progress, state.info["unet_iter"])
     running = None
+    dev = next(model.unet.parameters()).device
     for it in range(state.info["unet_iter"], tc.unet_iters):
         torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)
         gen = torch.Generator().manual_seed(tc.seed * 7_919 + it)
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
-        inp, t, target = unet_batch(images[idx], cfg, ab, gen)
+        inp, t, target = (v.to(dev) for v in unet_batch(images[idx], cfg, ab, gen))
         loss = F.mse_loss(model.unet(inp, t), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,11 +193,12 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
 
 @torch.no_grad()
 def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progress: bool = False,
-              loop: str = "torch") -> None:
+              loop: str = "torch", device: str | torch.device | None = None) -> None:
     """Measure the fusion statistics on normal images and store them in the model."""
-    det = Detector.from_model(model, loop=loop)
+    device = device if device is not None else next(model.parameters()).device
+    det = Detector.from_model(model, device=device, loop=loop)
     out = det.predict(images, batch_size=batch_size, progress=progress)
-    model.stats = measure_stats(out.diff_map, out.base_map, model.cfg.fusion.lam, model.cfg.score_window)
+    model.stats = measure_stats(out.diff_map.cpu(), out.base_map.cpu(), model.cfg.fusion.lam, model.cfg.score_window)
 
 
 def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -206,7 +209,9 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], li
 
 
 def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> tuple[DRDCModel, TrainReport]:
+          progress: bool = True, log: Callable[[str], None] = print,
+          device: str | torch.device = "cpu") -> tuple[DRDCModel, TrainReport]:
+    """Train on ``device`` (the data stay on the CPU; batches travel); resumable, see the module doc."""
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +226,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
         f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
 
-    model = DRDCModel(cfg)
+    model = DRDCModel(cfg).to(device)
     opts = {
         "base": torch.optim.AdamW(model.base.transformer.parameters(), lr=tc.base_lr, weight_decay=tc.weight_decay),
         "unet": torch.optim.AdamW(model.unet.parameters(), lr=tc.unet_lr, weight_decay=tc.weight_decay),

@@ -175,6 +175,11 @@ def _dims(vi) -> list:
 def _constant_names(graph) -> set[str]:
     names = {i.name for i in graph.initializer}
     names |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    # The exporter shares identical initializers (e.g. the zero-initialised output
+    # convolutions of a fresh U-Net) through Identity nodes; TensorRT folds those.
+    for n in graph.node:  # nodes are topologically sorted
+        if n.op_type == "Identity" and n.input and n.input[0] in names:
+            names.update(n.output)
     return names
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check of the compiled core, for a machine with an NVIDIA GPU (H100/H200),
-# torch with CUDA, nvcc, cmake and pybind11, and no network. Under 10 minutes.
+# torch with CUDA, nvcc, cmake and pybind11, and no network.
 #
 #  1. builds and installs drdc_trt with the CUDA kernels for sm_90 (pip, or a
 #     plain CMake build staged on PYTHONPATH when scikit-build-core is absent);
@@ -8,12 +8,19 @@
 #     reference, C++ refiner vs the reference loop, CUDA graph replay), and the
 #     standalone CMake build + ctest (test_cuda, example_analytic_cuda);
 #  3. benchmarks the fused kernels against the eager PyTorch ops at N=64 rows
-#     of 224² (fp32 and fp16 network buffers).
-# Results: benchmarks/results/bench_kernels_cuda_<date>{,_fp16}.{json,md} and
+#     of 224² (fp32 and fp16 network buffers);
+#  4. runs drdc-bench: the whole pipeline on every backend available there
+#     (torch eager and torch-compiled, fp32 and bf16; onnxruntime / tensorrt rows
+#     say why they cannot run without onnxruntime-gpu / TensorRT), loops torch
+#     and csrc, batch 1/8/32, the fast and the paper U-Net at 224², each against
+#     the eager fp32 baseline. Each command is bounded (--budget-s 240, timeout 420 s).
+# Results: benchmarks/results/bench_kernels_cuda_<date>{,_fp16}.{json,md},
+# benchmarks/results/drdc_bench_cuda_{fast,paper}_<date>.{json,md} and
 # benchmarks/results/gpu_check_<date>.md (+ .log). Exit status: 0 when every
-# step passed.
+# step passed. Each step is under 10 minutes.
 #
-#   bash scripts/gpu_check.sh            # DRDC_CUDA_ARCHITECTURES=90 by default
+#   bash scripts/gpu_check.sh core; bash scripts/gpu_check.sh bench   # two ≤ 10-minute commands
+#   (DRDC_CUDA_ARCHITECTURES=90 by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -92,6 +99,12 @@ print(C.build_info, 'devices:', C.cuda_device_count(), 'torch', torch.__version_
 assert C.build_info['cuda'] and C.cuda_device_count() > 0 and torch.cuda.is_available()"
 cd "$ROOT"
 
+# PART (first argument) keeps each device command under 10 minutes:
+#   core  — build, CUDA tests, kernel benchmark (steps 1–3)
+#   bench — build, drdc-bench on the fast and paper sizes (steps 1, 4)
+#   all   — everything (default; over 10 minutes on one command)
+PART=${1:-all}
+if [ "$PART" != bench ]; then
 # ---------------------------------------------------------------- 2. tests
 # DRDC_REQUIRE_CUDA=1: the CUDA cases must run here; a skip would be an error.
 run "pytest csrc (CUDA cases)" 420 env DRDC_REQUIRE_CUDA=1 "${PYTEST[@]}" -p no:cacheprovider -q -rs \
@@ -105,7 +118,22 @@ cd /tmp
 run "bench fp32" 300 "$PY" "$ROOT/benchmarks/bench_kernels.py" --device cuda --out-dir "$OUT" --date "$DATE"
 run "bench fp16" 300 "$PY" "$ROOT/benchmarks/bench_kernels.py" --device cuda --net-dtype float16 --tag fp16 \
   --out-dir "$OUT" --date "$DATE"
+
+fi
+if [ "$PART" != core ]; then
+# ---------------------------------------------------------------- 4. drdc-bench (whole pipeline)
+# `python -m drdc_trt.bench` is the drdc-bench console script (also when the
+# package is staged on PYTHONPATH by the CMake fallback). --budget-s keeps each
+# command inside its timeout with its result files written; rows it had no time
+# for are listed as 'not run'.
+BENCH_ARGS=(--device cuda --backends torch,torch-compiled,onnxruntime,tensorrt --loop torch,csrc
+            --batch 1,8,32 --precision float32,bfloat16 --out "$OUT" --date "$DATE")
+run "drdc-bench fast (224², batch 1/8/32)" 420 "$PY" -m drdc_trt.bench --config fast "${BENCH_ARGS[@]}" \
+  --warmup-s 1 --min-iters 5 --max-seconds 2 --budget-s 240
+run "drdc-bench paper (224², batch 1/8/32)" 420 "$PY" -m drdc_trt.bench --config paper "${BENCH_ARGS[@]}" \
+  --warmup-s 1 --min-iters 3 --max-seconds 2 --budget-s 240
 cd "$ROOT"
+fi
 
 # ---------------------------------------------------------------- summary
 {
@@ -121,7 +149,8 @@ cd "$ROOT"
   echo "|---|---|---:|"
   printf '%s\n' "${STEPS[@]}"
   echo
-  for f in "$OUT/bench_kernels_cuda_$DATE.md" "$OUT/bench_kernels_cuda_${DATE}_fp16.md"; do
+  for f in "$OUT/bench_kernels_cuda_$DATE.md" "$OUT/bench_kernels_cuda_${DATE}_fp16.md" \
+           "$OUT/drdc_bench_cuda_fast_$DATE.md" "$OUT/drdc_bench_cuda_paper_$DATE.md"; do
     [ -f "$f" ] && { sed 's/^# /## /' "$f"; echo; }
   done
   echo "Full log: \`benchmarks/results/gpu_check_$DATE.log\`."

@@ -22,8 +22,6 @@ import torch
 from .timing import StageTimer
 
 LOOPS = ("torch", "csrc", "runtime")
-PRECISIONS = ("float32", "float16", "bfloat16")
-_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def unavailable(spec: EngineSpec, ctx: Context) -> str | None:
 
             import_tensorrt()
         except Exception as e:  # noqa: BLE001 - TensorRTUnavailable, or a broken install
-            return f"TensorRT is not installed or unusable ({str(e).split(':')[0]})"
+            return f"{str(e).split(':')[0]} (needs the tensorrt package, TensorRT >= 10, and an NVIDIA GPU)"
         if dev.type != "cuda":
             return "TensorRT runs on an NVIDIA GPU only (--device cuda)"
         if not _has("cuda") or not (_has("cuda.bindings") or _has("cuda.cudart")):

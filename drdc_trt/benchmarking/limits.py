@@ -27,8 +27,11 @@ MIB = 2**20
 
 # --------------------------------------------------------------------------- FLOPs
 def count_flops(fn, *args) -> int:
-    """FLOPs of one call ``fn(*args)`` as ``torch.utils.flop_counter`` counts them."""
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+    """FLOPs of one call ``fn(*args)`` as ``torch.utils.flop_counter`` counts them.
+
+    Grad mode stays as it is: FlopCounterMode's module tracker asserts on views of
+    parameters made under ``no_grad`` (the transformer's position embedding)."""
+    with FlopCounterMode(display=False) as fc:
         fn(*args)
     return int(fc.get_total_flops())
 
@@ -79,9 +82,9 @@ def gemm_rate(device, dtype: torch.dtype, n: int | None = None, seconds: float =
     device = torch.device(device)
     cuda = device.type == "cuda"
     n = n or (8192 if cuda else 2048)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(device, dtype)
-    b = torch.randn(n, n, generator=g).to(device, dtype)
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=g, device=device).to(dtype)
+    b = torch.randn(n, n, generator=g, device=device).to(dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
     m = measure(lambda: torch.matmul(a, b, out=out), Clock(device), warmup_s=0.2 if cuda else 0.0,
                 min_iters=3, max_seconds=seconds, max_iters=50)

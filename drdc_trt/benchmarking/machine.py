@@ -28,6 +28,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other work on the machine skews CPU timings)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _version(module: str) -> str:
     try:
         mod = importlib.import_module(module)
@@ -72,6 +80,7 @@ def environment(device: torch.device, argv: list[str] | None = None) -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": load_average(),
         "device": str(device),
         "versions": {
             "python": platform.python_version(),

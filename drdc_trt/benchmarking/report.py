@@ -26,9 +26,17 @@ def _num(v, digits: int = 2, suffix: str = "") -> str:
     return f"{v:.{digits}f}{suffix}"
 
 
+def _gbps(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.1f}" if v >= 10 else (f"{v:.2f}" if v >= 0.1 else f"{v:.2g}")
+
+
 def _pct(v) -> str:
     if v is None:
         return "—"
+    if v < 0.001:
+        return f"{100 * v:.2g}%"
     return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
 
 
@@ -42,13 +50,27 @@ def _ok(row: dict) -> bool:
     return row.get("status") == "ok"
 
 
+def _merged(rows: list[dict]) -> list[dict]:
+    """Rows for display: rows that did not run for the same reason (same engine, precision,
+    batch, status) become one row listing their loops."""
+    out: list[dict] = []
+    for r in rows:
+        prev = out[-1] if out else None
+        if (prev is not None and not _ok(r) and not _ok(prev)
+                and all(prev[k] == r[k] for k in ("engine", "precision", "batch", "status"))):
+            prev["loop"] = f"{prev['loop']}, {r['loop']}"
+            continue
+        out.append(dict(r))
+    return out
+
+
 def main_table(rep: dict) -> list[str]:
     lines = [
         "| engine | loop | precision | batch | p50 ms | p90 ms | p99 ms | mean ms | p50 ms / image | images/s "
         "| speed-up vs eager | TFLOP/s | of peak | peak mem MiB | iters |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rep["rows"]:
+    for r in _merged(rep["rows"]):
         name = r["engine"] + (" **(baseline)**" if r.get("baseline") else "")
         if not _ok(r):
             batch = "—" if r.get("batch") is None else str(r["batch"])
@@ -97,12 +119,12 @@ def step_table(rep: dict) -> list[str]:
     for op in ops:
         sh, t, c = op["shape"], op["torch"], op.get("csrc")
         if c:
-            fused = f"{_ms(c['median_ms'])} | {c['GBps']:.1f} | {_pct(c['GBps'] / copy)} " \
+            fused = f"{_ms(c['median_ms'])} | {_gbps(c['GBps'])} | {_pct(c['GBps'] / copy)} " \
                     f"| {_num(t['median_ms'] / c['median_ms'], 1, '×')}"
         else:
             fused = "not built | — | — | —"
         lines.append(f"| {sh['B']} | {sh['N']} | {sh['net_dtype']} | {op['bytes'] / 2**20:.1f} MiB "
-                     f"| {_ms(t['median_ms'])} | {t['GBps']:.1f} | {fused} |")
+                     f"| {_ms(t['median_ms'])} | {_gbps(t['GBps'])} | {fused} |")
     return lines
 
 
@@ -119,7 +141,8 @@ def markdown(rep: dict) -> str:
         f"# drdc-bench — {run['config_name']} on {env['device']}", "",
         f"- date: {env['date']}",
         f"- command: `{env['command']}`",
-        f"- machine: {where}",
+        f"- machine: {where}; load average (1/5/15 min) at start {env.get('load_average_at_start')}, at end "
+        f"{env.get('load_average_at_end')}",
         f"- versions: python {v['python']}, drdc_trt {v['drdc_trt']}, torch {v['torch']}, onnxruntime "
         f"{v['onnxruntime']}, onnx {v['onnx']}, tensorrt {v['tensorrt']}, numpy {v['numpy']}, timm {v['timm']}",
         f"- model: {run['model_source']}; S = {run['image_size']}, {run['rows_per_image']} rows per image, "
@@ -131,7 +154,7 @@ def markdown(rep: dict) -> str:
         f"- work: {fl['per_image'] / 1e9:.2f} GFLOP per image = U-Net {fl['unet_per_row'] / 1e9:.3f} GFLOP/row × "
         f"{fl['rows_per_image']} rows × {fl['steps']} steps + base {fl['base_per_image'] / 1e9:.3f} GFLOP "
         "(torch.utils.flop_counter)",
-        f"- ceilings measured in this run: dense GEMM {peaks}; memory copy "
+        f"- ceilings measured in this run (best of its start and end): dense GEMM {peaks}; memory copy "
         f"{lim['copy_bandwidth']['GBps']:.1f} GB/s",
         "",
         "## Latency, throughput, memory", "",

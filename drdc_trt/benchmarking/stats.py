@@ -42,7 +42,7 @@ def summarize(latencies_ms: Sequence[float], batch: int) -> dict:
     out = {"iterations": n, "mean_ms": mean, "std_ms": std, "min_ms": min(xs), "max_ms": max(xs)}
     for q in PERCENTILES:
         out[f"p{q}_ms"] = percentile(xs, q)
-    out["per_image"] = {k: v / batch for k, v in out.items() if k.endswith("_ms")}
+    out["per_image"] = {k: out[k] / batch for k in ("mean_ms", *(f"p{q}_ms" for q in PERCENTILES))}
     out["throughput_ips"] = batch / (mean * 1e-3) if mean > 0 else math.inf
     return out
 

@@ -13,7 +13,6 @@ the latency of one batch, launch gaps included); on the CPU it is
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -208,7 +207,3 @@ class MemoryProbe:
             out["peak_mib"], out["peak_kind"] = out["host_peak_rss_mib"], "peak RSS (getrusage)"
         return out
 
-
-def cpu_threads() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads()}

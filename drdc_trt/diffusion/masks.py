@@ -11,49 +11,13 @@ from typing import Sequence
 
 import torch
 
-_M64 = (1 << 64) - 1
-
-
-def splitmix64(state: int) -> tuple[int, int]:
-    """One SplitMix64 step: (new state, 64-bit output)."""
-    state = (state + 0x9E3779B97F4A7C15) & _M64
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return state, z ^ (z >> 31)
-
-
-def cell_sets(num_cells: int, num_sets: int, seed: int) -> list[int]:
-    """Set index of every cell: a seeded Fisher–Yates shuffle, then position mod K.
-
-    Sets are as equal in size as the cell count allows (uniform random partition).
-    """
-    perm = list(range(num_cells))
-    state = seed & _M64
-    for i in range(num_cells - 1, 0, -1):
-        state, r = splitmix64(state)
-        j = r % (i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-    sets = [0] * num_cells
-    for pos, cell in enumerate(perm):
-        sets[cell] = pos % num_sets
-    return sets
-
-
-def spec_seed(seed: int, spec_index: int) -> int:
-    return (seed ^ (0x632BE59BD9B4E019 * (spec_index + 1))) & _M64
+from .. import gridsets
+from ..gridsets import cell_sets, spec_seed, splitmix64  # noqa: F401  (re-exported)
 
 
 def grid_labels(size: int, grid_sizes: Sequence[int], num_sets: int, seed: int = 0) -> torch.Tensor:
     """J×S×S int32 label maps: labels[j, y, x] = set of the cell (y // g_j, x // g_j)."""
-    out = torch.empty(len(grid_sizes), size, size, dtype=torch.int32)
-    for j, g in enumerate(grid_sizes):
-        if size % g:
-            raise ValueError(f"grid cell size {g} does not divide image size {size}")
-        n = size // g
-        sets = torch.tensor(cell_sets(n * n, num_sets, spec_seed(seed, j)), dtype=torch.int32)
-        out[j] = sets.view(n, n).repeat_interleave(g, 0).repeat_interleave(g, 1)
-    return out
+    return torch.from_numpy(gridsets.grid_labels(size, grid_sizes, num_sets, seed))
 
 
 def random_known_masks(batch: int, size: int, grid_sizes: Sequence[int], set_counts: Sequence[int],

@@ -135,8 +135,12 @@ class Backbone(nn.Module):
         # Frozen: batch-norm statistics never update.
         return super().train(False)
 
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage maps (strides 2, 4, 8, 16) at their own resolution."""
+        return self.net(x * self.in_scale + self.in_shift)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.net(x * self.in_scale + self.in_shift)
+        feats = self.stages(x)
         size = (self.feature_size, self.feature_size)
         feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
                  for f in feats]

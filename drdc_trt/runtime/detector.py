@@ -20,7 +20,7 @@ import numpy as np
 from drdc_trt.export.bundle import Bundle, load_bundle
 
 from .kernels import CsrcKernels, image_score, make_kernels, normalised
-from .masks import grid_labels
+from ..gridsets import grid_labels
 from .schedule import alphas_cumprod, coefficients, ddim_timesteps
 
 RUNTIME_BACKENDS = ("onnxruntime", "tensorrt")

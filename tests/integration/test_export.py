@@ -249,3 +249,17 @@ def test_dynamo_exporter_unet(tiny_checkpoint, tmp_path):
 def test_manifest_is_plain_json(exported):
     text = (exported[0] / MANIFEST).read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in the manifest"))
+
+
+def test_export_of_a_freshly_initialised_model_passes_the_checks(tmp_path):
+    """A fresh U-Net has identical all-zero output convolutions, which the exporter
+    shares through Identity nodes; they are still constant weights."""
+    from drdc_trt.config import preset
+    from drdc_trt.export.onnx_export import export_unet, tensorrt_problems
+    from drdc_trt.models import DRDCModel
+
+    import onnx
+
+    path = tmp_path / "unet.onnx"
+    export_unet(DRDCModel(preset("tiny")), path)
+    assert tensorrt_problems(onnx.load(str(path))) == []

@@ -13,21 +13,15 @@ import torch
 from drdc_trt import ops
 from drdc_trt.diffusion import Schedule, ddim_timesteps, grid_labels
 from drdc_trt.runtime import kernels as K
-from drdc_trt.runtime.masks import grid_labels as np_grid_labels
+from drdc_trt.gridsets import grid_labels as np_grid_labels
 from drdc_trt.runtime.schedule import alphas_cumprod, coefficients
 from drdc_trt.runtime.schedule import ddim_timesteps as np_ddim_timesteps
 
 ATOL = 2e-6
 
 
-@pytest.mark.parametrize("size, grids, sets, seed", [(32, (4, 8), 2, 0), (64, (8, 16), 3, 12345),
-                                                     (48, (4, 6, 12), 2, 2**63 + 7)])
-def test_labels_are_identical_to_the_torch_generator(size, grids, sets, seed):
-    np.testing.assert_array_equal(np_grid_labels(size, grids, sets, seed), grid_labels(size, grids, sets, seed).numpy())
-
-
 def test_labels_known_answer():
-    from drdc_trt.runtime.masks import cell_sets, splitmix64
+    from drdc_trt.gridsets import cell_sets, splitmix64
 
     # SplitMix64's published first output for seed 0
     assert splitmix64(0) == (0x9E3779B97F4A7C15, 0xE220A8397B1DCDAF)

@@ -43,7 +43,6 @@ def _aupro_brute(gt, amap, limit=0.3):
         pts.append((fpr, pro))
     f = np.array([p[0] for p in pts])
     p = np.array([p[1] for p in pts])
-    grid = np.linspace(0, limit, 20001)
     # the curve is a step-wise linear path; sample it along fpr with the last pro at each fpr
     keep = np.r_[np.diff(f) > 0, True]
     fu, pu = f[keep], p[keep]

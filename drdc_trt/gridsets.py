@@ -1,6 +1,8 @@
-"""Test-time grid labels without torch: the SplitMix64 + Fisher–Yates generator of
-``drdc_trt.diffusion.masks`` (and of the C++ core), copied here so that the deploy
-runtime draws the very same sets from the same seed without importing torch.
+"""Test-time grid labels: a portable integer generator (SplitMix64 + Fisher–Yates).
+
+numpy only, so that the torch-free deploy runtime and the PyTorch method share it;
+the C++ core implements the same algorithm and draws the very same sets from the
+same seed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def splitmix64(state: int) -> tuple[int, int]:
 
 
 def cell_sets(num_cells: int, num_sets: int, seed: int) -> list[int]:
-    """Set index of every cell: a seeded Fisher–Yates shuffle, then position mod K."""
+    """Set index of every cell: a seeded Fisher–Yates shuffle, then position mod K.
+
+    Sets are as equal in size as the cell count allows (uniform random partition).
+    """
     perm = list(range(num_cells))
     state = seed & _M64
     for i in range(num_cells - 1, 0, -1):

@@ -1,0 +1,459 @@
+"""Quality study of one trained model: base vs DRDC vs the patch-kNN baseline, and
+an ablation of the inference settings — all without retraining.
+
+* λ (fusion weight): post hoc from the raw maps of one inference pass
+  (``fusion.normalised_blend``), free.
+* K (``diffusion.num_sets``), DDIM steps (``diffusion.num_steps``) and t0
+  (``diffusion.t0``): one inference pass each, with a new ``Detector`` on the
+  loaded model and ``cfg.replace(**{key: value})``. The normalisation statistics
+  of the diffusion map depend on these settings, so each variant is first
+  re-calibrated on the held-out normal images the model was calibrated on (the
+  split of ``train.train``), then evaluated on the test split.
+* By default one factor at a time around the model's own setting; ``grid=True``
+  runs the full product.
+
+Every finished piece (the default pass, the kNN maps, each variant) is cached
+under ``work`` with a fingerprint of the model and data, so an interrupted run —
+or a run split into several short commands with ``only`` — picks up where it
+stopped. ``write_results`` writes the Markdown + JSON result files, the HTML
+report and PNG example grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from safetensors.torch import load_file
+
+from . import ops, viz
+from .checkpoint import CONFIG, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text, load_checkpoint
+from .data import Loaded, load_split
+from .evaluate import COLUMNS, KNN, EvalResult, KNNOutput, example_rows, fit_knn, method_outputs, report_html, table
+from .fusion import FusionStats, measure_stats, normalised_blend
+from .pipeline import Detector, InferenceBatch
+from .train import split_calibration
+
+LAMBDAS = (0.0, 0.5, 0.9, 1.0)
+FACTORS: dict[str, tuple] = {
+    "diffusion.num_sets": (2, 4),
+    "diffusion.num_steps": (5, 10, 20),
+    "diffusion.t0": (150, 250, 400),
+}
+SHORT = {"diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0", "fusion.lam": "λ"}
+DIFF_ONLY = "diffusion only (λ=1)"
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, part):
+            raise KeyError(f"unknown config key {key!r}")
+        node = getattr(node, part)
+    return node
+
+
+def label(changes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{SHORT.get(k, k)}={v}" for k, v in changes.items()) or "default"
+
+
+def variant_changes(cfg, factors: Mapping[str, Sequence], grid: bool = False) -> list[dict[str, Any]]:
+    """The settings to run besides the model's own: one factor at a time (each
+    value that differs from the model's), or every combination (``grid``)."""
+    default = {k: _get(cfg, k) for k in factors}
+    if grid:
+        combos = [dict(zip(factors, vals)) for vals in itertools.product(*factors.values())]
+        return [{k: v for k, v in c.items() if v != default[k]} for c in combos if c != default]
+    return [{k: v} for k, vals in factors.items() for v in vals if v != default[k]]
+
+
+def _slug(changes: Mapping[str, Any]) -> str:
+    return "_".join(f"{k.replace('.', '-')}={v}" for k, v in changes.items()) or "default"
+
+
+def _clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+# ----------------------------------------------------------------- the study
+@dataclass
+class AblationResult:
+    eval: EvalResult                      # default pass (+ kNN) on the test split
+    stats: FusionStats
+    cfg: Any                              # the model's ModelConfig
+    lam_rows: list[dict]                  # DRDC at each λ (mean rows + per category)
+    variants: list[dict]                  # per variant: label, changes, rows, stats, seconds (or status)
+    seconds: dict[str, float] = field(default_factory=dict)
+    knn_cfg: dict | None = None
+
+
+class _Cache:
+    """Finished pieces under ``work``, valid only for the same model, data and settings."""
+
+    def __init__(self, work: Path, fingerprint: str):
+        self.dir = Path(work)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fp = fingerprint
+
+    def get_json(self, name: str) -> dict | None:
+        p = self.dir / f"{name}.json"
+        if not p.is_file():
+            return None
+        d = json.loads(p.read_text())
+        return d if d.get("fingerprint") == self.fp else None
+
+    def put_json(self, name: str, d: dict) -> None:
+        atomic_write_text(self.dir / f"{name}.json", json.dumps(_clean({**d, "fingerprint": self.fp}), indent=2))
+
+    def get_tensors(self, name: str) -> dict[str, torch.Tensor] | None:
+        meta = self.get_json(name)
+        p = self.dir / f"{name}.safetensors"
+        return load_file(str(p)) if meta is not None and p.is_file() else None
+
+    def put_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        atomic_save_tensors(tensors, self.dir / f"{name}.safetensors")
+        self.put_json(name, meta)  # the JSON last: it says the tensors are complete
+
+
+def _fingerprint(model_dir: Path, test: Loaded, calib_names: Sequence[str], extra: Mapping) -> str:
+    h = hashlib.sha256()
+    for name in (WEIGHTS, CONFIG, STATS):
+        h.update((Path(model_dir) / name).read_bytes())
+    h.update(json.dumps([str(s.path.name) + s.defect for s in test.samples]).encode())
+    h.update(json.dumps(list(calib_names)).encode())
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _lam_rows(out: InferenceBatch, stats: FusionStats, data: Loaded, lams: Sequence[float], window: int) -> list[dict]:
+    methods = {}
+    for lam in lams:
+        m = normalised_blend(out.diff_map, out.base_map, stats, float(lam))
+        methods[f"λ={lam:g}"] = (ops.image_score(m, window), m)
+    return table(data, methods)
+
+
+def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
+                 categories: Sequence[str] | None = None, lams: Sequence[float] = LAMBDAS,
+                 factors: Mapping[str, Sequence] | None = None, grid: bool = False,
+                 only: Sequence[str] | None = None, knn_cfg=None, with_knn: bool = True,
+                 batch_size: int = 8, device: str = "cpu", seed: int = 0, progress: bool = False,
+                 log: Callable[[str], None] = print) -> AblationResult:
+    """Run (or resume) the study; see the module docstring. ``only``: run just the
+    variants that change these factor keys in this call (the others are reported
+    from the cache if there, else as not run)."""
+    from .backends.torch_backend import TorchRunner
+    from .models.knn import KNNConfig
+
+    factors = dict(FACTORS if factors is None else factors)
+    model_dir = Path(model_dir)
+    model = load_checkpoint(model_dir)
+    cfg, stats = model.cfg, model.stats
+    for k in factors:
+        _get(cfg, k)  # unknown keys fail here, before any work
+    knn_cfg = (knn_cfg or KNNConfig()) if with_knn else None
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    test = load_split(data_root, "test", cfg.image_size, categories, progress=progress)
+    train_data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
+    _, calib_idx = split_calibration(len(train_data), cfg.train.calib_fraction, cfg.train.seed)
+    calib = train_data.images[calib_idx] if calib_idx else train_data.images
+    seconds["load_data"] = time.perf_counter() - t0
+    log(f"data: {len(test)} test images, {len(calib)} calibration images, {len(train_data)} train/good")
+    cache = _Cache(Path(work), _fingerprint(model_dir, test, [train_data.samples[i].path.name for i in calib_idx],
+                                            {"seed": seed, "size": cfg.image_size}))
+    runner = TorchRunner(model, device)
+
+    # -- default pass: base model and DRDC at the model's own settings
+    fields = ("pred_score", "pred_label", "anomaly_map", "pred_mask", "base_map", "diff_map", "base_score")
+    cached = cache.get_tensors("default_pass")
+    if cached is not None:
+        out = InferenceBatch(*(cached[f] for f in fields))
+        seconds["default_pass"] = cache.get_json("default_pass")["seconds"]
+        log("default pass: from cache")
+    else:
+        det = Detector(cfg, runner, stats, device, seed=seed)
+        t0 = time.perf_counter()
+        out = det.predict(test.images, batch_size=batch_size, progress=progress)
+        out = InferenceBatch(*(getattr(out, f).cpu() for f in fields))
+        seconds["default_pass"] = time.perf_counter() - t0
+        cache.put_tensors("default_pass", {f: getattr(out, f).contiguous() for f in fields},
+                          {"seconds": seconds["default_pass"]})
+        log(f"default pass: {seconds['default_pass']:.0f} s")
+
+    # -- kNN baseline
+    knn_out = None
+    if knn_cfg is not None:
+        name = "knn_" + hashlib.sha256(json.dumps(knn_cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        cached = cache.get_tensors(name)
+        if cached is not None:
+            meta = cache.get_json(name)
+            knn_out = KNNOutput(cached["scores"], cached["maps"], meta["map_mean"], meta["map_std"], meta["seconds"])
+            log("kNN: from cache")
+        else:
+            t0 = time.perf_counter()
+            knn = fit_knn(model, data_root, categories, knn_cfg, device, train_data=train_data)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            scores, maps = knn.predict(test.images)
+            knn_out = KNNOutput(scores, maps, knn.map_mean, knn.map_std, fit_s + time.perf_counter() - t0)
+            cache.put_tensors(name, {"scores": scores.contiguous(), "maps": maps.contiguous()},
+                              {"map_mean": knn.map_mean, "map_std": knn.map_std, "seconds": knn_out.seconds,
+                               "fit_seconds": fit_s, "bank_size": int(knn.bank.shape[0]),
+                               "patches_seen": knn.num_patches_seen, "config": knn_cfg.to_dict()})
+            log(f"kNN: bank {knn.bank.shape[0]} of {knn.num_patches_seen} patches, {knn_out.seconds:.0f} s")
+        seconds["knn"] = knn_out.seconds
+
+    methods = method_outputs(out, stats, cfg.fusion.lam, cfg.score_window, knn_out)
+    result = EvalResult(test, out, table(test, methods), seconds["default_pass"], knn_out)
+    lam_rows = _lam_rows(out, stats, test, lams, cfg.score_window)
+
+    # -- inference-setting variants (each: calibration pass + test pass)
+    variants = []
+    for changes in variant_changes(cfg, factors, grid):
+        name = "variant_" + _slug(changes)
+        entry = cache.get_json(name)
+        if entry is None and (only is None or set(changes) & set(only)):
+            vcfg = cfg.replace(**changes)
+            det = Detector(vcfg, runner, FusionStats(), device, seed=seed)
+            t0 = time.perf_counter()
+            c = det.predict(calib, batch_size=batch_size, progress=progress)
+            det.stats = measure_stats(c.diff_map.cpu(), c.base_map.cpu(), vcfg.fusion.lam, vcfg.score_window)
+            t_cal = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            v = det.predict(test.images, batch_size=batch_size, progress=progress)
+            t_test = time.perf_counter() - t0
+            v = InferenceBatch(*(getattr(v, f).cpu() for f in fields))
+            diff_only = normalised_blend(v.diff_map, v.base_map, det.stats, 1.0)
+            rows = table(test, {"DRDC": (v.pred_score, v.anomaly_map),
+                                DIFF_ONLY: (ops.image_score(diff_only, vcfg.score_window), diff_only)})
+            entry = {"label": label(changes), "changes": changes, "rows": rows,
+                     "stats": json.loads(det.stats.to_json()),
+                     "seconds": {"calibration": t_cal, "test": t_test},
+                     "per_image_ms": 1000 * t_test / len(test)}
+            cache.put_json(name, entry)
+            log(f"{label(changes)}: DRDC image AUROC {100 * _mean(rows, 'DRDC')['image_AUROC']:.1f} "
+                f"({t_cal + t_test:.0f} s)")
+        elif entry is not None:
+            log(f"{label(changes)}: from cache")
+        variants.append(entry or {"label": label(changes), "changes": changes, "status": "not run"})
+    return AblationResult(result, stats, cfg, lam_rows, variants, seconds,
+                          knn_cfg.to_dict() if knn_cfg is not None else None)
+
+
+# ----------------------------------------------------------------- output
+def _mean(rows: Sequence[dict], method: str) -> dict | None:
+    return next((r for r in rows if r["category"] == "mean" and r["method"] == method), None)
+
+
+def _pct(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def per_defect_rows(res: AblationResult) -> list[dict]:
+    """Each method on each defect type alone: that type's images against all good test
+    images (image AUROC, pixel AUROC, AUPRO), plus the defect-area median (% of the image)."""
+    from . import metrics
+
+    ev, cfg = res.eval, res.cfg
+    methods = method_outputs(ev.out, res.stats, cfg.fusion.lam, cfg.score_window, ev.knn)
+    data = ev.data
+    good = [i for i, s in enumerate(data.samples) if s.defect == "good"]
+    rows = []
+    for defect in sorted({s.defect for s in data.samples} - {"good"}):
+        own = [i for i, s in enumerate(data.samples) if s.defect == defect]
+        idx = good + own
+        area = data.masks[own, 0].flatten(1).mean(1).median().item()
+        for name, (scores, maps) in methods.items():
+            rows.append({"defect": defect, "images": len(own), "median_area_pct": 100 * area, "method": name,
+                         "image_AUROC": metrics.auroc(data.labels[idx], scores[idx]),
+                         "pixel_AUROC": metrics.auroc(data.masks[idx, 0] > 0.5, maps[idx]),
+                         "AUPRO": metrics.aupro(data.masks[idx, 0] > 0.5, maps[idx])})
+    return rows
+
+
+def per_defect_markdown(rows: Sequence[dict]) -> str:
+    lines = ["| defect | images | median area % | method | image_AUROC | pixel_AUROC | AUPRO |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['defect']} | {r['images']} | {r['median_area_pct']:.2f} | {r['method']} | "
+                     f"{_pct(r['image_AUROC'])} | {_pct(r['pixel_AUROC'])} | {_pct(r['AUPRO'])} |")
+    return "\n".join(lines)
+
+
+def ablation_rows(res: AblationResult) -> list[dict]:
+    """One row per setting (mean over categories): DRDC and the diffusion map alone."""
+    cfg = res.cfg
+    d = cfg.diffusion
+    default = f"default (K={d.num_sets}, steps={d.num_steps}, t0={d.t0}, λ={cfg.fusion.lam:g})"
+    rows = []
+    drdc = _mean(res.eval.rows, "DRDC")
+    lam1 = _mean(res.lam_rows, "λ=1")
+    ms = 1000 * res.seconds["default_pass"] / len(res.eval.data)
+    rows.append({"setting": default, "method": "DRDC", **{k: drdc[k] for k in COLUMNS[2:]}, "ms_per_image": ms})
+    if lam1:
+        rows.append({"setting": default, "method": DIFF_ONLY, **{k: lam1[k] for k in COLUMNS[2:]},
+                     "ms_per_image": ms})
+    for lam in [r for r in res.lam_rows if r["category"] == "mean"]:
+        rows.append({"setting": f"λ={lam['method'][2:]} (post hoc)", "method": "DRDC",
+                     **{k: lam[k] for k in COLUMNS[2:]}, "ms_per_image": None})
+    for v in res.variants:
+        if "rows" not in v:
+            rows.append({"setting": v["label"], "method": "not run", "ms_per_image": None})
+            continue
+        for method in ("DRDC", DIFF_ONLY):
+            r = _mean(v["rows"], method)
+            rows.append({"setting": v["label"], "method": method, **{k: r[k] for k in COLUMNS[2:]},
+                         "ms_per_image": v["per_image_ms"]})
+    return rows
+
+
+ABL_COLUMNS = ["setting", "method", *COLUMNS[2:], "ms_per_image"]
+
+
+def ablation_markdown(rows: Sequence[dict]) -> str:
+    lines = ["| " + " | ".join(ABL_COLUMNS) + " |", "|" + "---|" * len(ABL_COLUMNS)]
+    for r in rows:
+        cells = [str(r["setting"]), str(r["method"])] + [_pct(r.get(k)) for k in COLUMNS[2:]]
+        cells.append("–" if r.get("ms_per_image") is None else f"{r['ms_per_image']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_html(rows: Sequence[dict]) -> str:
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ABL_COLUMNS)
+    body = []
+    for r in rows:
+        cells = [html.escape(str(r["setting"])), html.escape(str(r["method"]))]
+        cells += [_pct(r.get(k)) for k in COLUMNS[2:]]
+        cells.append("–" if r.get("ms_per_image") is None else f"{r['ms_per_image']:.0f}")
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def pick_examples(data: Loaded, defect: str, n: int, scores: torch.Tensor | None = None) -> list[int]:
+    """``n`` images of a defect type spread over the type's list (deterministic)."""
+    idx = [i for i, s in enumerate(data.samples) if s.defect == defect]
+    if len(idx) <= n:
+        return idx
+    return [idx[round(j * (len(idx) - 1) / max(1, n - 1))] for j in range(n)]
+
+
+def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, Any],
+                  report: str | Path | None = None, png_defects: Sequence[str] = ("blowhole", "crack", "uneven"),
+                  png_per_type: int = 4, title: str = "DRDC on real data") -> list[Path]:
+    """``<prefix>.md`` and ``<prefix>.json`` (+ ``<prefix>_examples_<defect>.png``),
+    and the self-contained HTML report at ``report``. Returns the files written."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    abl = ablation_rows(res)
+    cfg = res.cfg
+    notes = list(meta.get("notes", ()))
+    main_md = res.eval.markdown()
+    md = [f"# {title}", ""]
+    md += [f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
+    m = meta.get("machine", {})
+    if m:
+        md.append("- machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+    if meta.get("data"):
+        md.append(f"- data: `{meta['data']}` ({len(res.eval.data)} test images)")
+    md.append(f"- model: `{meta.get('model', '')}`, image size {cfg.image_size}, U-Net width "
+              f"{cfg.unet.model_channels} (channel_mult {list(cfg.unet.channel_mult)}), transformer "
+              f"{cfg.transformer.hidden_dim}-d {cfg.transformer.num_encoder_layers}+{cfg.transformer.num_decoder_layers} "
+              f"layers, backbone {cfg.backbone.name}; trained {cfg.train.base_epochs} base epochs + "
+              f"{cfg.train.unet_iters} U-Net iterations (batch {cfg.train.batch_size}, crop {cfg.train.crop_size or 'none'}, "
+              f"objective {cfg.diffusion.objective})")
+    md.append(f"- inference: K={cfg.diffusion.num_sets}, grids {list(cfg.diffusion.grid_sizes)}, "
+              f"{cfg.diffusion.num_steps} DDIM steps from t0={cfg.diffusion.t0}, pool factors "
+              f"{list(cfg.fusion.pool_factors)}, mean filter {cfg.fusion.mean_filter}, λ={cfg.fusion.lam:g}, "
+              f"score window {cfg.score_window}")
+    if res.knn_cfg:
+        k = res.knn_cfg
+        md.append(f"- kNN baseline: same frozen backbone, stages at strides {list(k['layers'])}, "
+                  f"{k['local']}×{k['local']} local average, grid S/{k['stride']}, "
+                  f"{k['sampling']} bank of {k['bank_size']} patches (seed {k['seed']})")
+    if meta.get("train_seconds"):
+        md.append("- training time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in meta["train_seconds"].items()))
+    md.append("- evaluation time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in res.seconds.items()))
+    if meta.get("commands"):
+        md += ["", "Commands:", "", "```", *meta["commands"], "```"]
+    md += ["", "## Base vs DRDC vs kNN (%)", "", main_md, "", "## Ablation (one trained model, %)", "",
+           "Mean over categories. λ rows re-blend the raw maps of the default pass (free); every other row is "
+           "its own inference pass, re-calibrated on the held-out normal images before the test pass. "
+           "`diffusion only (λ=1)` scores the diffusion map alone. ms_per_image: test pass, one process.", "",
+           ablation_markdown(abl)]
+    per_defect = per_defect_rows(res) if res.eval.out is not None else []
+    if per_defect:
+        md += ["", "## Per defect type (default settings, %)", "",
+               "Each defect type's images against all good test images.", "", per_defect_markdown(per_defect)]
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    pngs = []
+    for defect in png_defects:
+        idx = pick_examples(res.eval.data, defect, png_per_type)
+        if not idx:
+            continue
+        rows, headers, caps = example_rows(res.eval, res.stats, idx)
+        scale = max(1, 128 // res.eval.data.images.shape[-1])
+        p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
+        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth"))
+        pngs.append(p)
+    if pngs:
+        md += ["", "## Examples", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    atomic_write_text(prefix.with_suffix(".md"), "\n".join(md) + "\n")
+    payload = {**{k: v for k, v in meta.items()}, "config": cfg.to_dict(), "knn_config": res.knn_cfg,
+               "stats": json.loads(res.stats.to_json()), "rows": res.eval.rows, "lambda_rows": res.lam_rows,
+               "ablation": abl, "per_defect": per_defect, "variants": res.variants, "seconds": res.seconds}
+    atomic_write_text(prefix.with_suffix(".json"), json.dumps(_clean(payload), indent=2, default=str))
+    written += [prefix.with_suffix(".md"), prefix.with_suffix(".json"), *pngs]
+    if report is not None:
+        report = Path(report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        head = [f"{k}: {v}" for k, v in (("date", meta.get("date")), ("data", meta.get("data")),
+                                          ("model", meta.get("model"))) if v]
+        if m:
+            head.append("machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+        extra = ["<h2>Ablation (one trained model, %)</h2><p class='note'>λ rows re-blend the default pass; "
+                 "other rows are separate inference passes, each re-calibrated.</p>", ablation_html(abl)]
+        if per_defect:
+            extra += ["<h2>Per defect type (default settings, %)</h2>",
+                      viz.metrics_table(per_defect, ["defect", "images", "method", "image_AUROC", "pixel_AUROC",
+                                                     "AUPRO"])]
+        atomic_write_text(report, report_html(res.eval, title, res.stats, head + notes, extra_sections=extra))
+        written.append(report)
+    return written

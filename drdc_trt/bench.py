@@ -1,0 +1,177 @@
+"""``drdc-bench``: latency, throughput and memory of every engine against PyTorch, side by side.
+
+One run measures, at each batch size, the plain PyTorch eager fp32 pipeline
+(DDIM loop in Python — the baseline) and every requested engine (backend ×
+DDIM loop × precision), each row's speed-up against that baseline, where the
+time goes (base / U-Net / in-between / fusion), and how far each row is from
+the device's limits (FLOPs counted with torch.utils.flop_counter against a GEMM
+rate and a copy bandwidth measured in the same run). Engines that cannot run
+here are listed with the reason. The implementation lives in
+``drdc_trt.benchmarking``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
+LOOPS = ("torch", "csrc", "runtime")
+PRECISIONS = ("float32", "float16", "bfloat16")
+PRESETS = ("tiny", "small", "fast", "paper")
+
+# Defaults per device: finish in a few minutes on a 2-core CPU; cover batching on a GPU.
+DEFAULTS = {
+    "cpu": {"config": "small", "batch": "1,8", "precision": "float32", "warmup_s": 0.0, "min_iters": 3,
+            "max_seconds": 10.0},
+    "cuda": {"config": "fast", "batch": "1,8,32", "precision": "float32,bfloat16", "warmup_s": 1.0,
+             "min_iters": 10, "max_seconds": 5.0},
+}
+
+EPILOG = """\
+defaults (when an option is not given):
+  device       cuda when torch sees a GPU, else cpu
+  on cpu:      --config small (its native 64x64, 5 DDIM steps) --batch 1,8 --precision float32
+               --warmup-s 0 (one untimed call) --min-iters 3 --max-seconds 10
+               (3-5 minutes on a 2-core CPU)
+  on cuda:     --config fast (224x224, 10 DDIM steps) --batch 1,8,32 --precision float32,bfloat16
+               --warmup-s 1 --min-iters 10 --max-seconds 5
+  --backends   torch,torch-compiled,onnxruntime,tensorrt   --loop torch,csrc
+  --steps / --size: the config's own; --out benchmarks/results
+
+the model: with --config a randomly initialised model of that preset (no checkpoint needed;
+latency does not depend on the weights); with --bundle B the engines run the bundle and the
+torch rows a random-init model of its config (or --model CKPT's weights).
+
+rows: the baseline (torch eager fp32, loop torch) is measured in every run at every batch;
+onnxruntime and tensorrt need --bundle; engines that cannot run here (no bundle, no GPU,
+TensorRT or onnxruntime-gpu not installed, torch-compiled on a CPU - whose runner would just
+fall back to eager PyTorch) are listed as 'not available: <reason>'.
+loop torch: DDIM loop in Python with the PyTorch reference ops; csrc: the C++ refiner with the
+fused kernels; runtime: the torch-free bundle runtime (engine backends only).
+
+method: warm-up for --warmup-s seconds (at least one call), then calls until --min-iters calls
+and --max-seconds seconds (at most --max-iters); CUDA events on the GPU, perf_counter on the CPU.
+
+examples:
+  drdc-bench                                             # CPU defaults above
+  drdc-bench --config tiny --batch 1 --max-seconds 2     # seconds
+  drdc-bench --bundle B --loop torch,csrc,runtime        # onnxruntime vs eager PyTorch
+  drdc-bench --device cuda --config paper --batch 1,8 --max-seconds 10
+results: <out>/drdc_bench_<device>_<config>_<date>[_<tag>].json and .md
+"""
+
+
+def _csv(kind, choices=None):
+    def parse(text: str):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{kind}: give at least one value")
+        if choices:
+            bad = [s for s in items if s not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{kind}: unknown {bad}; choose from {','.join(choices)}")
+        return tuple(dict.fromkeys(items))
+
+    return parse
+
+
+def _batches(text: str):
+    try:
+        out = tuple(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch {text!r}: comma-separated integers, e.g. 1,8,32") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--batch {text!r}: sizes must be >= 1")
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="drdc-bench", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--bundle", metavar="B", help="bundle folder from `drdc export` (engines onnxruntime, tensorrt)")
+    src.add_argument("--config", choices=PRESETS, help="preset of a random-init model [cpu: small, cuda: fast]")
+    p.add_argument("--model", metavar="CKPT", help="checkpoint folder: real weights for the torch rows "
+                   "(alone, or with --bundle of the same model)")
+    p.add_argument("--backends", type=_csv("--backends", BACKENDS), default=BACKENDS,
+                   help="comma-separated, from: torch, torch-compiled, onnxruntime, tensorrt [all four]")
+    p.add_argument("--loop", dest="loops", type=_csv("--loop", LOOPS), default=("torch", "csrc"),
+                   help="DDIM loops: torch, csrc, runtime [torch,csrc]")
+    p.add_argument("--batch", type=_batches, default=None, help="image batch sizes [cpu: 1,8; cuda: 1,8,32]")
+    p.add_argument("--precision", type=_csv("--precision", PRECISIONS), default=None,
+                   help="torch backends' precisions: float32 (fp32), float16 / bfloat16 (CUDA autocast) "
+                        "[cpu: float32; cuda: float32,bfloat16]")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps [the config's]")
+    p.add_argument("--size", type=int, default=None, help="image side S [the config's]")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="[cuda if available, else cpu]")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="result folder [%(default)s]")
+    p.add_argument("--warmup-s", type=float, default=None, help="warm-up seconds per row [cpu 0, cuda 1]")
+    p.add_argument("--min-iters", type=int, default=None, help="timed calls per row, at least [cpu 3, cuda 10]")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop timing a row after this many seconds once --min-iters are done [cpu 10, cuda 5]")
+    p.add_argument("--max-iters", type=int, default=200, help="timed calls per row, at most [%(default)s]")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="wall-clock budget of the whole run: rows not started by then are listed as 'not run'")
+    p.add_argument("--compile-mode", choices=["graph", "compile", "compile+graph"], default="graph",
+                   help="torch-compiled runner mode [%(default)s]")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of torch, the compiled kernels and ONNX Runtime [their defaults: one per core]; "
+                        "on a busy machine fewer threads than cores avoid oversubscription stalls")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
+    p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")
+    p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--no-write", action="store_true", help="print the tables only, write no files")
+    return p
+
+
+def options(argv: list[str] | None = None):
+    """Parse ``argv`` into :class:`drdc_trt.benchmarking.suite.Options` (device defaults applied)."""
+    import torch
+
+    from .benchmarking.suite import Options
+
+    a = parser().parse_args(argv)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    d = DEFAULTS[device]
+    if a.model and a.config:
+        parser().error("--model and --config: a checkpoint carries its config; give one of them")
+    opts = Options(
+        config=None if (a.bundle or a.model) else (a.config or d["config"]), bundle=a.bundle, model=a.model,
+        backends=a.backends, loops=a.loops,
+        precisions=a.precision or _csv("--precision", PRECISIONS)(d["precision"]),
+        batches=a.batch or _batches(d["batch"]), steps=a.steps, size=a.size, device=device, out=a.out,
+        warmup_s=d["warmup_s"] if a.warmup_s is None else a.warmup_s,
+        min_iters=a.min_iters or d["min_iters"],
+        max_seconds=d["max_seconds"] if a.max_seconds is None else a.max_seconds,
+        max_iters=max(a.max_iters, a.min_iters or d["min_iters"]), budget_s=a.budget_s,
+        compile_mode=a.compile_mode, seed=a.seed, threads=a.threads, tag=a.tag, write=not a.no_write)
+    if a.date:
+        opts.date = a.date
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .benchmarking import report
+    from .benchmarking.suite import BenchError, run
+
+    opts = options(argv)
+    try:
+        rep = run(opts, argv)
+    except BenchError as e:
+        print(f"drdc-bench: error: {e}", file=sys.stderr)
+        return 2
+    md = report.markdown(rep)
+    print(md)
+    if opts.write:
+        stem = f"drdc_bench_{rep['environment']['device'].split(':')[0]}_{rep['run']['config_name']}_{opts.date}"
+        stem += f"_{opts.tag}" if opts.tag else ""
+        jp, mp = report.write(rep, opts.out, stem)
+        print(f"wrote {jp} and {mp}", file=sys.stderr)
+    return 1 if rep["any_failed"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
