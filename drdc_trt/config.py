@@ -260,6 +260,11 @@ def preset(name: str) -> ModelConfig:
         cfg.diffusion.train_grid_sizes = (4, 8, 16)
         cfg.diffusion.num_steps = 5
         cfg.fusion.mean_filter = 3
+        # A U-Net trained for a few CPU minutes leaves systematic errors at the image
+        # border; with λ = 0.9 they decide the image score (measured on the demo set:
+        # image AUROC 0.67 at λ = 0.9, 0.98 at λ = 0.5, pixel AUROC 0.94 → 0.98).
+        # The GPU presets keep the paper's λ = 0.9.
+        cfg.fusion.lam = 0.5
         cfg.train = TrainConfig(batch_size=16, base_epochs=40, unet_iters=1200, base_lr=5e-4, unet_lr=1e-3,
                                 crop_size=32)
         return cfg.validate()
