@@ -38,7 +38,7 @@ from safetensors.torch import load_file
 from . import ops, viz
 from .checkpoint import CONFIG, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text, load_checkpoint
 from .data import Loaded, load_split
-from .evaluate import COLUMNS, KNN, EvalResult, KNNOutput, example_rows, fit_knn, method_outputs, report_html, table
+from .evaluate import COLUMNS, EvalResult, KNNOutput, example_rows, fit_knn, method_outputs, report_html, table
 from .fusion import FusionStats, measure_stats, normalised_blend
 from .pipeline import Detector, InferenceBatch
 from .train import split_calibration
@@ -365,7 +365,7 @@ def ablation_html(rows: Sequence[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def pick_examples(data: Loaded, defect: str, n: int, scores: torch.Tensor | None = None) -> list[int]:
+def pick_examples(data: Loaded, defect: str, n: int) -> list[int]:
     """``n`` images of a defect type spread over the type's list (deterministic)."""
     idx = [i for i, s in enumerate(data.samples) if s.defect == defect]
     if len(idx) <= n:
@@ -375,9 +375,10 @@ def pick_examples(data: Loaded, defect: str, n: int, scores: torch.Tensor | None
 
 def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, Any],
                   report: str | Path | None = None, png_defects: Sequence[str] = ("blowhole", "crack", "uneven"),
-                  png_per_type: int = 4, title: str = "DRDC on real data") -> list[Path]:
-    """``<prefix>.md`` and ``<prefix>.json`` (+ ``<prefix>_examples_<defect>.png``),
-    and the self-contained HTML report at ``report``. Returns the files written."""
+                  png_per_type: int = 4, title: str = "DRDC on real data", report_per_type: int = 4) -> list[Path]:
+    """``<prefix>.md`` and ``<prefix>.json`` (+ ``<prefix>_examples_<defect>.png``, tiles at most
+    128 px), and the self-contained HTML report at ``report`` (``report_per_type`` examples per
+    defect type). Returns the files written."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     written = []
@@ -431,7 +432,8 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
         rows, headers, caps = example_rows(res.eval, res.stats, idx)
         scale = max(1, 128 // res.eval.data.images.shape[-1])
         p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
-        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth"))
+        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth",
+                                   max_side=128))
         pngs.append(p)
     if pngs:
         md += ["", "## Examples", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
@@ -454,6 +456,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
             extra += ["<h2>Per defect type (default settings, %)</h2>",
                       viz.metrics_table(per_defect, ["defect", "images", "method", "image_AUROC", "pixel_AUROC",
                                                      "AUPRO"])]
-        atomic_write_text(report, report_html(res.eval, title, res.stats, head + notes, extra_sections=extra))
+        atomic_write_text(report, report_html(res.eval, title, res.stats, head + notes, per_type=report_per_type,
+                                              extra_sections=extra))
         written.append(report)
     return written

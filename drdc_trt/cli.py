@@ -371,13 +371,15 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--seed", default=0, show_default=True, help="Detector (mask and noise) and kNN seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @click.option("--title", default="DRDC on real data", show_default=True)
+@click.option("--per-type", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Examples per defect type in the HTML report (fewer keep a 224² report small).")
 @click.option("--note", "notes", multiple=True, help="A line for the notes (repeatable).")
 @click.option("--command-line", "commands", multiple=True,
               help="A command to list in the results, e.g. the training command (repeatable; this one is added).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_knn_options
 def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn, batch_size,
-           seed, device, title, notes, commands, quiet, knn_bank_size, knn_sampling, knn_stride):
+           seed, device, title, per_type, notes, commands, quiet, knn_bank_size, knn_sampling, knn_stride):
     """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each)."""
     from .ablation import machine_info, run_ablation, write_results
     from .checkpoint import CheckpointError
@@ -401,10 +403,7 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
     if train_report.is_file():
         meta["train_seconds"] = json.loads(train_report.read_text()).get("seconds")
     report = report or str(Path(work) / "report.html")
-    if prefix:
-        files = write_results(res, prefix, meta, report, title=title)
-    else:
-        files = write_results(res, Path(work) / "results", meta, report, title=title)
+    files = write_results(res, prefix or Path(work) / "results", meta, report, title=title, report_per_type=per_type)
     for f in files:
         click.echo(f"wrote {f}")
 

@@ -153,13 +153,16 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], headers: Sequence[str], cap
 
 
 def grid_png(rows: Sequence[Sequence[np.ndarray]], headers: Sequence[str], captions: Sequence[str] = (),
-             scale: int = 1, title: str = "") -> bytes:
+             scale: int = 1, title: str = "", max_side: int = 0) -> bytes:
     """The same grid as ``image_grid`` as one PNG (for files committed beside a report):
-    a header line per column, the caption of each row under its first image."""
+    a header line per column, the caption of each row under its first image. Tiles are
+    enlarged ``scale`` times (nearest), or shrunk to ``max_side`` px (area-averaged) when larger."""
     from PIL import ImageDraw
 
     h, w = rows[0][0].shape[:2]
     h, w = h * scale, w * scale
+    if max_side and max(h, w) > max_side:
+        h, w = max(1, round(h * max_side / max(h, w))), max(1, round(w * max_side / max(h, w)))
     gap, line = 4, 12
     top = line * (2 if title else 1) + gap
     row_h = h + line + gap
@@ -173,8 +176,8 @@ def grid_png(rows: Sequence[Sequence[np.ndarray]], headers: Sequence[str], capti
         y = top + r * row_h
         for c, img in enumerate(row):
             im = Image.fromarray(img)
-            if scale != 1:
-                im = im.resize((w, h), Image.NEAREST)
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.NEAREST if w >= im.width else Image.BOX)
             canvas.paste(im, (gap + c * (w + gap), y))
         if r < len(captions):
             draw.text((gap, y + h + 1), captions[r], fill=(80, 80, 80))

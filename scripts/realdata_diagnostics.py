@@ -9,13 +9,18 @@ image's mean intensity on the good test images; (2) mean good-image score and
 image AUROC per lighting condition (`exp1`…`exp6` in the file names); (3) the
 fraction of good-image map maxima within `border` px of the image edge; (4) image
 AUROC with that border cut away. Maps are the normalised ones of the fusion
-(λ = 0: base model, λ = 1: diffusion map alone).
+(λ = 0: base model, λ = 1: diffusion map alone). With ``--pixel-mean`` (runs one
+inference pass over the held-out calibration images): (5) the λ sweep again with a
+per-pixel mean map of the calibration images subtracted from each raw map (global σ
+kept) — does removing the fixed spatial pattern of normal images help?
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -37,11 +42,9 @@ def main() -> None:
     ap.add_argument("--work", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--border", type=int, default=4)
+    ap.add_argument("--pixel-mean", action="store_true", help="also (5): needs one calibration pass")
     a = ap.parse_args()
     cfg = load_config(a.model)
-    import json
-    from pathlib import Path
-
     stats = FusionStats.from_dict(json.loads((Path(a.model) / "stats.json").read_text()))
     cached = load_file(str(Path(a.work) / "default_pass.safetensors"))
     data = load_split(a.data, "test", cfg.image_size)
@@ -80,6 +83,30 @@ def main() -> None:
         row += [f"{float(scores[n][g].mean()):.2f}" for n in names]
         row += [f"{100 * metrics.auroc(data.labels[sel], scores[n][sel]):.1f}" for n in names]
         print("| " + " | ".join(row) + " |")
+    if a.pixel_mean:
+        pixel_mean_sweep(a, cfg, stats, cached, data)
+
+
+def pixel_mean_sweep(a, cfg, stats, cached, data) -> None:
+    from drdc_trt.checkpoint import load_checkpoint
+    from drdc_trt.pipeline import Detector
+    from drdc_trt.train import split_calibration
+
+    train = load_split(a.data, "train", cfg.image_size)
+    _, calib_idx = split_calibration(len(train), cfg.train.calib_fraction, cfg.train.seed)
+    c = Detector.from_model(load_checkpoint(a.model)).predict(train.images[calib_idx], batch_size=8)
+    mu_d, mu_b = c.diff_map.mean(0), c.base_map.mean(0)
+    print()
+    print(f"Per-pixel mean of {len(calib_idx)} calibration maps subtracted (global σ kept):")
+    print()
+    print("| λ | image AUROC | pixel AUROC | AUPRO | image AUROC, global mean only |")
+    print("|---|---|---|---|---|")
+    for lam in (0.0, 0.5, 0.9, 1.0):
+        m = lam * (cached["diff_map"] - mu_d) / stats.diff_std + (1 - lam) * (cached["base_map"] - mu_b) / stats.base_std
+        plain = normalised_blend(cached["diff_map"], cached["base_map"], stats, lam)
+        r = metrics.evaluate(data.labels, ops.image_score(m, cfg.score_window), data.masks[:, 0], m)
+        print(f"| {lam:g} | {100 * r['image_AUROC']:.1f} | {100 * r['pixel_AUROC']:.1f} | {100 * r['AUPRO']:.1f} | "
+              f"{100 * metrics.auroc(data.labels, ops.image_score(plain, cfg.score_window)):.1f} |")
 
 
 if __name__ == "__main__":

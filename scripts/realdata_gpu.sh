@@ -82,7 +82,7 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
   mkdir -p "$(dirname "$RESULTS")"
   limited ablate --model "runs/$RUN" --data .data/magnetic_tile_defects --work "runs/${RUN}_ablation" \
     --results "$RESULTS_DIR/$NAME" --report "runs/${RUN}_ablation/${NAME}_report.html" \
-    --device "$DEVICE" --batch-size "$BATCH" --quiet \
+    --device "$DEVICE" --batch-size "$BATCH" --per-type 2 --quiet \
     --title "DRDC on magnetic-tile defects (GPU, preset $PRESET)" \
     --command-line "bash scripts/realdata_gpu.sh prepare   # on the development machine" \
     --command-line "$TRAIN_CMD" \

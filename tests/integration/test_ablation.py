@@ -213,3 +213,18 @@ def test_real_magnetic_tile_layout_and_driver_smoke(tiny_checkpoint, tmp_path):
                        knn_cfg=KNNConfig(bank_size=32), log=lambda *_: None)
     assert len(res.eval.data) == 7 and res.eval.data.masks[2:].sum() > 0
     assert {r["method"] for r in res.eval.rows} == {"base (UniAD)", "DRDC", KNN}
+
+
+def test_grid_png_scales_tiles_up_and_down():
+    import io
+
+    import numpy as np
+
+    from drdc_trt.viz import grid_png
+
+    tile = np.zeros((200, 200, 3), np.uint8)
+    with Image.open(io.BytesIO(grid_png([[tile, tile]], ["a", "b"], ["cap"], max_side=100))) as im:
+        assert im.width == 2 * (100 + 4) + 4
+    small = np.zeros((32, 32, 3), np.uint8)
+    with Image.open(io.BytesIO(grid_png([[small]], ["a"], scale=4, title="t"))) as im:
+        assert im.width == 128 + 8 and im.height > 128
