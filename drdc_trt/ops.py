@@ -182,13 +182,7 @@ def prepare(x, labels, num_sets, fill_noise, eps0, sqrt_ab, sqrt_1mab,
     """Dispatching ``prepare``; see :func:`reference_prepare`."""
     if impl == "torch":
         return reference_prepare(x, labels, num_sets, fill_noise, eps0, sqrt_ab, sqrt_1mab, net_dtype)
-    _require_impl(impl)
-    dev = x.device
-    b, _, h, w = _image_shape(x)
-    j = _num_specs(labels)
-    n = b * j * num_sets
-    _check("x", x, (b, 3, h, w), (torch.float32,), dev)
-    _check("labels", labels, (j, h, w), (torch.int32,), dev)
+    dev, b, h, w, j, n = _loop_operands(impl, x, labels, num_sets)
     _check("fill_noise", fill_noise, (n, 3, h, w), (torch.float32,), dev)
     _check("eps0", eps0, (n, 3, h, w), (torch.float32,), dev)
     if net_dtype not in _NET_DTYPES:
@@ -212,13 +206,7 @@ def step(x, labels, num_sets, xt, eps, noise, unet_in, heat,
     if impl == "torch":
         return reference_step(x, labels, num_sets, xt, eps, noise, unet_in, heat,
                               sqrt_ab, sqrt_1mab, sqrt_ab_next, sqrt_1mab_next, pool_factors, clip_x0)
-    _require_impl(impl)
-    dev = x.device
-    b, _, h, w = _image_shape(x)
-    j = _num_specs(labels)
-    n = b * j * num_sets
-    _check("x", x, (b, 3, h, w), (torch.float32,), dev)
-    _check("labels", labels, (j, h, w), (torch.int32,), dev)
+    dev, b, h, w, j, n = _loop_operands(impl, x, labels, num_sets)
     _check("xt", xt, (n, 3, h, w), (torch.float32,), dev)
     _check("unet_in", unet_in, (n, 6, h, w), _NET_DTYPES, dev)
     _check("eps", eps, (n, 3, h, w), (unet_in.dtype,), dev)
@@ -269,6 +257,17 @@ def fuse(heat, count, base, mean_filter_size, stats, lam, score_window, impl: st
         mu_b=mu_b, sd_b=sd_b, lam=float(lam), score_window=int(score_window),
     )
     return final, diff_map, base_up, score
+
+
+def _loop_operands(impl: str, x, labels, num_sets: int):
+    """Checks the operands every loop op shares; returns (device, B, H, W, J, N)."""
+    _require_impl(impl)
+    dev = x.device
+    b, _, h, w = _image_shape(x)
+    j = _num_specs(labels)
+    _check("x", x, (b, 3, h, w), (torch.float32,), dev)
+    _check("labels", labels, (j, h, w), (torch.int32,), dev)
+    return dev, b, h, w, j, b * j * num_sets
 
 
 def _require_impl(impl: str) -> None:

@@ -32,16 +32,9 @@ def _csrc():
 
 
 def _require(name: str, t, shape: tuple, device: torch.device) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.float32:
-        raise TypeError(f"{name}: dtype {t.dtype}, expected torch.float32")
-    if t.device != device:
-        raise ValueError(f"{name}: on {t.device}, expected {device} (all operands on one device)")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name}: shape {tuple(t.shape)}, expected {tuple(shape)}")
-    if not t.is_contiguous():
-        raise ValueError(f"{name}: must be contiguous (call .contiguous())")
+    from .ops import _check  # noqa: PLC0415
+
+    _check(name, t, shape, (torch.float32,), device)
 
 
 def _cpu_callback(eps_fn: EpsFn):
