@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -43,12 +44,16 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--border", type=int, default=4)
     ap.add_argument("--pixel-mean", action="store_true", help="also (5): needs one calibration pass")
+    ap.add_argument("--device", default="cpu", help="torch device of that pass")
     a = ap.parse_args()
     cfg = load_config(a.model)
     stats = FusionStats.from_dict(json.loads((Path(a.model) / "stats.json").read_text()))
     cached = load_file(str(Path(a.work) / "default_pass.safetensors"))
     data = load_split(a.data, "test", cfg.image_size)
     s, w, b = cfg.image_size, cfg.score_window, a.border
+    print("## Diagnostics: where the diffusion map fails\n")
+    print(f"`python scripts/realdata_diagnostics.py {' '.join(sys.argv[1:])}` (cached default pass; "
+          "Markdown, appended to the result file).\n")
     maps = {"base (λ=0)": normalised_blend(cached["diff_map"], cached["base_map"], stats, 0.0),
             "diffusion only (λ=1)": normalised_blend(cached["diff_map"], cached["base_map"], stats, 1.0),
             f"DRDC (λ={cfg.fusion.lam:g})": normalised_blend(cached["diff_map"], cached["base_map"], stats,
@@ -94,8 +99,8 @@ def pixel_mean_sweep(a, cfg, stats, cached, data) -> None:
 
     train = load_split(a.data, "train", cfg.image_size)
     _, calib_idx = split_calibration(len(train), cfg.train.calib_fraction, cfg.train.seed)
-    c = Detector.from_model(load_checkpoint(a.model)).predict(train.images[calib_idx], batch_size=8)
-    mu_d, mu_b = c.diff_map.mean(0), c.base_map.mean(0)
+    c = Detector.from_model(load_checkpoint(a.model), device=a.device).predict(train.images[calib_idx], batch_size=8)
+    mu_d, mu_b = c.diff_map.cpu().mean(0), c.base_map.cpu().mean(0)
     print()
     print(f"Per-pixel mean of {len(calib_idx)} calibration maps subtracted (global σ kept):")
     print()

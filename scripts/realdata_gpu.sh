@@ -23,7 +23,8 @@
 #      bash scripts/realdata_gpu.sh ablate diffusion.num_steps
 #      bash scripts/realdata_gpu.sh ablate diffusion.t0
 #    Each call rewrites the result files from everything finished so far (variants
-#    not yet run are listed as "not run") and copies them to $OUT:
+#    not yet run are listed as "not run"; scripts/realdata_diagnostics.py appended to
+#    the .md) and copies them to $OUT:
 #      magnetic_tile_gpu_<date>.md / .json / _examples_<defect>.png, and
 #      magnetic_tile_gpu_<date>_report.html (self-contained; if it is over 2 MB,
 #      do not commit it — the PNG grids are the commit-sized pictures).
@@ -90,6 +91,10 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
     --note "Data: magnetic_tile_defects (see ../shared/data/magnetic_tile_defects/SOURCE.md), carried to the GPU machine as .data/." \
     --note "Ablation one factor at a time around the preset's setting (K=2, 10 steps, t0=250), each variant re-calibrated on the 76 held-out normal training images." \
     "$@"
+  # why the diffusion map helps or not (cached default pass + one calibration pass), appended to the .md
+  timeout 300 "$PY" scripts/realdata_diagnostics.py --model "runs/$RUN" --work "runs/${RUN}_ablation" \
+    --data .data/magnetic_tile_defects --pixel-mean --device "$DEVICE" > "$WORK/diagnostics.md" &&
+    { echo; cat "$WORK/diagnostics.md"; } >> "$RESULTS.md" || echo "diagnostics failed (results kept)"
   if [ -n "${OUT:-}" ]; then
     cp "$RESULTS".md "$RESULTS".json "$OUT"/
     cp "$RESULTS"_examples_*.png "$OUT"/ 2>/dev/null || true
@@ -158,6 +163,6 @@ EOF
     ablate
     ;;
   *)
-    sed -n '2,38p' "$0"
+    sed -n '2,36p' "$0"
     ;;
 esac
