@@ -145,6 +145,41 @@ class _Cache:
         atomic_save_tensors(tensors, self.dir / f"{name}.safetensors")
         self.put_json(name, meta)  # the JSON last: it says the tensors are complete
 
+    def drop_parts(self, name: str) -> None:
+        for p in self.dir.glob(f"{name}.part*"):
+            p.unlink()
+
+
+FIELDS = ("pred_score", "pred_label", "anomaly_map", "pred_mask", "base_map", "diff_map", "base_score")
+
+
+def _predict_cached(det: Detector, images: torch.Tensor, cache: _Cache, name: str, batch_size: int,
+                    progress: bool, chunk: int = 64) -> tuple[InferenceBatch, float, int]:
+    """``det.predict`` in chunks of ``chunk`` images, each cached as it finishes, so an
+    interrupted pass resumes (results do not depend on batching). Returns the outputs on
+    the CPU, the seconds spent on the chunks computed in this call, and their image count."""
+    parts, seconds, computed = [], 0.0, 0
+    for k, i in enumerate(range(0, len(images), chunk)):
+        key = f"{name}.part{k:03d}"
+        got = cache.get_tensors(key)
+        if got is None:
+            t0 = time.perf_counter()
+            out = det.predict(images[i:i + chunk], batch_size=batch_size, progress=progress)
+            got = {f: getattr(out, f).cpu().contiguous() for f in FIELDS}
+            dt = time.perf_counter() - t0
+            cache.put_tensors(key, got, {"seconds": dt, "images": len(images[i:i + chunk])})
+            seconds, computed = seconds + dt, computed + len(images[i:i + chunk])
+        parts.append(InferenceBatch(*(got[f] for f in FIELDS)))
+    return InferenceBatch.concat(parts), seconds, computed
+
+
+def _parts_seconds(cache: _Cache, name: str) -> tuple[float, int]:
+    """Seconds and images of every cached chunk of a pass (earlier calls included)."""
+    total, n, k = 0.0, 0, 0
+    while (meta := cache.get_json(f"{name}.part{k:03d}")) is not None:
+        total, n, k = total + meta["seconds"], n + meta["images"], k + 1
+    return total, n
+
 
 def _fingerprint(model_dir: Path, test: Loaded, calib_names: Sequence[str], extra: Mapping) -> str:
     h = hashlib.sha256()
@@ -197,20 +232,18 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     runner = TorchRunner(model, device)
 
     # -- default pass: base model and DRDC at the model's own settings
-    fields = ("pred_score", "pred_label", "anomaly_map", "pred_mask", "base_map", "diff_map", "base_score")
     cached = cache.get_tensors("default_pass")
     if cached is not None:
-        out = InferenceBatch(*(cached[f] for f in fields))
+        out = InferenceBatch(*(cached[f] for f in FIELDS))
         seconds["default_pass"] = cache.get_json("default_pass")["seconds"]
         log("default pass: from cache")
     else:
         det = Detector(cfg, runner, stats, device, seed=seed)
-        t0 = time.perf_counter()
-        out = det.predict(test.images, batch_size=batch_size, progress=progress)
-        out = InferenceBatch(*(getattr(out, f).cpu() for f in fields))
-        seconds["default_pass"] = time.perf_counter() - t0
-        cache.put_tensors("default_pass", {f: getattr(out, f).contiguous() for f in fields},
+        out, _, _ = _predict_cached(det, test.images, cache, "default_pass", batch_size, progress)
+        seconds["default_pass"] = _parts_seconds(cache, "default_pass")[0]
+        cache.put_tensors("default_pass", {f: getattr(out, f).contiguous() for f in FIELDS},
                           {"seconds": seconds["default_pass"]})
+        cache.drop_parts("default_pass")
         log(f"default pass: {seconds['default_pass']:.0f} s")
 
     # -- kNN baseline
@@ -248,14 +281,11 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
         if entry is None and (only is None or set(changes) & set(only)):
             vcfg = cfg.replace(**changes)
             det = Detector(vcfg, runner, FusionStats(), device, seed=seed)
-            t0 = time.perf_counter()
-            c = det.predict(calib, batch_size=batch_size, progress=progress)
-            det.stats = measure_stats(c.diff_map.cpu(), c.base_map.cpu(), vcfg.fusion.lam, vcfg.score_window)
-            t_cal = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            v = det.predict(test.images, batch_size=batch_size, progress=progress)
-            t_test = time.perf_counter() - t0
-            v = InferenceBatch(*(getattr(v, f).cpu() for f in fields))
+            c, _, _ = _predict_cached(det, calib, cache, name + "_calib", batch_size, progress)
+            det.stats = measure_stats(c.diff_map, c.base_map, vcfg.fusion.lam, vcfg.score_window)
+            v, _, _ = _predict_cached(det, test.images, cache, name + "_test", batch_size, progress)
+            t_cal = _parts_seconds(cache, name + "_calib")[0]
+            t_test = _parts_seconds(cache, name + "_test")[0]
             diff_only = normalised_blend(v.diff_map, v.base_map, det.stats, 1.0)
             rows = table(test, {"DRDC": (v.pred_score, v.anomaly_map),
                                 DIFF_ONLY: (ops.image_score(diff_only, vcfg.score_window), diff_only)})
@@ -264,6 +294,8 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
                      "seconds": {"calibration": t_cal, "test": t_test},
                      "per_image_ms": 1000 * t_test / len(test)}
             cache.put_json(name, entry)
+            cache.drop_parts(name + "_calib")
+            cache.drop_parts(name + "_test")
             log(f"{label(changes)}: DRDC image AUROC {100 * _mean(rows, 'DRDC')['image_AUROC']:.1f} "
                 f"({t_cal + t_test:.0f} s)")
         elif entry is not None:

@@ -4,7 +4,8 @@ Plain PyTorch, AdamW, fixed seeds. Progress is kept in ``<out>/train_state/``
 (weights, optimizer state, counters — safetensors + JSON, written atomically)
 so an interrupted run resumes where it stopped; every epoch / iteration is
 seeded from its index, so a resumed run follows the same trajectory as an
-uninterrupted one. The finished checkpoint is written to ``<out>/``.
+uninterrupted one. Running again with a larger ``train.unet_iters`` or
+``train.base_epochs`` extends a run. The finished checkpoint is written to ``<out>/``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .models import DRDCModel
 from .pipeline import Detector
 
 STATE_DIR = "train_state"
+# Settings a saved run may be resumed with at another value (see TrainState._check_compatible).
+EXTENDABLE = ("base_epochs", "unet_iters", "checkpoint_every")
 
 
 @dataclass
@@ -70,9 +73,7 @@ class TrainState:
             return False
         info = json.loads(path.read_text())
         saved_cfg = json.loads((self.dir / CONFIG).read_text())
-        if saved_cfg != json.loads(self.cfg.to_json()):
-            raise ValueError(f"{self.dir}: holds a run with another config; use a new --out folder "
-                             "or delete it to start over")
+        self._check_compatible(saved_cfg, info)
         model.load_trainable_state_dict(load_file(str(self.dir / "weights.safetensors")),
                                         where=str(self.dir / "weights.safetensors"))
         for name, opt in opts.items():
@@ -85,6 +86,21 @@ class TrainState:
                 _load_optimizer(opt, load_file(str(f)), groups)
         self.info = info
         return True
+
+    def _check_compatible(self, saved_cfg: dict, info: dict) -> None:
+        """The saved run must have this config, except for the lengths in ``EXTENDABLE``: the
+        learning rates are constant and every epoch / iteration is seeded from its index, so a
+        run extended to more epochs or iterations ends where one trained that long from the
+        start would."""
+        want = json.loads(self.cfg.to_json())
+        strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in EXTENDABLE}}
+        if strip(saved_cfg) != strip(want):
+            raise ValueError(f"{self.dir}: holds a run with another config; use a new --out folder "
+                             "or delete it to start over")
+        for key, done in (("base_epochs", info["base_epoch"]), ("unet_iters", info["unet_iter"])):
+            if want["train"][key] < done:
+                raise ValueError(f"{self.dir}: holds a run already {done} long, more than "
+                                 f"train.{key}={want['train'][key]}; use a new --out folder")
 
     def save(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -228,3 +228,31 @@ def test_grid_png_scales_tiles_up_and_down():
     small = np.zeros((32, 32, 3), np.uint8)
     with Image.open(io.BytesIO(grid_png([[small]], ["a"], scale=4, title="t"))) as im:
         assert im.width == 128 + 8 and im.height > 128
+
+
+def test_interrupted_pass_resumes_from_cached_chunks(tiny_checkpoint, tmp_path):
+    from drdc_trt.ablation import _Cache, _parts_seconds, _predict_cached
+
+    det = Detector.from_model(load_checkpoint(tiny_checkpoint))
+    x = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    full = det.predict(x, batch_size=3)
+    cache = _Cache(tmp_path, "fp")
+    calls = {"n": 0}
+    original = det.predict
+
+    def crash_on_second_chunk(images, batch_size=8, progress=False):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(images, batch_size=batch_size, progress=progress)
+
+    det.predict = crash_on_second_chunk
+    with pytest.raises(KeyboardInterrupt):
+        _predict_cached(det, x, cache, "p", batch_size=3, progress=False, chunk=4)
+    det.predict = original
+    out, _, computed = _predict_cached(det, x, cache, "p", batch_size=3, progress=False, chunk=4)
+    assert computed == 6  # chunks 2 and 3 (4 + 2 images); chunk 1 came from the cache
+    torch.testing.assert_close(out.anomaly_map, full.anomaly_map, atol=1e-5, rtol=1e-5)
+    assert _parts_seconds(cache, "p")[1] == 10
+    cache.drop_parts("p")
+    assert not list(tmp_path.glob("p.part*"))

@@ -81,8 +81,28 @@ def test_training_resumes_to_the_same_weights(synthetic_root, tmp_path, monkeypa
 def test_resume_refuses_another_config(synthetic_root, tmp_path):
     train(synthetic_root, tmp_path, preset("tiny"), progress=False, log=lambda *_: None)
     with pytest.raises(ValueError, match="another config"):
-        train(synthetic_root, tmp_path, preset("tiny").replace(**{"train.unet_iters": 6}), progress=False,
+        train(synthetic_root, tmp_path, preset("tiny").replace(**{"train.unet_lr": 5e-4}), progress=False,
               log=lambda *_: None)
+    with pytest.raises(ValueError, match="already 4 long, more than train.unet_iters=3"):
+        train(synthetic_root, tmp_path, preset("tiny").replace(**{"train.unet_iters": 3}), progress=False,
+              log=lambda *_: None)
+
+
+def test_extended_run_equals_one_trained_that_long(synthetic_root, tmp_path):
+    quiet = {"progress": False, "log": lambda *_: None}
+    cfg = preset("tiny")  # 2 base epochs, 4 U-Net iterations
+    train(synthetic_root, tmp_path / "long", cfg, **quiet)
+    train(synthetic_root, tmp_path / "ext", cfg.replace(**{"train.base_epochs": 1, "train.unet_iters": 2}), **quiet)
+    short = load_file(str(tmp_path / "ext" / "model.safetensors"))
+    logs = []
+    train(synthetic_root, tmp_path / "ext", cfg, progress=False, log=logs.append)
+    assert any("base epoch 1/2, U-Net iteration 2/4" in line for line in logs)
+    a = load_file(str(tmp_path / "long" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ext" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert any(not torch.equal(short[k], b[k]) for k in a if k.startswith("unet."))
 
 
 def _drdc(*args, cwd):
