@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ FACTORS: dict[str, tuple] = {
     "diffusion.num_steps": (5, 10, 20),
     "diffusion.t0": (150, 250, 400),
 }
-SHORT = {"diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0", "fusion.lam": "λ"}
+SHORT = {"diffusion.grid_sizes": "g", "diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0", "fusion.lam": "λ"}
 DIFF_ONLY = "diffusion only (λ=1)"
 
 
@@ -69,15 +70,23 @@ def label(changes: Mapping[str, Any]) -> str:
 def variant_changes(cfg, factors: Mapping[str, Sequence], grid: bool = False) -> list[dict[str, Any]]:
     """The settings to run besides the model's own: one factor at a time (each
     value that differs from the model's), or every combination (``grid``)."""
-    default = {k: _get(cfg, k) for k in factors}
+    default = {k: _plain(_get(cfg, k)) for k in factors}
+    factors = {k: [_plain(v) for v in vals] for k, vals in factors.items()}
     if grid:
         combos = [dict(zip(factors, vals)) for vals in itertools.product(*factors.values())]
         return [{k: v for k, v in c.items() if v != default[k]} for c in combos if c != default]
     return [{k: v} for k, vals in factors.items() for v in vals if v != default[k]]
 
 
+def _plain(v):
+    """Tuples as lists, so a list setting compares equal to the same values given on the command line."""
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
 def _slug(changes: Mapping[str, Any]) -> str:
-    return "_".join(f"{k.replace('.', '-')}={v}" for k, v in changes.items()) or "default"
+    """A file-name-safe name of a variant (numbers kept as they are: diffusion-t0=150)."""
+    raw = "_".join(f"{k.replace('.', '-')}={v}" for k, v in changes.items()) or "default"
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "", raw.replace(", ", "+"))
 
 
 def _clean(v):

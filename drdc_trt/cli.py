@@ -320,10 +320,14 @@ def _parse_factor(values: tuple[str, ...]) -> dict | None:
         if not sep or not raw:
             raise click.BadParameter(f"{item!r}: expected KEY=V1,V2,..., e.g. diffusion.t0=150,250,400",
                                      param_hint="--factor")
-        try:
-            out[key] = tuple(json.loads(v) for v in raw.split(","))
+        try:  # numbers, or a JSON list of values for list settings: diffusion.grid_sizes=[[4,8],[8,16]]
+            vals = json.loads(raw) if raw.startswith("[") else [json.loads(v) for v in raw.split(",")]
         except json.JSONDecodeError:
-            raise click.BadParameter(f"{item!r}: values must be numbers", param_hint="--factor") from None
+            vals = None
+        if not isinstance(vals, list) or not vals:
+            raise click.BadParameter(f"{item!r}: values must be numbers (V1,V2,...) or a JSON list of values "
+                                     "([[4,8],[8,16]])", param_hint="--factor")
+        out[key] = tuple(vals)
     return out
 
 
@@ -361,7 +365,8 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--lams", default="0,0.5,0.9,1", show_default=True, help="λ values, re-blended post hoc.")
 @click.option("--factor", "factors", multiple=True, metavar="KEY=V1,V2",
-              help="An inference factor and its values (repeatable) [default: diffusion.num_sets=2,4 "
+              help="An inference factor and its values (repeatable; a JSON list for list settings, e.g. "
+                   "'diffusion.grid_sizes=[[4,8],[8,16]]') [default: diffusion.num_sets=2,4 "
                    "diffusion.num_steps=5,10,20 diffusion.t0=150,250,400].")
 @click.option("--grid", is_flag=True, help="Every combination of the factors instead of one at a time.")
 @click.option("--only", multiple=True, metavar="KEY",

@@ -5,7 +5,8 @@ cached default pass of `drdc ablate` (no inference is run).
         --data ../shared/data/magnetic_tile_defects
 
 Prints Markdown: (1) Spearman correlation of each method's image score with the
-image's mean intensity on the good test images; (2) mean good-image score and
+image's mean intensity on the good test images, and the image AUROC of the
+mean intensity itself as a score (a score that knows no defect); (2) mean good-image score and
 image AUROC per lighting condition (`exp1`…`exp6` in the file names); (3) the
 fraction of good-image map maxima within `border` px of the image edge; (4) image
 AUROC with that border cut away. Maps are the normalised ones of the fusion
@@ -74,6 +75,8 @@ def main() -> None:
         print(f"| {k} | {spearman(scores[k][good], bright[good]):.2f} | "
               f"{100 * metrics.auroc(data.labels, scores[k]):.1f} | {100 * metrics.auroc(data.labels, inner):.1f} | "
               f"{100 * float(edge):.0f} % |")
+    # a score that knows no defect: how far does brightness alone separate the test images?
+    print(f"| mean intensity alone (no model) | 1.00 | {100 * metrics.auroc(data.labels, bright):.1f} | – | – |")
     print()
     names = list(maps)
     print("| lighting | good images | mean intensity | " + " | ".join(f"mean good score, {n}" for n in names)

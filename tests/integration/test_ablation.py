@@ -52,6 +52,17 @@ def test_variant_changes_one_at_a_time_and_grid():
         cfg.replace(**changes)  # every variant is a valid config
 
 
+def test_list_setting_as_a_factor():
+    from drdc_trt.ablation import _slug
+
+    cfg = preset("small")  # grid sizes (4, 8), a tuple in the config
+    got = variant_changes(cfg, {"diffusion.grid_sizes": ([4, 8], [8, 16]), "diffusion.t0": (150, 250)})
+    assert got == [{"diffusion.grid_sizes": [8, 16]}, {"diffusion.t0": 150}]  # [4, 8] is the default
+    assert [_slug(c) for c in got] == ["diffusion-grid_sizes=8+16", "diffusion-t0=150"]
+    assert label(got[0]) == "g=[8, 16]"
+    assert cfg.replace(**got[0]).diffusion.grid_sizes == (8, 16)
+
+
 @pytest.fixture(scope="module")
 def ablation(tiny_checkpoint, synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("ablation")
@@ -177,6 +188,10 @@ def test_cli_eval_method_and_ablate(tiny_checkpoint, synthetic_root, tmp_path):
     r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
                              "--work", str(tmp_path / "w"), "--factor", "diffusion.nope=1,2"])
     assert r.exit_code == 2 and "nope" in r.output
+    for bad in ("diffusion.grid_sizes=[[4,8]", "diffusion.grid_sizes=[]", "diffusion.t0=a,b"):
+        r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
+                                 "--work", str(tmp_path / "w"), "--factor", bad])
+        assert r.exit_code == 2 and "JSON list" in r.output, bad
 
 
 # ----------------------------------------------------------------- real data
