@@ -89,6 +89,10 @@ class DiffusionConfig:
     # the CPU demo set (800 iterations each): aligned 0.75 vs eps 0.68 image AUROC,
     # pixel AUROC equal — see benchmarks/results/objective_ablation_cpu_2026-11-23.md.
     objective: str = "aligned"
+    # Training loss weight min(SNR, γ)/SNR per timestep ("min-SNR-γ"; 0 = unweighted): keeps
+    # the near-clean timesteps, whose ε-space targets explode for the unknown cells, from
+    # dominating the gradient. See diffusion/schedule.py:min_snr_weight.
+    min_snr_gamma: float = 5.0
     # Training timesteps are drawn from [0, train_t_max): the test-time loop only
     # visits t ≤ t0 (the paper studies t0 within the first 500), so capacity is
     # not spent on the pure-noise end of the chain.
@@ -177,6 +181,8 @@ class ModelConfig:
                              f"(t0, num_train_timesteps]")
         if self.diffusion.objective not in ("eps", "aligned"):
             raise ValueError(f"diffusion.objective={self.diffusion.objective!r}: use 'eps' or 'aligned'")
+        if self.diffusion.min_snr_gamma < 0:
+            raise ValueError(f"diffusion.min_snr_gamma={self.diffusion.min_snr_gamma} must be >= 0 (0 = unweighted)")
         if self.fusion.mean_filter < 1 or self.fusion.mean_filter % 2 == 0:
             raise ValueError("fusion.mean_filter must be a positive odd number")
         if not 0.0 <= self.fusion.lam <= 1.0:
@@ -195,6 +201,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        if isinstance(d, dict) and isinstance(d.get("diffusion"), dict) and "min_snr_gamma" not in d["diffusion"]:
+            # configs written before the weighting existed describe unweighted training
+            d = {**d, "diffusion": {**d["diffusion"], "min_snr_gamma": 0.0}}
         return _from_dict(cls, d, "config")
 
     def replace(self, **changes: Any) -> "ModelConfig":

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from .checkpoint import CONFIG, atomic_save_tensors, atomic_write_text, save_checkpoint
 from .config import ModelConfig
 from .data import load_split
-from .diffusion import Schedule, random_known_masks
+from .diffusion import Schedule, min_snr_weight, random_known_masks
 from .fusion import measure_stats
 from .models import DRDCModel
 from .pipeline import Detector
@@ -180,7 +180,9 @@ def unet_batch(images: torch.Tensor, cfg: ModelConfig, schedule_ab: torch.Tensor
 def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None:
     tc = cfg.train
     opt = opts["unet"]
-    ab = torch.from_numpy(Schedule.from_config(cfg.diffusion).alphas_cumprod).float()
+    schedule_ab = Schedule.from_config(cfg.diffusion).alphas_cumprod
+    ab = torch.from_numpy(schedule_ab).float()
+    weight = torch.from_numpy(min_snr_weight(schedule_ab, cfg.diffusion.min_snr_gamma)).float()
     model.unet.train()
     bar = _bar(tc.unet_iters, "diffusion U-Net", progress, state.info["unet_iter"])
     running = None
@@ -190,7 +192,8 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
         gen = torch.Generator().manual_seed(tc.seed * 7_919 + it)
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         inp, t, target = (v.to(dev) for v in unet_batch(images[idx], cfg, ab, gen))
-        loss = F.mse_loss(model.unet(inp, t), target)
+        per_sample = (model.unet(inp, t) - target).pow(2).mean((1, 2, 3))
+        loss = (weight.to(dev)[t.long()] * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)

@@ -2,7 +2,7 @@
 
 from .inpaint import LoopNoise, LoopResult, inpaint_heat
 from .masks import cell_sets, grid_labels, random_known_masks
-from .schedule import Schedule, ddim_timesteps
+from .schedule import Schedule, ddim_timesteps, min_snr_weight
 
 __all__ = ["LoopNoise", "LoopResult", "Schedule", "cell_sets", "ddim_timesteps", "grid_labels",
-           "inpaint_heat", "random_known_masks"]
+           "inpaint_heat", "min_snr_weight", "random_known_masks"]

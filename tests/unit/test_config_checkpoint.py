@@ -28,6 +28,15 @@ def test_config_validation_names_the_field():
         ModelConfig.from_dict({"image_size": 32, "nope": 1})
 
 
+def test_config_without_loss_weight_reads_as_unweighted():
+    d = json.loads(preset("small").to_json())
+    assert d["diffusion"]["min_snr_gamma"] == 5.0
+    del d["diffusion"]["min_snr_gamma"]  # a config written before the weighting existed
+    assert ModelConfig.from_dict(d).diffusion.min_snr_gamma == 0.0
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        preset("tiny").replace(**{"diffusion.min_snr_gamma": -1.0})
+
+
 def test_replace_overrides():
     cfg = preset("tiny").replace(**{"diffusion.t0": 150, "fusion.lam": 0.5})
     assert cfg.diffusion.t0 == 150 and cfg.fusion.lam == 0.5

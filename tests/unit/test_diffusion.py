@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from drdc_trt import ops
-from drdc_trt.diffusion import LoopNoise, Schedule, cell_sets, ddim_timesteps, grid_labels, inpaint_heat
+from drdc_trt.diffusion import (LoopNoise, Schedule, cell_sets, ddim_timesteps, grid_labels, inpaint_heat,
+                                min_snr_weight)
 from drdc_trt.diffusion.masks import random_known_masks
 
 
@@ -18,6 +19,18 @@ def test_linear_schedule_hand_values():
     assert s.alpha_bar(-1) == 1.0
     a, b = s.coefficients(250)
     assert a * a + b * b == pytest.approx(1.0, abs=1e-12)
+
+
+def test_min_snr_weight_hand_values():
+    import numpy as np
+
+    # SNR = ᾱ/(1−ᾱ): ᾱ = 0.99 → 99, 0.8 → 4, 0.5 → 1, 5/6 → 5 (exactly γ)
+    ab = np.array([0.99, 0.8, 0.5, 5 / 6])
+    np.testing.assert_allclose(min_snr_weight(ab, 5.0), [5 / 99, 1.0, 1.0, 1.0], rtol=1e-12)
+    np.testing.assert_array_equal(min_snr_weight(ab, 0.0), np.ones(4))
+    # on the linear schedule the weight only ever lowers the near-clean end, monotonically
+    w = min_snr_weight(Schedule.linear().alphas_cumprod, 5.0)
+    assert w[0] < 1e-3 and np.all(np.diff(w) >= 0) and w[-1] == 1.0
 
 
 def test_ddim_timesteps():
