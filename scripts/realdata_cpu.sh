@@ -2,7 +2,8 @@
 # Real-data quality run on a CPU machine (2 cores, no GPU): DRDC vs its base model
 # vs the patch-kNN baseline on magnetic-tile defects with the CPU recipe —
 # preset `small` (64², U-Net width 32, channel_mult (1,2,2), 32² training crops,
-# 1200 U-Net iterations, 5 DDIM steps) at the paper's fusion weight λ = 0.9 —
+# 1200 U-Net iterations with the min-SNR-5 loss weight, 5 DDIM steps) at the
+# paper's fusion weight λ = 0.9 —
 # then the inference ablation (λ post hoc; K, DDIM steps, t0, grid cell sizes)
 # on that one model.
 # The CPU counterpart of scripts/realdata_gpu.sh.
@@ -11,8 +12,8 @@
 #
 # Every step resumes: training from runs/$RUN/train_state, inference passes from
 # the chunks cached in runs/${RUN}_ablation; interrupt and re-run at will.
-# On this machine kind (one thread per job): training ~20 min, the default pass
-# + kNN ~17 min, K=4 ~27 min, steps=10 ~35 min, steps=20 ~65 min, each t0 or
+# On this machine kind (one thread per job, the other core busy): training ~15 min,
+# the default pass + kNN ~10-17 min, K=4 ~27 min, steps=10 ~35 min, steps=20 ~65 min, each t0 or
 # grid variant ~13-17 min.
 #
 # Settings (environment): DRDC_MAGNETIC_TILE (the data set; default
@@ -45,7 +46,7 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
     --factor diffusion.num_sets=2,4 --factor diffusion.num_steps=5,10,20 --factor diffusion.t0=150,250,400 \
     --factor "diffusion.grid_sizes=[[4,8],[8,16]]" \
     --command-line "$TRAIN_CMD" \
-    --note "CPU recipe: preset small (64², U-Net width 32, 32² training crops, $UNET_ITERS U-Net iterations) at λ = 0.9; one thread per job." \
+    --note "CPU recipe: preset small (64², U-Net width 32, 32² training crops, $UNET_ITERS U-Net iterations, min-SNR-5 loss weight) at λ = 0.9; one thread per job." \
     --note "Ablation one factor at a time around the model's setting (K=2, 5 steps, t0=250), each variant re-calibrated on the 76 held-out normal training images." \
     "$@"
   # why the diffusion map helps or not (cached default pass + one calibration pass), appended to the .md
@@ -67,5 +68,5 @@ case "$step" in
     ablate "${args[@]}"
     ;;
   all) train && ablate ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac
