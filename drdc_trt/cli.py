@@ -343,6 +343,9 @@ def _invocation(ctx: click.Context) -> str:
             continue
         if v is None or v == p.default or (p.multiple and not v):
             continue
+        if isinstance(p, click.Argument):
+            parts += [shlex.quote(str(item)) for item in (v if p.nargs != 1 else (v,))]
+            continue
         opt = max(p.opts, key=len)
         if getattr(p, "is_flag", False):
             if v:
@@ -404,13 +407,42 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
     train_report = Path(model_dir) / "train_report.json"
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(device),
             "model": str(model_dir), "data": str(data_root),
-            "commands": [*commands, _invocation(click.get_current_context())], "notes": list(notes)}
+            "commands": [*commands, _invocation(click.get_current_context())], "notes": list(notes), "seed": seed}
     if train_report.is_file():
         meta["train_seconds"] = json.loads(train_report.read_text()).get("seconds")
     report = report or str(Path(work) / "report.html")
     files = write_results(res, prefix or Path(work) / "results", meta, report, title=title, report_per_type=per_type)
     for f in files:
         click.echo(f"wrote {f}")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "prefix", required=True, type=click.Path(),
+              help="Write <OUT>.md and <OUT>.json (e.g. benchmarks/results/magnetic_tile_cpu_seeds_2026-11-30).")
+@click.option("--title", default="Headline rows over seeds", show_default=True)
+@click.option("--note", "notes", multiple=True, help="A line for the notes (repeatable).")
+def seeds(results, prefix, title, notes):
+    """Mean ± std over seeds of the headline rows of several 'drdc ablate' result .json files
+    (one trained model per seed: train with --set train.seed=N, ablate with --seed N)."""
+    from . import seeds as seeds_mod
+    from .checkpoint import atomic_write_text
+
+    try:
+        summary = seeds_mod.summarize(seeds_mod.load(results))
+    except seeds_mod.SeedSummaryError as e:
+        _fail(e)
+    summary.update(title=title, date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), notes=list(notes),
+                   command=_invocation(click.get_current_context()))
+    md = [f"# {title}", "", f"- date: {summary['date']}", "- files: " + ", ".join(f"`{f}`" for f in results),
+          "", "```", summary["command"], "```", "", seeds_mod.markdown(summary)]
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(f"{prefix}.md"), "\n".join(md) + "\n")
+    atomic_write_text(Path(f"{prefix}.json"), json.dumps(summary, indent=1) + "\n")
+    click.echo(seeds_mod.markdown(summary))
+    click.echo(f"wrote {prefix}.md, {prefix}.json")
 
 
 @main.command()

@@ -8,7 +8,10 @@
 # on that one model.
 # The CPU counterpart of scripts/realdata_gpu.sh.
 #
-#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|all]   (default: all)
+#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|all]   (default: all)
+#
+# `seed N` trains and evaluates one more model with training and detector seed N
+# (~25 min each); `seeds` writes the headline rows' mean ± std over seed 0 and those.
 #
 # Every step resumes: training from runs/$RUN/train_state, inference passes from
 # the chunks cached in runs/${RUN}_ablation; interrupt and re-run at will.
@@ -18,7 +21,7 @@
 #
 # Settings (environment): DRDC_MAGNETIC_TILE (the data set; default
 # ../shared/data/magnetic_tile_defects), RUN (mt_cpu), UNET_ITERS (1200),
-# DATE (UTC today), THREADS (1), PY (python3).
+# DATE (UTC today), THREADS (1), PY (python3), LAMS (post-hoc λ values, 0,0.25,0.5,0.75,0.9,1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DRDC_MAGNETIC_TILE:-../shared/data/magnetic_tile_defects}
@@ -27,6 +30,7 @@ UNET_ITERS=${UNET_ITERS:-1200}
 DATE=${DATE:-$(date -u +%Y-%m-%d)}
 NAME=${NAME:-magnetic_tile_cpu_$DATE}
 PY=${PY:-python3}
+LAMS=${LAMS:-0,0.25,0.5,0.75,0.9,1}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1} PYTHONUNBUFFERED=1
 [ -d "$DATA/magnetic_tile/test" ] || { echo "no data set at $DATA (set DRDC_MAGNETIC_TILE)" >&2; exit 1; }
 
@@ -41,7 +45,7 @@ train() {
 ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result files
   [ -f "runs/$RUN/stats.json" ] || { echo "no trained model in runs/$RUN: run '$0 train'" >&2; exit 1; }
   drdc ablate --model "runs/$RUN" --data "$DATA" --work "runs/${RUN}_ablation" \
-    --results "benchmarks/results/$NAME" --report "benchmarks/results/${NAME}_report.html" --quiet \
+    --results "benchmarks/results/$NAME" --report "benchmarks/results/${NAME}_report.html" --lams "$LAMS" --quiet \
     --title "DRDC on magnetic-tile defects (CPU, preset small, 64²)" \
     --factor diffusion.num_sets=2,4 --factor diffusion.num_steps=5,10,20 --factor diffusion.t0=150,250,400 \
     --factor "diffusion.grid_sizes=[[4,8],[8,16]]" \
@@ -56,6 +60,26 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
     echo "diagnostics failed (results kept)"
 }
 
+seed_run() {  # seed_run N: one more model (training seed N, detector seed N) for the headline row's spread
+  local n=$1 r="${RUN}_seed$1"
+  drdc train --data "$DATA" --out "runs/$r" --preset small "${SETS[@]}" --set "train.seed=$n" --quiet
+  # no kNN (it does not depend on the trained model) and no report: the headline rows only
+  drdc ablate --model "runs/$r" --data "$DATA" --work "runs/${r}_ablation" --only none --no-knn --seed "$n" \
+    --results "runs/${r}_ablation/results" --report "runs/${r}_ablation/report.html" --quiet \
+    --title "DRDC on magnetic-tile defects (CPU, preset small, 64², seed $n)" \
+    --command-line "${TRAIN_CMD/--out runs\/$RUN /--out runs/$r } --set train.seed=$n"
+  cp "runs/${r}_ablation/results.md" "benchmarks/results/${NAME}_seed$n.md"
+  cp "runs/${r}_ablation/results.json" "benchmarks/results/${NAME}_seed$n.json"
+}
+
+seeds_summary() {  # the default model (seed 0) and every seed run done so far
+  local files=("benchmarks/results/$NAME.json")
+  for f in benchmarks/results/${NAME}_seed[0-9]*.json; do [ -f "$f" ] && files+=("$f"); done
+  drdc seeds "${files[@]}" --out "benchmarks/results/${NAME}_seeds" \
+    --title "DRDC on magnetic-tile defects (CPU recipe): headline rows over seeds" \
+    --note "Each seed: its own training run (train.seed) and detector masks/noise (--seed); the kNN baseline does not depend on the trained model and is in the seed-0 file only."
+}
+
 step=${1:-all}
 shift || true
 case "$step" in
@@ -67,6 +91,11 @@ case "$step" in
     for k in "$@"; do args+=(--only "$k"); done
     ablate "${args[@]}"
     ;;
+  seed)
+    [ $# -ge 1 ] || { echo "usage: $0 seed N [N...] (then: $0 seeds)" >&2; exit 2; }
+    for n in "$@"; do seed_run "$n"; done
+    ;;
+  seeds) seeds_summary ;;
   all) train && ablate ;;
-  *) sed -n '2,21p' "$0"; exit 2 ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

@@ -185,6 +185,21 @@ def test_cli_eval_method_and_ablate(tiny_checkpoint, synthetic_root, tmp_path):
     md = (tmp_path / "r" / "x_cpu.md").read_text()
     assert "t0=150" in md and "λ=1 (post hoc)" in md and "drdc train --preset tiny" in md
     assert "drdc ablate" in md and (tmp_path / "w" / "report.html").is_file()
+    assert json.loads((tmp_path / "r" / "x_cpu.json").read_text())["seed"] == 0
+    # a second detector seed, then the headline rows over both: drdc seeds reads what ablate wrote
+    r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
+                             "--work", str(tmp_path / "w1"), "--results", str(tmp_path / "r" / "x_cpu_s1"),
+                             "--only", "none", "--no-knn", "--seed", "1", "--lams", "0,1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["seeds", str(tmp_path / "r" / "x_cpu.json"), str(tmp_path / "r" / "x_cpu_s1.json"),
+                             "--out", str(tmp_path / "r" / "x_seeds")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "r" / "x_seeds.json").read_text())
+    assert summary["seeds"] == [{"train": 0, "detector": 0}, {"train": 0, "detector": 1}]
+    by = {row["method"]: row for row in summary["rows"]}
+    assert "kNN (PatchCore-style)" not in by  # only in the first file
+    # the base model does not depend on the detector seed: zero spread
+    assert by["base (UniAD)"]["pixel_AUROC"]["std"] == pytest.approx(0.0, abs=1e-12)
     r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
                              "--work", str(tmp_path / "w"), "--factor", "diffusion.nope=1,2"])
     assert r.exit_code == 2 and "nope" in r.output
