@@ -38,8 +38,10 @@ SETS=(--set fusion.lam=0.9 --set "train.unet_iters=$UNET_ITERS")
 TRAIN_CMD="drdc train --data $DATA --out runs/$RUN --preset small ${SETS[*]}"
 drdc() { "$PY" -m drdc_trt.cli "$@"; }
 
-train() {
-  drdc train --data "$DATA" --out "runs/$RUN" --preset small "${SETS[@]}" --quiet
+train() {  # train [RUN [--set KEY=VALUE...]]
+  local out=${1:-$RUN}
+  shift || true
+  drdc train --data "$DATA" --out "runs/$out" --preset small "${SETS[@]}" "$@" --quiet
 }
 
 ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result files
@@ -62,7 +64,7 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
 
 seed_run() {  # seed_run N: one more model (training seed N, detector seed N) for the headline row's spread
   local n=$1 r="${RUN}_seed$1"
-  drdc train --data "$DATA" --out "runs/$r" --preset small "${SETS[@]}" --set "train.seed=$n" --quiet
+  train "$r" --set "train.seed=$n"
   # no kNN (it does not depend on the trained model) and no report: the headline rows only
   drdc ablate --model "runs/$r" --data "$DATA" --work "runs/${r}_ablation" --only none --no-knn --seed "$n" \
     --results "runs/${r}_ablation/results" --report "runs/${r}_ablation/report.html" --quiet \

@@ -74,7 +74,6 @@ def environment(device: torch.device, argv: list[str] | None = None) -> dict:
     env = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(argv),
-        "cwd": os.getcwd(),
         "hostname": platform.node(),
         "os": platform.platform(),
         "cpu": cpu_model(),
