@@ -95,6 +95,9 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("cuda_device_count", &drdc::cuda_device_count,
         "Usable CUDA devices seen by the core (0 without CUDA build, driver or GPU).");
+  m.def("cuda_status", &drdc::cuda_status,
+        "Why cuda_device_count() is 0 ('' when a device is usable): the CUDA runtime's error, e.g. a driver "
+        "too old for the runtime, or 'no CUDA device'.");
   m.def("set_num_threads", &drdc::set_num_threads, "n"_a, "Threads of the CPU kernels.");
   m.def("num_threads", &drdc::num_threads);
 

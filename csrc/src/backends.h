@@ -11,6 +11,13 @@
 namespace drdc {
 namespace detail {
 
+// The CUDA score kernel keeps W column sums in dynamic shared memory beside
+// its static per-warp maxima (32 floats); both share the 48 KiB a block gets
+// without opting in, so the width limit counts both.
+constexpr int kScoreWarpSlots = 32;
+constexpr int kFuseMaxWidthCuda =
+    static_cast<int>((48 * 1024 - kScoreWarpSlots * sizeof(float)) / sizeof(float));
+
 void prepare_cpu(const PrepareArgs& args);
 void step_cpu(const StepArgs& args);
 void fuse_cpu(const FuseArgs& args);

@@ -20,7 +20,19 @@ void synchronize(void* stream);
 void* stream_create();  // non-blocking
 void stream_destroy(void* stream) noexcept;
 int device_count() noexcept;  // 0 without device or driver
+// Why device_count() is 0: "" when a device is usable, else the runtime's
+// error (a driver older than the runtime reads differently from "no device").
+std::string status();
 std::string device_name(int device);
+int current_device();
+void set_device(int device);
+// Device owning a device (or managed) pointer; -1 for host or unknown memory.
+int pointer_device(const void* ptr) noexcept;
+// Events order work across streams (no timing).
+void* event_create();
+void event_destroy(void* event) noexcept;
+void event_record(void* event, void* stream);
+void stream_wait_event(void* stream, void* event);
 
 // One captured stream segment, instantiated and launchable.
 class Graph {

@@ -33,6 +33,14 @@ void* stream_create() { no_cuda("cudaStreamCreate"); }
 void stream_destroy(void*) noexcept {}
 int device_count() noexcept { return 0; }
 std::string device_name(int) { no_cuda("cudaGetDeviceProperties"); }
+std::string status() { return "drdc was built without CUDA (no CUDA compiler at configure time)"; }
+int current_device() { no_cuda("cudaGetDevice"); }
+void set_device(int) { no_cuda("cudaSetDevice"); }
+int pointer_device(const void*) noexcept { return -1; }
+void* event_create() { no_cuda("cudaEventCreate"); }
+void event_destroy(void*) noexcept {}
+void event_record(void*, void*) { no_cuda("cudaEventRecord"); }
+void stream_wait_event(void*, void*) { no_cuda("cudaStreamWaitEvent"); }
 Graph::~Graph() = default;
 void Graph::reset() noexcept {}
 void Graph::begin_capture(void*) { no_cuda("cudaStreamBeginCapture"); }

@@ -11,7 +11,9 @@
 namespace drdc {
 
 namespace {
-constexpr std::size_t kAlign = 64;  // cache line; lets the compiler vectorise the CPU loops
+// 256 bytes: what cudaMalloc guarantees and TensorRT requires of every tensor
+// address, so CPU and CUDA buffers (and sub-buffers at aligned offsets) agree.
+constexpr std::size_t kAlign = 256;
 }
 
 Buffer::Buffer(Device device, std::size_t bytes) : device_(device), bytes_(bytes) {
@@ -53,20 +55,26 @@ void Buffer::upload(const void* host, std::size_t bytes) {
   require(bytes <= bytes_, "upload of " + std::to_string(bytes) + " bytes into a buffer of " + std::to_string(bytes_));
   require(host != nullptr || bytes == 0, "upload from a null pointer");
   if (bytes == 0) return;
-  if (device_ == Device::kCUDA)
-    cuda::memcpy(data_, host, bytes);
-  else
+  if (device_ == Device::kCUDA) {
+    // A pageable cudaMemcpy may return before its DMA lands, and the legacy
+    // stream does not order non-blocking streams: wait for the copy here.
+    cuda::memcpy_async(data_, host, bytes, nullptr);
+    cuda::synchronize(nullptr);
+  } else {
     std::memcpy(data_, host, bytes);
+  }
 }
 
 void Buffer::download(void* host, std::size_t bytes) const {
   require(bytes <= bytes_, "download of " + std::to_string(bytes) + " bytes from a buffer of " + std::to_string(bytes_));
   require(host != nullptr || bytes == 0, "download to a null pointer");
   if (bytes == 0) return;
-  if (device_ == Device::kCUDA)
-    cuda::memcpy(host, data_, bytes);
-  else
+  if (device_ == Device::kCUDA) {
+    cuda::memcpy_async(host, data_, bytes, nullptr);
+    cuda::synchronize(nullptr);
+  } else {
     std::memcpy(host, data_, bytes);
+  }
 }
 
 Stream::Stream(Device device) : device_(device) {
@@ -82,6 +90,26 @@ void Stream::synchronize() const {
 }
 
 int cuda_device_count() noexcept { return cuda::device_count(); }
+
+std::string cuda_status() { return cuda::status(); }
+
+ScopedDevice::ScopedDevice(int device) {
+  if (device < 0) return;
+  const int current = cuda::current_device();
+  if (current == device) return;
+  cuda::set_device(device);
+  previous_ = current;
+}
+
+ScopedDevice::~ScopedDevice() {
+  if (previous_ < 0) return;
+  try {
+    cuda::set_device(previous_);
+  } catch (...) {  // destructor: the device stays switched, nothing better to do
+  }
+}
+
+int ScopedDevice::of(const void* device_ptr) noexcept { return cuda::pointer_device(device_ptr); }
 
 namespace detail {
 

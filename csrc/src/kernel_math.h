@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define DRDC_HD __host__ __device__ __forceinline__
@@ -139,6 +140,31 @@ DRDC_HD RowIndex row_index(int64_t n, int J, int K) {
   r.j = static_cast<int>(bj % J);
   r.b = static_cast<int>(bj / J);
   return r;
+}
+
+// Float max through integer atomics: non-negative floats order like their
+// int bits (atomicMax on int), negative ones inversely to their unsigned bits
+// (atomicMin on unsigned). −0.0 is taken as +0.0 first: its int bits are
+// INT_MIN, which would lose even to −inf. A NaN becomes 0x7fffffff, which
+// both orders then keep (torch.amax propagates NaN).
+struct FloatMaxOp {
+  bool min_unsigned;  // false: atomicMax on int bits
+  uint32_t bits;
+};
+
+DRDC_HD FloatMaxOp float_max_op(float v) {
+  FloatMaxOp op;
+  if (v != v) {
+    op.min_unsigned = false;
+    op.bits = 0x7fffffffu;
+    return op;
+  }
+  if (v == 0.f) v = 0.f;  // −0.0 → +0.0
+  uint32_t bits;
+  memcpy(&bits, &v, sizeof(bits));
+  op.min_unsigned = v < 0.f;
+  op.bits = bits;
+  return op;
 }
 
 }  // namespace detail

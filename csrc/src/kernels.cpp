@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backends.h"
+#include "drdc/buffer.h"
 #include "drdc/status.h"
 
 namespace drdc {
@@ -91,21 +92,33 @@ void validate(const FuseArgs& a) {
 void prepare(Device device, const PrepareArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::prepare_cpu(args);
-  if (device == Device::kCUDA) return detail::prepare_cuda(args, stream);
+  if (device == Device::kCUDA) {
+    const ScopedDevice on(ScopedDevice::of(args.x));  // launch on the GPU that holds the data
+    return detail::prepare_cuda(args, stream);
+  }
   bad_device();
 }
 
 void step(Device device, const StepArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::step_cpu(args);
-  if (device == Device::kCUDA) return detail::step_cuda(args, stream);
+  if (device == Device::kCUDA) {
+    const ScopedDevice on(ScopedDevice::of(args.x));
+    return detail::step_cuda(args, stream);
+  }
   bad_device();
 }
 
 void fuse(Device device, const FuseArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::fuse_cpu(args);
-  if (device == Device::kCUDA) return detail::fuse_cuda(args, stream);
+  if (device == Device::kCUDA) {
+    require(args.W <= detail::kFuseMaxWidthCuda, "fuse on CUDA: width W=" + std::to_string(args.W) +
+                                                     " exceeds the score kernel's shared-memory limit of " +
+                                                     std::to_string(detail::kFuseMaxWidthCuda));
+    const ScopedDevice on(ScopedDevice::of(args.heat));
+    return detail::fuse_cuda(args, stream);
+  }
   bad_device();
 }
 

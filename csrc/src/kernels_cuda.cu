@@ -139,16 +139,13 @@ __global__ void fuse_map_kernel(FuseArgs a, int64_t HW, int64_t total, float sca
 // NaN-propagating max, as torch.amax.
 __device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a >= b) ? a : b; }
 
-// Float max through integer atomics: non-negative floats order like their
-// int bits, negative ones inversely to their unsigned bits. A NaN is stored
-// as 0x7fffffff, which both orders then keep.
+// Float max through integer atomics (the ordering is kernel_math.h's float_max_op).
 __device__ void atomic_max_float(float* addr, float v) {
-  if (isnan(v))
-    atomicMax(reinterpret_cast<int*>(addr), 0x7fffffff);
-  else if (v >= 0.f)
-    atomicMax(reinterpret_cast<int*>(addr), __float_as_int(v));
+  const FloatMaxOp op = float_max_op(v);
+  if (op.min_unsigned)
+    atomicMin(reinterpret_cast<unsigned int*>(addr), op.bits);
   else
-    atomicMin(reinterpret_cast<unsigned int*>(addr), __float_as_uint(v));
+    atomicMax(reinterpret_cast<int*>(addr), static_cast<int>(op.bits));
 }
 
 __global__ void score_kernel(const float* __restrict__ fin, float* score, int H, int W, int win) {
@@ -169,7 +166,7 @@ __global__ void score_kernel(const float* __restrict__ fin, float* score, int H,
     best = max_nan(best, s / area);
   }
   for (int off = 16; off > 0; off >>= 1) best = max_nan(best, __shfl_down_sync(0xffffffffu, best, off));
-  __shared__ float warp_best[32];
+  __shared__ float warp_best[kScoreWarpSlots];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) warp_best[warp] = best;
   __syncthreads();
@@ -204,10 +201,9 @@ void step_cuda(const StepArgs& a, void* stream) {
 }
 
 void fuse_cuda(const FuseArgs& a, void* stream) {
-  constexpr int kMaxSharedWidth = 48 * 1024 / static_cast<int>(sizeof(float));
-  if (a.W > kMaxSharedWidth)
+  if (a.W > kFuseMaxWidthCuda)  // also checked by fuse(); kept for direct callers
     throw Error(Status::kInvalidArgument,
-                "fuse on CUDA: width " + std::to_string(a.W) + " exceeds " + std::to_string(kMaxSharedWidth));
+                "fuse on CUDA: width " + std::to_string(a.W) + " exceeds " + std::to_string(kFuseMaxWidthCuda));
   const int64_t HW = static_cast<int64_t>(a.H) * a.W;
   const int64_t total = static_cast<int64_t>(a.B) * HW;
   const float scale_y = static_cast<float>(a.h) / static_cast<float>(a.H);

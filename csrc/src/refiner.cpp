@@ -13,9 +13,15 @@
 namespace drdc {
 
 
+// Every pointer handed to the runner must be 256-byte aligned (TensorRT's
+// rule for tensor addresses): the buffers are (device_buffer.cpp), and the
+// timestep rows are padded to a multiple of 64 floats.
+constexpr std::size_t kRunnerAlign = 256;
+constexpr std::size_t kTimestepStride = kRunnerAlign / sizeof(float);
+
 struct Refiner::Buffers {
   Buffer labels;     // J×H×W int32
-  Buffer timesteps;  // num_steps×N float32, row i = t_i for every row
+  Buffer timesteps;  // num_steps rows of ts_stride floats, row i = t_i for the first N
   Buffer xt[2];      // ping-pong DDIM state, N×3×H×W
   Buffer unet_in;    // N×6×H×W net dtype
   Buffer eps;        // N×3×H×W net dtype
@@ -37,6 +43,16 @@ struct Refiner::GraphState {
   GraphKey warm_key;  // of the last eager (warm-up) run
   bool warm = false;
   bool disabled = false;
+};
+
+// Orders runs on different streams: the loop buffers of one run must not be
+// overwritten by the next before the first is done with them.
+struct Refiner::StreamOrder {
+  int device = -1;       // the CUDA device holding the buffers
+  void* done = nullptr;  // recorded on the stream of the last run
+  void* last_stream = nullptr;
+  bool used = false;
+  ~StreamOrder() { cuda::event_destroy(done); }
 };
 
 namespace {
@@ -73,20 +89,25 @@ void validate_config(const RefinerConfig& c, const LabelMaps& labels, const Sche
 Refiner::Refiner(const RefinerConfig& config, const Schedule& schedule, const LabelMaps& labels,
                  std::shared_ptr<Runner> runner)
     : config_(config), schedule_(schedule), labels_(labels), runner_(std::move(runner)),
-      buffers_(new Buffers), graph_(new GraphState) {
+      buffers_(new Buffers), graph_(new GraphState), order_(new StreamOrder) {
   validate_config(config_, labels_, schedule_, runner_.get());
   timesteps_ = ddim_timesteps(config_.t0, config_.num_steps);
   const Device dev = config_.device;
   const size_t N = static_cast<size_t>(rows());
   const size_t HW = static_cast<size_t>(config_.height) * config_.width;
   const size_t net = dtype_size(runner_->dtype());
+  if (dev == Device::kCUDA) {
+    order_->device = cuda::current_device();  // the buffers below land there
+    order_->done = cuda::event_create();
+  }
   Buffers& b = *buffers_;
   b.labels = Buffer(dev, labels_.data.size() * sizeof(int32_t));
   b.labels.upload(labels_.data.data(), b.labels.bytes());
-  std::vector<float> ts(N * timesteps_.size());
+  ts_stride_ = (N + kTimestepStride - 1) / kTimestepStride * kTimestepStride;
+  std::vector<float> ts(ts_stride_ * timesteps_.size(), 0.f);
   for (size_t i = 0; i < timesteps_.size(); ++i)
-    std::fill(ts.begin() + static_cast<std::ptrdiff_t>(i * N), ts.begin() + static_cast<std::ptrdiff_t>((i + 1) * N),
-              static_cast<float>(timesteps_[i]));
+    std::fill(ts.begin() + static_cast<std::ptrdiff_t>(i * ts_stride_),
+              ts.begin() + static_cast<std::ptrdiff_t>(i * ts_stride_ + N), static_cast<float>(timesteps_[i]));
   b.timesteps = Buffer(dev, ts.size() * sizeof(float));
   b.timesteps.upload(ts.data(), b.timesteps.bytes());
   for (auto& x : b.xt) x = Buffer(dev, N * 3 * HW * sizeof(float));
@@ -167,7 +188,7 @@ void Refiner::enqueue_loop(const float* x, float* heat, float* xt_out, const Loo
   for (size_t i = 0; i < timesteps_.size(); ++i) {
     const int t = timesteps_[i];
     const int t_next = i + 1 < timesteps_.size() ? timesteps_[i + 1] : -1;
-    runner_->run(b.unet_in.data(), ts + i * static_cast<size_t>(N), b.eps.data(), N, H, W, stream);
+    runner_->run(b.unet_in.data(), ts + i * ts_stride_, b.eps.data(), N, H, W, stream);
     sa.xt_in = xt[cur];
     sa.xt_out = xt[1 - cur];
     sa.noise = noise.steps + i * plane;
@@ -187,8 +208,24 @@ int Refiner::run(const float* x, float* heat, float* xt_out, const LoopNoise& no
   const bool given = noise.fill || noise.start || noise.steps;
   require(!given || (noise.fill && noise.start && noise.steps),
           "refiner.run: pass all of the noise buffers (fill, start, steps) or none");
-  const LoopNoise nz = given ? noise : draw_noise(stream);
+  if (config_.device != Device::kCUDA) return launch(x, heat, xt_out, given ? noise : draw_noise(stream), stream);
 
+  StreamOrder& o = *order_;
+  const int x_device = cuda::pointer_device(x);
+  require(x_device < 0 || x_device == o.device,
+          "refiner.run: x is on CUDA device " + std::to_string(x_device) + ", the refiner's buffers on device " +
+              std::to_string(o.device));
+  const ScopedDevice on(o.device);
+  // Outside any capture: a run on another stream first waits for the last one.
+  if (o.used && o.last_stream != stream) cuda::stream_wait_event(stream, o.done);
+  const int n = launch(x, heat, xt_out, given ? noise : draw_noise(stream), stream);
+  cuda::event_record(o.done, stream);
+  o.used = true;
+  o.last_stream = stream;
+  return n;
+}
+
+int Refiner::launch(const float* x, float* heat, float* xt_out, const LoopNoise& nz, void* stream) {
   GraphState& g = *graph_;
   const bool graphable = config_.device == Device::kCUDA && config_.cuda_graph && runner_->capturable() &&
                          stream != nullptr && !g.disabled;

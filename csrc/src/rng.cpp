@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "backends.h"
+#include "drdc/buffer.h"
 #include "drdc/status.h"
 #include "parallel.h"
 #include "philox.h"
@@ -72,7 +73,10 @@ void gaussian(Device device, float* out, std::size_t count, uint64_t seed, uint6
   require(out != nullptr || count == 0, "gaussian: out is a null pointer");
   if (count == 0) return;
   if (device == Device::kCPU) return detail::gaussian_cpu(out, count, seed, offset);
-  if (device == Device::kCUDA) return detail::gaussian_cuda(out, count, seed, offset, stream);
+  if (device == Device::kCUDA) {
+    const ScopedDevice on(ScopedDevice::of(out));
+    return detail::gaussian_cuda(out, count, seed, offset, stream);
+  }
   throw Error(Status::kInvalidArgument, "device must be cpu or cuda");
 }
 

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "drdc/status.h"
@@ -181,6 +182,11 @@ TensorRtRunner::~TensorRtRunner() = default;
 void TensorRtRunner::run(const void* input, const float* timesteps, void* output, int n, int h, int w,
                          void* stream) {
   require(input && timesteps && output, "TensorRT runner: null input, timesteps or output");
+  // TensorRT refuses tensor addresses that are not 256-byte aligned; say which.
+  const std::pair<const char*, const void*> ptrs[] = {{"input", input}, {"timesteps", timesteps}, {"output", output}};
+  for (const auto& p : ptrs)
+    require(reinterpret_cast<std::uintptr_t>(p.second) % 256 == 0,
+            std::string("TensorRT runner: ") + p.first + " pointer is not 256-byte aligned");
   if (n != last_n_ || h != last_h_ || w != last_w_) {
     engine_->set_input_shape(names_.input, {n, 6, h, w});
     engine_->set_input_shape(names_.timesteps, {n});

@@ -2,12 +2,17 @@
 // by drdc_trt/diffusion/masks.py and schedule.py), Philox (Random123 test
 // vectors), half conversion (IEEE rounding) and the fuse kernel on maps
 // whose result is known in closed form.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "backends.h"
 #include "drdc/drdc.h"
 #include "half.h"
+#include "kernel_math.h"
 #include "test_util.h"
 
 using namespace drdc;
@@ -162,6 +167,52 @@ static void test_fuse_known() {
   CHECK_THROWS_STATUS(fuse(Device::kCPU, bad), Status::kInvalidArgument);
 }
 
+// The integer-atomic float max of the CUDA score kernel (kernel_math.h's
+// float_max_op), emulated with the same int / unsigned orders on the host.
+static float emulated_max(float init, const std::vector<float>& values) {
+  uint32_t cur;
+  std::memcpy(&cur, &init, sizeof(cur));
+  for (float v : values) {
+    const detail::FloatMaxOp op = detail::float_max_op(v);
+    if (op.min_unsigned)
+      cur = std::min(cur, op.bits);
+    else
+      cur = static_cast<uint32_t>(std::max(static_cast<int32_t>(cur), static_cast<int32_t>(op.bits)));
+  }
+  float out;
+  std::memcpy(&out, &cur, sizeof(out));
+  return out;
+}
+
+static void test_float_max_op() {
+  const float inf = INFINITY;
+  CHECK(emulated_max(-inf, {-0.0f}) == 0.f);  // −0.0 must beat −inf
+  CHECK(!std::signbit(emulated_max(-inf, {-0.0f})));
+  CHECK(emulated_max(-inf, {-3.f, -0.0f, -1.f}) == 0.f);
+  CHECK(emulated_max(-inf, {-3.f, -1.f, -2.f}) == -1.f);
+  CHECK(emulated_max(-inf, {-3.f, 2.f, 0.5f}) == 2.f);
+  CHECK(emulated_max(-inf, {0.0f, -0.0f, -5.f}) == 0.f);
+  CHECK(std::isnan(emulated_max(-inf, {1.f, NAN, 3.f})));
+  CHECK(std::isnan(emulated_max(-inf, {NAN, -1.f})));
+}
+
+static void test_fuse_cuda_width_limit() {
+  // The limit counts the score kernel's static per-warp slots beside the W
+  // column sums; the check comes before any CUDA call, so it holds anywhere.
+  CHECK_EQ(detail::kFuseMaxWidthCuda, (48 * 1024 - 32 * 4) / 4);
+  float dummy[1];
+  FuseArgs a;
+  a.heat = a.base = dummy, a.final_map = a.diff_map = a.base_up = a.score = dummy;
+  a.B = 1, a.H = 1, a.h = a.w = 1, a.inv_count = 1.f, a.mean_filter = 1, a.score_window = 1;
+  for (int W : {detail::kFuseMaxWidthCuda + 1, 48 * 1024 / 4}) {
+    a.W = W;
+    std::string message;
+    const Status s = call([&] { fuse(Device::kCUDA, a); }, &message);
+    CHECK(s == Status::kInvalidArgument);
+    CHECK(message.find("width W=" + std::to_string(W)) != std::string::npos);
+  }
+}
+
 static void test_build_info() {
   std::string message;
   const Status s = call([] { (void)parse_device("tpu"); }, &message);
@@ -184,6 +235,8 @@ int main() {
   drdc_test::run_case("philox known answers, gaussian moments", test_philox);
   drdc_test::run_case("half conversion", test_half);
   drdc_test::run_case("fuse known answers", test_fuse_known);
+  drdc_test::run_case("float max through integer atomics", test_float_max_op);
+  drdc_test::run_case("fuse on CUDA: width limit", test_fuse_cuda_width_limit);
   drdc_test::run_case("status and build info", test_build_info);
   return drdc_test::finish();
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "drdc/types.h"
 
@@ -27,7 +28,10 @@ class Buffer {
   std::size_t bytes() const noexcept { return bytes_; }
   Device device() const noexcept { return device_; }
 
-  // Synchronous copies between host memory and the buffer.
+  // Copies between host memory and the buffer, complete on return (CUDA:
+  // enqueued on the legacy stream and waited for, so work on any stream
+  // issued afterwards sees the data; the caller must have synchronised any
+  // stream still writing the buffer before a download).
   void upload(const void* host, std::size_t bytes);
   void download(void* host, std::size_t bytes) const;
 
@@ -55,5 +59,23 @@ class Stream {
 
 // Number of usable CUDA devices; 0 without CUDA in the build, device or driver.
 int cuda_device_count() noexcept;
+// Why cuda_device_count() is 0 ("" when a device is usable): e.g. the
+// runtime's "insufficient driver" error, which must not read as "no GPU".
+std::string cuda_status();
+
+// Makes a CUDA device current until destruction, then restores the previous
+// one; a no-op for device < 0 (host memory, or a build without CUDA).
+class ScopedDevice {
+ public:
+  explicit ScopedDevice(int device);
+  ~ScopedDevice();
+  ScopedDevice(const ScopedDevice&) = delete;
+  ScopedDevice& operator=(const ScopedDevice&) = delete;
+  // The CUDA device owning a device pointer; -1 for host or unknown memory.
+  static int of(const void* device_ptr) noexcept;
+
+ private:
+  int previous_ = -1;
+};
 
 }  // namespace drdc

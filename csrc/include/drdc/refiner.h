@@ -10,8 +10,14 @@
 // captures and launches the graph, later ones only replay it. A capture that
 // fails disables graphs for this refiner (graph_error() says why) and the loop
 // runs eagerly.
+//
+// CUDA: the buffers live on the device current at construction, and run()
+// makes that device current. Runs on different streams are ordered by an
+// event (the loop buffers are shared). Every pointer the runner receives
+// (input, timesteps, output) is 256-byte aligned.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -83,6 +89,8 @@ class Refiner {
  private:
   struct Buffers;
   struct GraphState;
+  struct StreamOrder;
+  int launch(const float* x, float* heat, float* xt_out, const LoopNoise& noise, void* stream);
   void enqueue_loop(const float* x, float* heat, float* xt_out, const LoopNoise& noise, void* stream);
   LoopNoise draw_noise(void* stream);
 
@@ -93,6 +101,8 @@ class Refiner {
   std::vector<int> timesteps_;
   std::unique_ptr<Buffers> buffers_;
   std::unique_ptr<GraphState> graph_;
+  std::unique_ptr<StreamOrder> order_;
+  std::size_t ts_stride_ = 0;  // floats per timestep row (N rounded up to 64)
   uint64_t noise_seed_ = 0;
   uint64_t noise_counter_ = 0;
   int graph_captures_ = 0;

@@ -19,7 +19,8 @@ class Runner {
   // capture the whole loop into a CUDA graph and replay it.
   virtual bool capturable() const { return false; }
 
-  // input: n×6×h×w, timesteps: n float32, output: n×3×h×w (ε̂).
+  // input: n×6×h×w, timesteps: n float32, output: n×3×h×w (ε̂). The refiner
+  // hands every pointer 256-byte aligned (TensorRT's rule).
   // CPU runners finish before returning; CUDA runners enqueue on `stream`.
   // Failures throw (drdc::Error with kRunnerError or any exception).
   virtual void run(const void* input, const float* timesteps, void* output, int n, int h, int w,
