@@ -187,7 +187,7 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
     for i, f in enumerate(files):
         stem = f"{i:04d}_{f.stem}"
         map_path, mask_path, ov_path = f"maps/{stem}_anomaly_map.npy", f"maps/{stem}_pred_mask.png", f"{stem}_overlay.png"
-        np.save(out / map_path, res.anomaly_map[i].numpy().astype(np.float32))
+        np.save(out / map_path, res.anomaly_map[i].cpu().numpy().astype(np.float32))
         (out / mask_path).write_bytes(viz.png_bytes(viz.mask_image(res.pred_mask[i])))
         (out / ov_path).write_bytes(viz.png_bytes(viz.overlay(x[i], res.anomaly_map[i], 0.0, hi)))
         records.append({"image": str(f), "pred_score": float(res.pred_score[i]),

@@ -146,7 +146,7 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
         headers += ["base map", "diffusion map", "final map"]
         d_lo, d_hi = stats.diff_mean, stats.diff_mean + 6 * stats.diff_std
         b_lo, b_hi = stats.base_mean, stats.base_mean + 6 * stats.base_std
-        f_lo, f_hi = 0.0, max(6.0, float(np.quantile(out.anomaly_map.numpy(), 0.999)))
+        f_lo, f_hi = 0.0, max(6.0, float(np.quantile(out.anomaly_map.cpu().numpy(), 0.999)))
     if knn is not None:
         headers.append("kNN map")
         k_lo, k_hi = knn.map_mean, knn.map_mean + 6 * knn.map_std

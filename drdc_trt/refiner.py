@@ -8,19 +8,50 @@ network calls in between — runs in C++. The network stays a Python callable
 (``eps_fn``), wrapped in a ``_C.PythonRunner``: on the CPU it receives torch
 tensors that view the C++ buffers, on CUDA tensors made from raw device
 pointers (``__cuda_array_interface__``) on the loop's stream.
+
+The C++ refiner owns its loop buffers (on CUDA ~385 MB at the ``fast`` preset,
+batch 32), so one is built per (batch, shape, settings, net dtype) and reused
+across calls, as the torch-free runtime does; the cache lives as long as the
+``labels`` tensor it was built for (a Detector's). On CUDA the loop runs on the
+caller's current stream, or, when that is the legacy default stream (on which
+CUDA graphs cannot be captured and TensorRT adds syncs), on a side stream
+ordered after and before the caller's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
+from collections import OrderedDict
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .diffusion.inpaint import EpsFn, LoopNoise, LoopResult
 from .diffusion.schedule import Schedule
 
 _NET_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
+_PER_LABELS = 4          # refiners kept per labels tensor (least recently used dropped)
+_cache: dict[int, OrderedDict] = {}   # id(labels) -> key -> (refiner, slot)
+_stats = {"built": 0, "reused": 0}
+
+
+class _EpsSlot:
+    """The network of the current call: a cached refiner's runner calls whatever is here."""
+
+    fn: EpsFn | None = None
+
+
+def cache_info() -> dict:
+    """Refiners built and reused so far, and how many are held now."""
+    return {**_stats, "held": sum(len(v) for v in _cache.values())}
+
+
+def clear_cache() -> None:
+    """Drop every cached refiner (frees their buffers, e.g. between benchmarked engines)."""
+    _cache.clear()
 
 
 def _csrc():
@@ -37,10 +68,10 @@ def _require(name: str, t, shape: tuple, device: torch.device) -> None:
     _check(name, t, shape, (torch.float32,), device)
 
 
-def _cpu_callback(eps_fn: EpsFn):
+def _cpu_callback(slot: _EpsSlot):
     def run(inp, timesteps, out, _stream):
         # numpy views of the C++ buffers: wrap without copying
-        eps = eps_fn(torch.from_numpy(inp), torch.from_numpy(timesteps))
+        eps = slot.fn(torch.from_numpy(inp), torch.from_numpy(timesteps))
         dst = torch.from_numpy(out)
         if tuple(eps.shape) != tuple(dst.shape):
             raise ValueError(f"eps_fn returned shape {tuple(eps.shape)}, expected {tuple(dst.shape)}")
@@ -49,12 +80,12 @@ def _cpu_callback(eps_fn: EpsFn):
     return run
 
 
-def _cuda_callback(eps_fn: EpsFn, device: torch.device):
+def _cuda_callback(slot: _EpsSlot, device: torch.device):
     def run(inp, timesteps, out, stream):
         ctx = (torch.cuda.stream(torch.cuda.ExternalStream(stream, device=device)) if stream
                else contextlib.nullcontext())
         with ctx:
-            eps = eps_fn(torch.as_tensor(inp, device=device), torch.as_tensor(timesteps, device=device))
+            eps = slot.fn(torch.as_tensor(inp, device=device), torch.as_tensor(timesteps, device=device))
             dst = torch.as_tensor(out, device=device)
             if tuple(eps.shape) != tuple(dst.shape):
                 raise ValueError(f"eps_fn returned shape {tuple(eps.shape)}, expected {tuple(dst.shape)}")
@@ -88,21 +119,56 @@ def csrc_inpaint_heat(
     _require("noise.start", noise.start, (n, 3, h, w), dev)
     _require("noise.steps", noise.steps, (num_steps, n, 3, h, w), dev)
 
-    if dev.type == "cuda":
-        callback, stream = _cuda_callback(eps_fn, dev), torch.cuda.current_stream(dev).cuda_stream
-    else:
-        callback, stream = _cpu_callback(eps_fn), 0
-    runner = C.PythonRunner(callback, device=dev.type, net_dtype=_NET_DTYPES[net_dtype], capturable=False)
-    refiner = C.Refiner(
-        runner, device=dev.type, batch=b, height=h, width=w, num_sets=num_sets, t0=t0, num_steps=num_steps,
-        pool_factors=[int(f) for f in pool_factors], clip_x0=bool(clip_x0),
-        labels=labels.detach().cpu().contiguous().numpy(), alphas_cumprod=schedule.alphas_cumprod,
-    )
+    refiner, slot = _refiner_for(C, dev, b, h, w, labels, num_sets, schedule, t0, num_steps, pool_factors,
+                                 clip_x0, net_dtype)
     heat = torch.empty(b, h, w, dtype=torch.float32, device=dev)
     xt = torch.empty(n, 3, h, w, dtype=torch.float32, device=dev)
-    count = refiner.run(x=x.data_ptr(), heat=heat.data_ptr(), xt_out=xt.data_ptr(), fill=noise.fill.data_ptr(),
-                        start=noise.start.data_ptr(), steps=noise.steps.data_ptr(), stream=stream)
+    ptrs = dict(x=x.data_ptr(), heat=heat.data_ptr(), xt_out=xt.data_ptr(), fill=noise.fill.data_ptr(),
+                start=noise.start.data_ptr(), steps=noise.steps.data_ptr())
+    slot.fn = eps_fn
+    try:
+        if dev.type != "cuda":
+            count = refiner.run(**ptrs, stream=0)
+        else:
+            from .backends.adapter import enqueue_stream
+
+            with enqueue_stream(dev) as stream, torch.cuda.device(dev):
+                count = refiner.run(**ptrs, stream=stream)
+    finally:
+        slot.fn = None  # the cache must not keep the caller's network alive
     return LoopResult(heat=heat, count=count, xt=xt)
 
 
-__all__ = ["csrc_inpaint_heat"]
+def _refiner_for(C, dev, b, h, w, labels, num_sets, schedule, t0, num_steps, pool_factors, clip_x0, net_dtype):
+    """A cached ``_C.Refiner`` for these settings (built on first use)."""
+    pools = tuple(int(f) for f in pool_factors)
+    ab = np.ascontiguousarray(schedule.alphas_cumprod, dtype=np.float64)
+    key = (str(dev), b, h, w, num_sets, int(t0), int(num_steps), pools, bool(clip_x0), net_dtype,
+           labels._version, hashlib.sha1(ab.tobytes()).hexdigest())
+    per = _cache.get(id(labels))
+    if per is None:
+        per = _cache[id(labels)] = OrderedDict()
+        weakref.finalize(labels, _cache.pop, id(labels), None)  # ids are reused once the tensor is gone
+    entry = per.get(key)
+    if entry is not None:
+        per.move_to_end(key)
+        _stats["reused"] += 1
+        return entry
+    slot = _EpsSlot()
+    callback = _cuda_callback(slot, dev) if dev.type == "cuda" else _cpu_callback(slot)
+    runner = C.PythonRunner(callback, device=dev.type, net_dtype=_NET_DTYPES[net_dtype], capturable=False)
+    # the refiner's buffers land on the current device: make it the inputs' one
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        refiner = C.Refiner(
+            runner, device=dev.type, batch=b, height=h, width=w, num_sets=num_sets, t0=t0, num_steps=num_steps,
+            pool_factors=list(pools), clip_x0=bool(clip_x0), labels=labels.detach().cpu().contiguous().numpy(),
+            alphas_cumprod=ab,
+        )
+    entry = per[key] = (refiner, slot)
+    while len(per) > _PER_LABELS:
+        per.popitem(last=False)
+    _stats["built"] += 1
+    return entry
+
+
+__all__ = ["cache_info", "clear_cache", "csrc_inpaint_heat"]

@@ -32,10 +32,11 @@ from .bundle import atomic_write_bytes, sha256_file
 
 DEFAULT_WORKSPACE = 4 << 30  # bytes of builder scratch memory
 PIN_FP32_INPUTS = ("timesteps",)
+SUPPORTED_MAJOR = 10  # TensorRT major version the builder and runner are written for
 
 
 class TensorRTUnavailable(RuntimeError):
-    """TensorRT (10 or newer) is not importable here."""
+    """TensorRT 10 is not importable here (absent, or another major version)."""
 
 
 class PlanBuildError(RuntimeError):
@@ -48,12 +49,19 @@ def import_tensorrt():
     except ImportError:
         raise TensorRTUnavailable(
             "TensorRT is not installed: building or running TensorRT plans needs the `tensorrt` Python package "
-            "(TensorRT 10 or newer; `pip install tensorrt` on a machine with an NVIDIA GPU and driver). The ONNX "
+            "(TensorRT 10; `pip install 'tensorrt==10.*'` on a machine with an NVIDIA GPU and driver). The ONNX "
             "files of a bundle run without it (--backend onnxruntime)") from None
     major = int(str(trt.__version__).split(".")[0])
     if major < 10:
-        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is installed; drdc_trt needs TensorRT 10 or newer "
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is installed; drdc_trt needs TensorRT 10 "
                                   "(named I/O tensors, execute_async_v3)")
+    if major > SUPPORTED_MAJOR:
+        # TensorRT 11 removed what the fp16 build uses (BuilderFlag.FP16, PREFER_PRECISION_CONSTRAINTS,
+        # per-layer precision); refuse here rather than fail half-way through a build.
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is installed; drdc_trt's plan builder and runner "
+                                  f"are written for TensorRT {SUPPORTED_MAJOR} (TensorRT 11 removed "
+                                  "BuilderFlag.FP16, PREFER_PRECISION_CONSTRAINTS and per-layer precision): install "
+                                  f"tensorrt=={SUPPORTED_MAJOR}.*, or run the bundle's ONNX (--backend onnxruntime)")
     return trt
 
 
@@ -82,7 +90,9 @@ def base_profile(config: dict, max_batch: int) -> dict[str, tuple]:
 
 def unet_profile(config: dict, rows_per_image: int, max_batch: int) -> dict[str, tuple]:
     """The U-Net sees B·R rows for B images; optimised for full batches."""
-    s, c = int(config["image_size"]), int(config["unet"]["in_channels"])
+    # the loop runs on the image with its border margin (configs without one: none)
+    s = int(config["image_size"]) + 2 * int(config["diffusion"].get("margin", 0))
+    c = int(config["unet"]["in_channels"])
     lo, hi = rows_per_image, rows_per_image * max_batch
     return {"x": ((lo, c, s, s), (hi, c, s, s), (hi, c, s, s)), "timesteps": ((lo,), (hi,), (hi,))}
 

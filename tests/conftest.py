@@ -28,6 +28,23 @@ def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
     return out
 
 
+def _perturb_unet(model, scale: float = 0.05, seed: int = 3):
+    """The U-Net's zero-initialised output layers make a barely trained model's ε̂ tiny
+    (~0.05 everywhere, whatever the timestep); perturb every weight so comparisons of
+    exported networks measure real, timestep-dependent activations."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
+@pytest.fixture(scope="session")
+def perturb_unet():
+    """perturb(model, scale=0.05, seed=3) -> model, its U-Net weights perturbed in place."""
+    return _perturb_unet
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -93,6 +93,9 @@ class TrtEngine:
             self._check_shape(name, shapes[name])
             self.context.set_input_shape(name, tuple(shapes[name]))
         for name in (*self.inputs, *self.outputs):
+            if int(ptrs[name]) % 256:
+                raise ValueError(f"{self.where}: tensor {name!r} address {int(ptrs[name]):#x} is not 256-byte "
+                                 "aligned (TensorRT requires it); copy it to a fresh allocation first")
             self.context.set_tensor_address(name, int(ptrs[name]))
         if not self.context.execute_async_v3(int(stream)):
             raise RuntimeError(f"{self.where}: execute_async_v3 failed")

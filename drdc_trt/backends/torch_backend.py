@@ -9,6 +9,16 @@ import torch
 _AMP = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def amp_context(precision: str, cache_enabled: bool = True):
+    """CUDA autocast for ``precision`` (a no-op context for float32). ``cache_enabled=False``
+    where the context is captured into a CUDA graph: autocast's cache of low-precision
+    weight copies is freed when the context exits, and a graph would replay reads of it."""
+    amp = _AMP[precision]
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=amp, cache_enabled=cache_enabled)
+
+
 class TorchRunner:
     name = "torch"
     io = "torch"
@@ -23,10 +33,7 @@ class TorchRunner:
         self.precision = precision
 
     def _ctx(self):
-        amp = _AMP[self.precision]
-        if amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=amp)
+        return amp_context(self.precision)
 
     @torch.no_grad()
     def base(self, images: torch.Tensor) -> torch.Tensor:

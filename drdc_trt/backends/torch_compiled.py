@@ -12,17 +12,19 @@ On a CPU device there is nothing to capture and no GPU compiler to use: the
 runner falls back to eager PyTorch (exactly the ``torch`` backend), says so with
 a ``RuntimeWarning`` and records why in ``fallback_reason``; ``compiled`` is False.
 AMP (``precision`` float16 / bfloat16) works as in the eager runner and is
-captured into the graphs.
+captured into the graphs, with autocast's weight-cast cache off (as
+``torch.cuda.make_graphed_callables`` requires): a cached bf16 copy of a weight
+is freed when autocast exits, and the graph would replay reads of freed memory;
+without the cache the casts are part of the graph.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
 
-from .torch_backend import _AMP, TorchRunner
+from .torch_backend import TorchRunner, amp_context
 
 MODES = ("graph", "compile", "compile+graph")
 
@@ -90,8 +92,7 @@ class TorchCompiledRunner:
             self._base, self._unet = base_fn, unet_fn
 
     def _ctx(self):
-        amp = _AMP[self.precision]
-        return contextlib.nullcontext() if amp is None else torch.autocast(device_type="cuda", dtype=amp)
+        return amp_context(self.precision, cache_enabled=False)
 
     @torch.no_grad()
     def base(self, images: torch.Tensor) -> torch.Tensor:

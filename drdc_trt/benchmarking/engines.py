@@ -70,7 +70,8 @@ def csrc_status(device: torch.device) -> str | None:
         if not dict(_C.build_info).get("cuda"):
             return "drdc_trt._C was built without CUDA kernels (no CUDA compiler at build time)"
         if _C.cuda_device_count() < 1:
-            return "drdc_trt._C sees no CUDA device"
+            why = _C.cuda_status() if hasattr(_C, "cuda_status") else ""
+            return "drdc_trt._C sees no CUDA device" + (f" ({why})" if why else "")
     return None
 
 
@@ -115,7 +116,7 @@ def unavailable(spec: EngineSpec, ctx: Context) -> str | None:
 
             import_tensorrt()
         except Exception as e:  # noqa: BLE001 - TensorRTUnavailable, or a broken install
-            return f"{str(e).split(':')[0]} (needs the tensorrt package, TensorRT >= 10, and an NVIDIA GPU)"
+            return f"{str(e).split(':')[0]} (needs the tensorrt package, TensorRT 10, and an NVIDIA GPU)"
         if dev.type != "cuda":
             return "TensorRT runs on an NVIDIA GPU only (--device cuda)"
         if not _has("cuda") or not (_has("cuda.bindings") or _has("cuda.cudart")):

@@ -73,8 +73,7 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
         name = Path(opts.model).name or "model"
     elif bundle is not None:
         cfg = bundle.model_config()
-        torch.manual_seed(opts.seed)
-        model = DRDCModel(cfg)
+        model = None  # random init below
         stats = FusionStats.from_dict(bundle.manifest["fusion_stats"])
         source = (f"bundle {opts.bundle} (engines); the torch rows run a randomly initialised model of the "
                   "bundle's config (latency does not depend on the weights)")
@@ -83,10 +82,9 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
         from drdc_trt.config import preset
 
         cfg = preset(opts.config)
-        torch.manual_seed(opts.seed)
         model = None
-        source = (f"preset {opts.config!r}, randomly initialised (backbone weights: {cfg.backbone.weights}); "
-                  "latency does not depend on the weights")
+        source = (f"preset {opts.config!r}, randomly initialised (backbone too: latency does not depend on "
+                  "the weights)")
         name = opts.config
         stats = FusionStats()
     changes = {}
@@ -94,16 +92,22 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
         changes["image_size"] = opts.size
     if opts.steps is not None and opts.steps != cfg.diffusion.num_steps:
         changes["diffusion.num_steps"] = opts.steps
-    if changes and (bundle is not None or opts.model):
+    if changes and (bundle is not None or opts.model):  # (checked before the backbone change below)
         raise BenchError(f"{'--bundle' if bundle is not None else '--model'} fixes the image size "
                          f"({cfg.image_size}) and the DDIM steps ({cfg.diffusion.num_steps}); drop "
                          f"{', '.join('--size' if k == 'image_size' else '--steps' for k in changes)}")
+    if model is None:
+        # A random-init model: latency does not depend on the weights, so the backbone
+        # needs none (the ImageNet weights package may be absent, e.g. on a GPU machine).
+        if cfg.backbone.weights != "none":
+            changes["backbone.weights"] = "none"
     if changes:
         try:
             cfg = cfg.replace(**changes)
         except (KeyError, ValueError) as e:
             raise BenchError(f"--size/--steps: {e}") from None
     if model is None:
+        torch.manual_seed(opts.seed)
         log(f"building a random-init {name} model (S={cfg.image_size}, {cfg.diffusion.num_steps} steps)")
         model = DRDCModel(cfg)
     if bundle is not None and opts.model:
@@ -216,7 +220,7 @@ def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None]
                 any_failed = True
                 rows.append(_row(spec, eng.label, eng.precision, b, f"failed: {type(e).__name__}: {_first_line(e)}"))
                 log(f"{eng.label} / loop {spec.loop} / batch {b}: failed: {e}")
-                _free(device)
+                _free(device, notes)
                 continue
             lat = summarize(m.latencies_ms, b)
             row = _row(spec, eng.label, eng.precision, b, "ok", latency_ms=lat,
@@ -227,7 +231,7 @@ def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None]
             log(f"{eng.label} / loop {spec.loop} / {eng.precision} / batch {b}: p50 {lat['p50_ms']:.2f} ms, "
                 f"{lat['throughput_ips']:.2f} images/s ({lat['iterations']} calls)")
         del eng
-        _free(device)
+        _free(device, notes)
     _speedups(rows)
 
     step_ops = []
@@ -248,7 +252,13 @@ def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None]
     # The ceilings are measured at the start and at the end of the run and the higher
     # value is kept, so that a busy moment does not lower the reference peak.
     log("measuring the GEMM rate and copy bandwidth again (the best of start and end is the ceiling)")
-    peaks_end, copy_end = limits.gemm_peaks(device), limits.copy_bandwidth(device)
+    try:
+        peaks_end, copy_end = limits.gemm_peaks(device), limits.copy_bandwidth(device)
+    except Exception as e:  # noqa: BLE001 - e.g. a CUDA error left by a failed row: keep the report
+        any_failed = True
+        notes.append(f"ceilings not measured again at the end ({type(e).__name__}: {_first_line(e)}); "
+                     "the start values are used")
+        peaks_end, copy_end = peaks_start, copy_start
     peaks = {k: max(peaks_start[k], peaks_end[k], key=lambda p: p["tflops"]) for k in peaks_start}
     copy = max(copy_start, copy_end, key=lambda c: c["GBps"])
     for row in rows:
@@ -308,11 +318,21 @@ def _first_line(e: Exception) -> str:
     return (s[0] if s else "")[:300]
 
 
-def _free(device: torch.device) -> None:
+def _free(device: torch.device, notes: list[str]) -> None:
+    """Release what the last engine held (cached C++ refiners too). A CUDA error left by a
+    failed row surfaces here: it is noted, and the rows after it report their own failures."""
+    from drdc_trt.refiner import clear_cache
+
+    clear_cache()
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+        except Exception as e:  # noqa: BLE001
+            note = f"freeing device memory after a row failed: {type(e).__name__}: {_first_line(e)}"
+            if note not in notes:
+                notes.append(note)
 
 
 def _limits_of_row(row: dict, flops: dict, peaks: dict, device: torch.device) -> None:

@@ -212,18 +212,22 @@ def test_cli_detect_bundle_matches_model(exported, tiny_checkpoint, synthetic_ro
     assert r.exit_code == 2 and "--backend torch runs a checkpoint (--model CKPT)" in r.output
 
 
-def _random_weights(model, scale=0.05, seed=3):
-    """The U-Net's zero-initialised output layers make a barely trained model's ε̂ tiny;
-    perturb every weight so the comparison measures real activations."""
-    g = torch.Generator().manual_seed(seed)
+def test_perturbed_unet_depends_on_the_timestep(tiny_checkpoint, perturb_unet):
+    """What the TensorRT comparisons run on: a network whose ε̂ changes with t by far more
+    than their tolerance, so a plan that ignored the timestep input would fail them."""
+    from drdc_trt.export.numerics import sample_images
+
+    model = perturb_unet(load_checkpoint(tiny_checkpoint)).eval()
+    s = model.cfg.image_size
+    x = torch.cat([sample_images(s, 2, seed=1), sample_images(s, 2, seed=2)], dim=1)  # 2×6×S×S
     with torch.no_grad():
-        for p in model.unet.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-    return model
+        e50, e400 = (model.unet(x, torch.full((2,), float(t))) for t in (50, 400))
+    ref = float(e50.abs().max())
+    assert ref > 0.1 and float((e50 - e400).abs().max()) > 1e-2 + 5e-2 * ref  # > the fp16 plan tolerance
 
 
-def test_numerics_on_realistic_inputs_and_a_detected_mismatch(tiny_checkpoint, tmp_path):
-    model = _random_weights(load_checkpoint(tiny_checkpoint))
+def test_numerics_on_realistic_inputs_and_a_detected_mismatch(tiny_checkpoint, tmp_path, perturb_unet):
+    model = perturb_unet(load_checkpoint(tiny_checkpoint))
     export_base(model, tmp_path / "base.onnx")
     export_unet(model, tmp_path / "unet.onnx")
     report = compare_networks(model, tmp_path / "base.onnx", tmp_path / "unet.onnx", batch_sizes=(1, 3))
@@ -231,14 +235,14 @@ def test_numerics_on_realistic_inputs_and_a_detected_mismatch(tiny_checkpoint, t
         ("base", 1), ("unet", 4), ("base", 3), ("unet", 12)]
     for c in report.comparisons:
         assert c.ref_max > 0.1 and c.max_abs < 1e-4, c  # real activations, float32-level agreement
-    _random_weights(model, scale=0.01, seed=4)  # the PyTorch model drifts away from the exported graph
+    perturb_unet(model, scale=0.01, seed=4)  # the PyTorch model drifts away from the exported graph
     with pytest.raises(NumericsError, match=r"unet batch 4: max abs .* > "):
         compare_networks(model, tmp_path / "base.onnx", tmp_path / "unet.onnx", batch_sizes=(1,))
 
 
 @pytest.mark.slow
-def test_dynamo_exporter_unet(tiny_checkpoint, tmp_path):
-    model = _random_weights(load_checkpoint(tiny_checkpoint))
+def test_dynamo_exporter_unet(tiny_checkpoint, tmp_path, perturb_unet):
+    model = perturb_unet(load_checkpoint(tiny_checkpoint))
     info = export_unet(model, tmp_path / "unet.onnx", exporter="dynamo")
     assert info.opset >= 18
     export_base(model, tmp_path / "base.onnx")

