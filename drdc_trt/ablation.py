@@ -36,8 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from safetensors.torch import load_file
 
-from . import ops, viz
-from .checkpoint import CONFIG, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text, load_checkpoint
+from . import ops, tuning, viz
+from .checkpoint import CONFIG, PIXEL_STATS, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text, load_checkpoint
 from .data import Loaded, load_split
 from .evaluate import COLUMNS, EvalResult, KNNOutput, example_rows, fit_knn, method_outputs, report_html, table
 from .fusion import FusionStats, measure_stats, normalised_blend
@@ -50,8 +50,10 @@ FACTORS: dict[str, tuple] = {
     "diffusion.num_steps": (5, 10, 20),
     "diffusion.t0": (150, 250, 400),
 }
-SHORT = {"diffusion.grid_sizes": "g", "diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0", "fusion.lam": "λ"}
+SHORT = {"diffusion.grid_sizes": "g", "diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0",
+         "fusion.lam": "λ", "diffusion.margin": "margin", "fusion.heat_norm": "heat_norm"}
 DIFF_ONLY = "diffusion only (λ=1)"
+SYNTH_LAM = "λ chosen on synthetic anomalies"
 
 
 def _get(cfg, key: str):
@@ -125,6 +127,7 @@ class AblationResult:
     variants: list[dict]                  # per variant: label, changes, rows, stats, seconds (or status)
     seconds: dict[str, float] = field(default_factory=dict)
     knn_cfg: dict | None = None
+    synthetic: dict | None = None         # λ chosen on synthetic anomalies: chosen, rows
 
 
 class _Cache:
@@ -192,8 +195,9 @@ def _parts_seconds(cache: _Cache, name: str) -> tuple[float, int]:
 
 def _fingerprint(model_dir: Path, test: Loaded, calib_names: Sequence[str], extra: Mapping) -> str:
     h = hashlib.sha256()
-    for name in (WEIGHTS, CONFIG, STATS):
-        h.update((Path(model_dir) / name).read_bytes())
+    for name in (WEIGHTS, CONFIG, STATS, PIXEL_STATS):
+        if (Path(model_dir) / name).is_file():
+            h.update((Path(model_dir) / name).read_bytes())
     h.update(json.dumps([str(s.path.name) + s.defect for s in test.samples]).encode())
     h.update(json.dumps(list(calib_names)).encode())
     h.update(json.dumps(extra, sort_keys=True, default=str).encode())
@@ -213,7 +217,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
                  factors: Mapping[str, Sequence] | None = None, grid: bool = False,
                  only: Sequence[str] | None = None, knn_cfg=None, with_knn: bool = True,
                  batch_size: int = 8, device: str = "cpu", seed: int = 0, progress: bool = False,
-                 log: Callable[[str], None] = print) -> AblationResult:
+                 log: Callable[[str], None] = print, synthetic_lambda: bool = True) -> AblationResult:
     """Run (or resume) the study; see the module docstring. ``only``: run just the
     variants that change these factor keys in this call (the others are reported
     from the cache if there, else as not run)."""
@@ -226,6 +230,11 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     cfg, stats = model.cfg, model.stats
     for k in factors:
         _get(cfg, k)  # unknown keys fail here, before any work
+    for changes in variant_changes(cfg, factors, grid):  # and values the config refuses
+        try:
+            cfg.replace(**changes)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"factor {label(changes)}: {e}") from None
     knn_cfg = (knn_cfg or KNNConfig()) if with_knn else None
     seconds: dict[str, float] = {}
 
@@ -282,6 +291,14 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     result = EvalResult(test, out, table(test, methods), seconds["default_pass"], knn_out)
     lam_rows = _lam_rows(out, stats, test, lams, cfg.score_window)
 
+    # -- λ chosen without test labels: held-out normal images ± synthetic anomalies
+    synthetic = None
+    if synthetic_lambda:
+        synthetic = _synthetic_lambda(cfg, runner, stats, calib, cache, device, seed, batch_size, progress, log)
+        m = normalised_blend(out.diff_map, out.base_map, stats, synthetic["chosen"])
+        lam_rows += table(test, {SYNTH_LAM: (ops.image_score(m, cfg.score_window), m)})
+        seconds["synthetic_lambda"] = synthetic["seconds"]
+
     # -- inference-setting variants (each: calibration pass + test pass)
     variants = []
     for changes in variant_changes(cfg, factors, grid):
@@ -290,10 +307,11 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
         if entry is None and (only is None or set(changes) & set(only)):
             vcfg = cfg.replace(**changes)
             det = Detector(vcfg, runner, FusionStats(), device, seed=seed)
-            c, _, _ = _predict_cached(det, calib, cache, name + "_calib", batch_size, progress)
-            det.stats = measure_stats(c.diff_map, c.base_map, vcfg.fusion.lam, vcfg.score_window)
+            t0 = time.perf_counter()
+            det.stats, _ = tuning.statistics(vcfg, calib, tuning.raw_maps(det, calib, batch_size),
+                                             vcfg.fusion.heat_norm, vcfg.fusion.lam)
+            t_cal = time.perf_counter() - t0
             v, _, _ = _predict_cached(det, test.images, cache, name + "_test", batch_size, progress)
-            t_cal = _parts_seconds(cache, name + "_calib")[0]
             t_test = _parts_seconds(cache, name + "_test")[0]
             diff_only = normalised_blend(v.diff_map, v.base_map, det.stats, 1.0)
             rows = table(test, {"DRDC": (v.pred_score, v.anomaly_map),
@@ -303,7 +321,6 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
                      "seconds": {"calibration": t_cal, "test": t_test},
                      "per_image_ms": 1000 * t_test / len(test)}
             cache.put_json(name, entry)
-            cache.drop_parts(name + "_calib")
             cache.drop_parts(name + "_test")
             log(f"{label(changes)}: DRDC image AUROC {100 * _mean(rows, 'DRDC')['image_AUROC']:.1f} "
                 f"({t_cal + t_test:.0f} s)")
@@ -311,7 +328,45 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
             log(f"{label(changes)}: from cache")
         variants.append(entry or {"label": label(changes), "changes": changes, "status": "not run"})
     return AblationResult(result, stats, cfg, lam_rows, variants, seconds,
-                          knn_cfg.to_dict() if knn_cfg is not None else None)
+                          knn_cfg.to_dict() if knn_cfg is not None else None, synthetic)
+
+
+def _synthetic_lambda(cfg, runner, stats, calib, cache, device, seed, batch_size, progress, log) -> dict:
+    """λ chosen as ``fusion.select = "synthetic"`` would choose it (drdc_trt.tuning), at the
+    model's own heat normalisation, on its calibration images; cached."""
+    from .data.anomalies import paste_anomalies
+
+    entry = cache.get_json("synthetic_lambda")
+    if entry is None:
+        det = Detector(cfg, runner, stats, device, seed=seed)
+        anomalous, masks = paste_anomalies(calib, tuning.SYNTHETIC_SEED)
+        good, t_good, _ = _predict_cached(det, calib, cache, "synthetic_good", batch_size, progress)
+        anom, t_anom, _ = _predict_cached(det, anomalous, cache, "synthetic_anomalous", batch_size, progress)
+        rows = tuning.lambda_rows((good.diff_map, good.base_map), (anom.diff_map, anom.base_map), masks, stats,
+                                  cfg.score_window)
+        entry = {"chosen": tuning.choose(rows)["lam"], "rows": rows, "images": len(calib),
+                 "seconds": _parts_seconds(cache, "synthetic_good")[0] + _parts_seconds(cache, "synthetic_anomalous")[0]}
+        cache.put_json("synthetic_lambda", entry)
+        cache.drop_parts("synthetic_good")
+        cache.drop_parts("synthetic_anomalous")
+    log(f"λ chosen on {entry['images']} held-out normal images with synthetic anomalies: {entry['chosen']:g}")
+    return entry
+
+
+def diagnostic_rows(res: AblationResult, border: int = 4) -> list[dict]:
+    """drdc_trt.diagnostics on the default pass: base, diffusion map alone, DRDC (and λ chosen
+    on synthetic anomalies)."""
+    from . import diagnostics
+
+    out, stats, cfg = res.eval.out, res.stats, res.cfg
+    lams = {"base (λ=0)": 0.0, DIFF_ONLY: 1.0, f"DRDC (λ={cfg.fusion.lam:g})": cfg.fusion.lam}
+    if res.synthetic is not None:
+        lams[f"DRDC ({SYNTH_LAM})"] = res.synthetic["chosen"]
+    methods = {}
+    for name, lam in lams.items():
+        m = normalised_blend(out.diff_map, out.base_map, stats, lam)
+        methods[name] = (ops.image_score(m, cfg.score_window), m)
+    return diagnostics.diagnose(res.eval.data.images, res.eval.data.labels, methods, border)
 
 
 # ----------------------------------------------------------------- output
@@ -368,7 +423,9 @@ def ablation_rows(res: AblationResult) -> list[dict]:
         rows.append({"setting": default, "method": DIFF_ONLY, **{k: lam1[k] for k in COLUMNS[2:]},
                      "ms_per_image": ms})
     for lam in [r for r in res.lam_rows if r["category"] == "mean"]:
-        rows.append({"setting": f"λ={lam['method'][2:]} (post hoc)", "method": "DRDC",
+        setting = (f"{SYNTH_LAM} (λ={res.synthetic['chosen']:g})" if lam["method"] == SYNTH_LAM
+                   else f"λ={lam['method'][2:]} (post hoc)")
+        rows.append({"setting": setting, "method": "DRDC",
                      **{k: lam[k] for k in COLUMNS[2:]}, "ms_per_image": None})
     for v in res.variants:
         if "rows" not in v:
@@ -463,6 +520,20 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
     if per_defect:
         md += ["", "## Per defect type (default settings, %)", "",
                "Each defect type's images against all good test images.", "", per_defect_markdown(per_defect)]
+    from . import diagnostics
+
+    diag = diagnostic_rows(res) if res.eval.out is not None else []
+    if diag:
+        md += ["", "## Diagnostics: border and lighting", "",
+               "Default pass on the test split. A map that finds defects, not the image edge or the lighting, "
+               "has a border share near the share of pixels there and a brightness correlation near 0.", "",
+               diagnostics.markdown(diag, cfg.image_size)]
+    if res.synthetic is not None:
+        md += ["", "## λ chosen without test labels", "",
+               f"{res.synthetic['images']} held-out normal training images, scored as they are and with one "
+               "synthetic anomaly each (Perlin mask, procedural or self-shuffled source); best mean of the three "
+               "metrics (%), at the model's heat normalisation.", "",
+               tuning.markdown(res.synthetic["rows"], {"lam": res.synthetic["chosen"]})]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     pngs = []
@@ -481,7 +552,8 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
     atomic_write_text(prefix.with_suffix(".md"), "\n".join(md) + "\n")
     payload = {**{k: v for k, v in meta.items()}, "config": cfg.to_dict(), "knn_config": res.knn_cfg,
                "stats": json.loads(res.stats.to_json()), "rows": res.eval.rows, "lambda_rows": res.lam_rows,
-               "ablation": abl, "per_defect": per_defect, "variants": res.variants, "seconds": res.seconds}
+               "ablation": abl, "per_defect": per_defect, "variants": res.variants, "seconds": res.seconds,
+               "diagnostics": diag, "synthetic_lambda": res.synthetic}
     atomic_write_text(prefix.with_suffix(".json"), json.dumps(_clean(payload), indent=2, default=str))
     written += [prefix.with_suffix(".md"), prefix.with_suffix(".json"), *pngs]
     if report is not None:
@@ -493,6 +565,14 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
             head.append("machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
         extra = ["<h2>Ablation (one trained model, %)</h2><p class='note'>λ rows re-blend the default pass; "
                  "other rows are separate inference passes, each re-calibrated.</p>", ablation_html(abl)]
+        if diag:
+            extra += ["<h2>Diagnostics: border and lighting</h2>",
+                      viz.metrics_table([{"method": r["method"], "image_AUROC": r["image_AUROC"],
+                                          "Spearman(score, brightness) ×100": r["brightness_spearman"],
+                                          "good maxima within 4 px of the edge (%)": float("nan")
+                                          if r["border_share"] is None else r["border_share"]} for r in diag],
+                                        ["method", "image_AUROC", "Spearman(score, brightness) ×100",
+                                         "good maxima within 4 px of the edge (%)"])]
         if per_defect:
             extra += ["<h2>Per defect type (default settings, %)</h2>",
                       viz.metrics_table(per_defect, ["defect", "images", "method", "image_AUROC", "pixel_AUROC",

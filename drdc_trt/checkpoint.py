@@ -5,6 +5,7 @@ A checkpoint is a folder:
     model.safetensors   transformer + U-Net weights (the backbone has its own)
     config.json         the ModelConfig
     stats.json          FusionStats (normalisation, thresholds)
+    pixel_stats.safetensors   per-pixel mean / std of the diffusion map (fusion.diff_norm = "pixel")
 
 Every file is written to a temporary name and renamed into place, so a crash
 never leaves a half-written file where a good one was.
@@ -21,10 +22,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .fusion import FusionStats
+from .fusion import FusionStats, PixelStats
 from .models import DRDCModel
 
 WEIGHTS, CONFIG, STATS = "model.safetensors", "config.json", "stats.json"
+PIXEL_STATS = "pixel_stats.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -46,11 +48,16 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
 
 
 def save_checkpoint(model: DRDCModel, folder: str | Path) -> Path:
+    if model.cfg.fusion.diff_norm == "pixel" and model.stats.pixel is None:
+        raise CheckpointError(f"{folder}: fusion.diff_norm='pixel' but the model has no per-pixel statistics "
+                              "(stats.pixel); calibrate it before saving")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(model.trainable_state_dict(), folder / WEIGHTS, {"format": "drdc_trt/1"})
     atomic_write_text(folder / CONFIG, model.cfg.to_json())
-    atomic_write_text(folder / STATS, model.stats.to_json())
+    if model.stats.pixel is not None:
+        atomic_save_tensors(model.stats.pixel.tensors(), folder / PIXEL_STATS)
+    atomic_write_text(folder / STATS, model.stats.to_json())  # last: the statistics go with the files above
     return folder
 
 
@@ -99,4 +106,19 @@ def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> 
         model.load_trainable_state_dict(sd, where=str(weights))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+    model.stats.pixel = load_pixel_stats(folder, cfg)
     return model.eval()
+
+
+def load_pixel_stats(folder: Path, cfg: ModelConfig) -> PixelStats | None:
+    """The per-pixel statistics a ``fusion.diff_norm = "pixel"`` config needs (None otherwise)."""
+    if cfg.fusion.diff_norm != "pixel":
+        return None
+    path = Path(folder) / PIXEL_STATS
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; config.json has fusion.diff_norm='pixel' "
+                              "(re-calibrate with drdc calibrate)")
+    try:
+        return PixelStats.from_tensors(load_file(str(path)), str(path), cfg.image_size)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None

@@ -81,6 +81,31 @@ def train(data_root, out, preset, config_file, sets, categories, device, quiet):
         _fail(e)
 
 
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Trained checkpoint folder.")
+@click.option("--data", "data_root", required=True, type=click.Path(),
+              help="The MVTec-layout dataset it was trained on (its held-out normal images are used).")
+@click.option("--out", required=True, type=click.Path(), help="Folder for the re-calibrated checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="An inference setting, e.g. diffusion.margin=8, fusion.heat_norm=image_std, "
+                   "fusion.select=synthetic (training settings are refused).")
+@click.option("--categories", help="Comma-separated categories (default: all found).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def calibrate(model_dir, data_root, out, sets, categories, device, quiet):
+    """Change inference settings of a trained model without retraining: measure the fusion
+    statistics (and λ, with fusion.select=synthetic) again on the held-out normal images."""
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .train import recalibrate
+
+    try:
+        recalibrate(model_dir, data_root, out, _parse_sets(sets), _categories(categories), progress=not quiet,
+                    log=click.echo, device=device)
+    except (CheckpointError, DatasetError, KeyError, ValueError) as e:
+        _fail(e)
+
+
 def _expand_images(paths) -> list[Path]:
     from .data.folder import IMAGE_SUFFIXES
 
@@ -311,6 +336,15 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
 
 
+def _scalar(text: str):
+    """A number as a number, any other word as a string (fusion.heat_norm=none,image_std)."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _parse_factor(values: tuple[str, ...]) -> dict | None:
     if not values:
         return None
@@ -320,13 +354,13 @@ def _parse_factor(values: tuple[str, ...]) -> dict | None:
         if not sep or not raw:
             raise click.BadParameter(f"{item!r}: expected KEY=V1,V2,..., e.g. diffusion.t0=150,250,400",
                                      param_hint="--factor")
-        try:  # numbers, or a JSON list of values for list settings: diffusion.grid_sizes=[[4,8],[8,16]]
-            vals = json.loads(raw) if raw.startswith("[") else [json.loads(v) for v in raw.split(",")]
+        try:  # numbers or words, or a JSON list of values for list settings: diffusion.grid_sizes=[[4,8],[8,16]]
+            vals = json.loads(raw) if raw.startswith("[") else [_scalar(v) for v in raw.split(",")]
         except json.JSONDecodeError:
             vals = None
-        if not isinstance(vals, list) or not vals:
-            raise click.BadParameter(f"{item!r}: values must be numbers (V1,V2,...) or a JSON list of values "
-                                     "([[4,8],[8,16]])", param_hint="--factor")
+        if not isinstance(vals, list) or not vals or "" in vals:
+            raise click.BadParameter(f"{item!r}: values must be numbers or words (V1,V2,...) or a JSON list of "
+                                     "values ([[4,8],[8,16]])", param_hint="--factor")
         out[key] = tuple(vals)
     return out
 
@@ -375,6 +409,8 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--only", multiple=True, metavar="KEY",
               help="Run only the variants of these factors in this call (the rest: cached or 'not run').")
 @click.option("--no-knn", is_flag=True, help="Skip the patch-kNN baseline.")
+@click.option("--no-synthetic-lambda", is_flag=True,
+              help="Skip the λ chosen on held-out normal images with synthetic anomalies (two short passes).")
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Detector (mask and noise) and kNN seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
@@ -386,8 +422,9 @@ def _invocation(ctx: click.Context) -> str:
               help="A command to list in the results, e.g. the training command (repeatable; this one is added).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_knn_options
-def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn, batch_size,
-           seed, device, title, per_type, notes, commands, quiet, knn_bank_size, knn_sampling, knn_stride):
+def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn,
+           no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet, knn_bank_size,
+           knn_sampling, knn_stride):
     """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each)."""
     from .ablation import machine_info, run_ablation, write_results
     from .checkpoint import CheckpointError
@@ -400,7 +437,8 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
     try:
         res = run_ablation(model_dir, data_root, work, _categories(categories), lam_values, _parse_factor(factors),
                            grid, list(only) or None, _knn_config(knn_bank_size, knn_sampling, knn_stride, seed),
-                           not no_knn, batch_size, device, seed, progress=not quiet, log=click.echo)
+                           not no_knn, batch_size, device, seed, progress=not quiet, log=click.echo,
+                           synthetic_lambda=not no_synthetic_lambda)
     except (CheckpointError, DatasetError, KeyError, ValueError) as e:
         _fail(e)
     click.echo(res.eval.markdown())

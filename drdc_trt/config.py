@@ -13,6 +13,24 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+HEAT_NORMS = ("none", "image_std", "local_std")
+DIFF_NORMS = ("global", "pixel")
+# Constants of the contrast normalisation (drdc_trt/contrast.py; the runtime's numpy copy reads them here).
+MAD_TO_STD = 1.4826   # median absolute deviation → standard deviation of a normal distribution
+CONTRAST_FLOOR = 1e-3  # a constant image: the heat stays finite
+LOCAL_FLOOR = 0.5      # local std floored at this fraction of the image's robust std
+
+# Fields added after the first checkpoints were written, with the value that reproduces
+# what a config without them meant.
+LEGACY_VALUES = {
+    ("diffusion", "min_snr_gamma"): 0.0,
+    ("diffusion", "margin"): 0,
+    ("fusion", "heat_norm"): "none",
+    ("fusion", "diff_norm"): "global",
+    ("fusion", "select"): "fixed",
+    ("train", "ema_decay"): 0.0,
+}
+
 # Channels of the four feature stages (strides 2, 4, 8, 16) of each backbone.
 BACKBONE_CHANNELS = {
     "tf_efficientnet_lite0": (16, 24, 40, 112),
@@ -100,6 +118,10 @@ class DiffusionConfig:
     # Grid specs used to draw training masks (at random, per sample).
     train_grid_sizes: tuple[int, ...] = (4, 8, 16, 32)
     train_num_sets: tuple[int, ...] = (2, 3, 4)
+    # Border margin (px, 0 = off): the loop runs on the image padded by its mirror image
+    # (labels mirrored too, so no unknown pixel is ever visible) and the heat is cropped
+    # back. Moves the U-Net's zero padding away from the image's own edge cells.
+    margin: int = 0
 
 
 @dataclass
@@ -108,6 +130,21 @@ class FusionConfig:
     pool_factors: tuple[int, ...] = (1, 2)
     mean_filter: int = 5
     lam: float = 0.9
+    # Heat normalisation by the input's contrast, so that the diffusion map does not grow
+    # with lighting: "none" (the paper's ‖x − x̂0‖), "image_std" (÷ the image's robust std)
+    # or "local_std" (÷ the local std in a window of 2·max(grid)+1 px, floored at half the
+    # image's). See drdc_trt/contrast.py.
+    heat_norm: str = "none"
+    # Normalisation of the diffusion map before the blend: "global" (one mean and std over all
+    # pixels of the calibration maps, the paper's form) or "pixel" (each pixel's mean and std over
+    # the calibration maps, the std averaged over a one-cell window): a z-score against normal
+    # variation at that place, so image edges and fixtures that inpaint badly on every normal
+    # image do not outscore defects. See drdc_trt/fusion.py:PixelStats.
+    diff_norm: str = "pixel"
+    # "fixed": λ and heat_norm as set; "synthetic": calibration picks both (λ from LAMBDA_GRID, every
+    # heat_norm) on the held-out normal images with synthetic anomalies pasted in (never test
+    # labels) and stores them with the model; see drdc_trt/tuning.py.
+    select: str = "synthetic"
     # Image score: max of the average-pooled final map; window 16 px at 224², scaled.
     score_window_at_224: int = 16
 
@@ -127,6 +164,10 @@ class TrainConfig:
     # convolutional, so crops cut CPU training cost without changing the model.
     crop_size: int = 0
     checkpoint_every: int = 200  # U-Net iterations between resumable snapshots
+    # Exponential moving average of the U-Net weights (used for inference and export; 0 = off),
+    # with the usual warm-up min(decay, (1 + i)/(10 + i)) so short runs average their last
+    # ~100 iterations and long ones approach the decay.
+    ema_decay: float = 0.9999
 
 
 @dataclass
@@ -144,6 +185,11 @@ class ModelConfig:
     def feature_size(self) -> int:
         """Side of the transformer's token grid (stride 16 of the image)."""
         return self.image_size // 16
+
+    @property
+    def loop_size(self) -> int:
+        """Side of the images the inpainting loop and the U-Net run on (image + 2·margin)."""
+        return self.image_size + 2 * self.diffusion.margin
 
     @property
     def rows_per_image(self) -> int:
@@ -190,6 +236,18 @@ class ModelConfig:
         down = 2 ** (len(self.unet.channel_mult) - 1)
         if s % down:
             raise ValueError(f"unet.channel_mult: {len(self.unet.channel_mult)} levels need image_size divisible by {down}")
+        m = self.diffusion.margin
+        if not 0 <= m <= s or m % max(self.fusion.pool_factors) or self.loop_size % down:
+            raise ValueError(f"diffusion.margin={m}: must lie in [0, {s}], be a multiple of the largest pool "
+                             f"factor {max(self.fusion.pool_factors)} and keep image_size + 2·margin divisible by {down}")
+        if self.fusion.heat_norm not in HEAT_NORMS:
+            raise ValueError(f"fusion.heat_norm={self.fusion.heat_norm!r}: choose one of {HEAT_NORMS}")
+        if self.fusion.diff_norm not in DIFF_NORMS:
+            raise ValueError(f"fusion.diff_norm={self.fusion.diff_norm!r}: choose one of {DIFF_NORMS}")
+        if self.fusion.select not in ("fixed", "synthetic"):
+            raise ValueError(f"fusion.select={self.fusion.select!r}: use 'fixed' or 'synthetic'")
+        if not 0.0 <= self.train.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay={self.train.ema_decay} must lie in [0, 1) (0 = off)")
         return self
 
     # ---- JSON ----------------------------------------------------------------
@@ -201,9 +259,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        if isinstance(d, dict) and isinstance(d.get("diffusion"), dict) and "min_snr_gamma" not in d["diffusion"]:
-            # configs written before the weighting existed describe unweighted training
-            d = {**d, "diffusion": {**d["diffusion"], "min_snr_gamma": 0.0}}
+        if isinstance(d, dict):
+            # a config written before a field existed describes the behaviour of that time
+            for (section, name), old in LEGACY_VALUES.items():
+                if isinstance(d.get(section), dict) and name not in d[section]:
+                    d = {**d, section: {**d[section], name: old}}
         return _from_dict(cls, d, "config")
 
     def replace(self, **changes: Any) -> "ModelConfig":
@@ -269,11 +329,6 @@ def preset(name: str) -> ModelConfig:
         cfg.diffusion.train_grid_sizes = (4, 8, 16)
         cfg.diffusion.num_steps = 5
         cfg.fusion.mean_filter = 3
-        # A U-Net trained for a few CPU minutes leaves systematic errors at the image
-        # border; with λ = 0.9 they decide the image score (measured on the demo set:
-        # image AUROC 0.67 at λ = 0.9, 0.98 at λ = 0.5, pixel AUROC 0.94 → 0.98).
-        # The GPU presets keep the paper's λ = 0.9.
-        cfg.fusion.lam = 0.5
         cfg.train = TrainConfig(batch_size=16, base_epochs=40, unet_iters=1200, base_lr=5e-4, unet_lr=1e-3,
                                 crop_size=32)
         return cfg.validate()

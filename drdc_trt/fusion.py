@@ -10,11 +10,53 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from . import ops
+
+
+@dataclass
+class PixelStats:
+    """Per-pixel mean and standard deviation (S×S) of the per-step mean heat of the calibration
+    images (``fusion.diff_norm = "pixel"``); the variance is averaged over a window of one grid
+    cell (``window``) so that a few dozen images give a usable estimate."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def measure(cls, heat_means: torch.Tensor, window: int) -> "PixelStats":
+        """From B×S×S per-step mean heats (heat / count) of normal images."""
+        h = heat_means.double()
+        mean = ops.mean_filter(h.mean(0, keepdim=True), window)[0]
+        var = ops.mean_filter(h.var(0, keepdim=True, unbiased=h.shape[0] > 1), window)[0]
+        floor = max(float(var.mean()) * 1e-4, 1e-12)  # a pixel no normal image varies at
+        return cls(mean.float(), var.clamp_min(floor).sqrt().float())
+
+    def apply(self, heat: torch.Tensor, count: int) -> torch.Tensor:
+        """Heat sums → sums whose per-step mean is the z-score (what the fusion divides by count)."""
+        mean, std = self.mean.to(heat.device), self.std.to(heat.device)
+        return (heat / count - mean) / std * count
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"diff_pixel_mean": self.mean.contiguous(), "diff_pixel_std": self.std.contiguous()}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], where: str, size: int) -> "PixelStats":
+        try:
+            mean, std = t["diff_pixel_mean"], t["diff_pixel_std"]
+        except KeyError as e:
+            raise ValueError(f"{where}: missing tensor {e}") from None
+        for name, v in (("diff_pixel_mean", mean), ("diff_pixel_std", std)):
+            if tuple(v.shape) != (size, size):
+                raise ValueError(f"{where}: {name} has shape {tuple(v.shape)}, expected ({size}, {size})")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"{where}: {name} holds NaN or Inf")
+        if not bool((std > 0).all()):
+            raise ValueError(f"{where}: diff_pixel_std must be positive")
+        return cls(mean.float(), std.float())
 
 
 @dataclass
@@ -35,21 +77,30 @@ class FusionStats:
     pixel_threshold: float = math.inf
     base_image_threshold: float = math.inf
     num_images: int = 0
+    # fusion.diff_norm = "pixel": the per-pixel statistics, applied before the global ones above
+    # (kept in their own safetensors file, not in the JSON)
+    pixel: PixelStats | None = field(default=None, compare=False, repr=False)
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.diff_mean, self.diff_std, self.base_mean, self.base_std)
 
     def to_json(self) -> str:
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixel"}
         return json.dumps({k: (None if isinstance(v, float) and math.isinf(v) else v)
-                           for k, v in asdict(self).items()}, indent=2)
+                           for k, v in plain.items()}, indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FusionStats":
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - {"pixel"}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"stats: unknown field(s) {sorted(unknown)}")
         return cls(**{k: (math.inf if v is None else v) for k, v in d.items()})
+
+
+def pixel_window(grid_sizes) -> int:
+    """One grid cell, odd: the window the per-pixel variance is averaged over."""
+    return max(grid_sizes) + 1 - max(grid_sizes) % 2
 
 
 def _std(t: torch.Tensor) -> float:

@@ -54,3 +54,24 @@ def grid_labels(size: int, grid_sizes: Sequence[int], num_sets: int, seed: int =
         sets = np.asarray(cell_sets(n * n, num_sets, spec_seed(seed, j)), dtype=np.int32).reshape(n, n)
         out[j] = np.repeat(np.repeat(sets, g, axis=0), g, axis=1)
     return out
+
+
+def symmetric_index(size: int, margin: int) -> np.ndarray:
+    """Source index of every position of a side of ``size`` padded by ``margin`` on both ends
+    with its mirror image, edge pixel repeated (numpy's ``mode="symmetric"``): a g-px cell
+    at the edge is mirrored onto a whole g-px cell of the margin."""
+    if margin < 0 or margin > size:
+        raise ValueError(f"margin {margin} must lie in [0, image size {size}]")
+    inner = np.arange(size)
+    return np.concatenate([inner[:margin][::-1], inner, inner[size - margin:][::-1]])
+
+
+def pad_labels(labels: np.ndarray, margin: int) -> np.ndarray:
+    """J×S×S labels → J×(S+2m)×(S+2m), mirrored like the image: a margin pixel belongs to
+    the set of the pixel it mirrors, so the mirror of an unknown cell is unknown too and the
+    network never sees a copy of the pixels it must fill in."""
+    if margin == 0:
+        return labels
+    iy = symmetric_index(labels.shape[1], margin)
+    ix = symmetric_index(labels.shape[2], margin)
+    return np.ascontiguousarray(labels[:, iy][:, :, ix])

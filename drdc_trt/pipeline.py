@@ -8,8 +8,10 @@ import torch
 
 from . import ops
 from .config import ModelConfig
-from .diffusion import LoopNoise, Schedule, grid_labels, inpaint_heat
+from .contrast import heat_divisor, local_window
+from .diffusion import LoopNoise, LoopResult, Schedule, crop, grid_labels, inpaint_heat, pad_image
 from .fusion import FusionStats, normalised_blend
+from .gridsets import pad_labels
 
 LOOPS = ("torch", "csrc")
 
@@ -38,7 +40,9 @@ class Detector:
     ``loop="torch"`` drives the DDIM loop from Python with the reference ops;
     ``loop="csrc"`` hands the whole loop to the C++ refiner. Noise and masks come
     from ``seed`` and are the same for every image, so an image's result does not
-    depend on the batch it is in.
+    depend on the batch it is in. The loop runs at ``cfg.loop_size`` (the image with
+    its mirrored border margin); the heat is cropped back to the image and divided by
+    the input's contrast scale (``fusion.heat_norm``) before the fusion.
     """
 
     def __init__(self, cfg: ModelConfig, runner, stats: FusionStats, device: str | torch.device = "cpu",
@@ -50,9 +54,10 @@ class Detector:
         self.loop, self.net_dtype = loop, net_dtype
         d = cfg.diffusion
         self.schedule = Schedule.from_config(d)
-        self.labels = grid_labels(cfg.image_size, d.grid_sizes, d.num_sets, seed).to(self.device)
+        labels = grid_labels(cfg.image_size, d.grid_sizes, d.num_sets, seed).numpy()
+        self.labels = torch.from_numpy(pad_labels(labels, d.margin)).to(self.device)
         gen = torch.Generator().manual_seed(seed)
-        self.noise = LoopNoise.draw(cfg.rows_per_image, cfg.image_size, d.num_steps, gen, self.device)
+        self.noise = LoopNoise.draw(cfg.rows_per_image, cfg.loop_size, d.num_steps, gen, self.device)
 
     @classmethod
     def from_model(cls, model, device="cpu", **kwargs) -> "Detector":
@@ -72,15 +77,32 @@ class Detector:
         return images.to(self.device, torch.float32).contiguous()
 
     @torch.no_grad()
-    def heat(self, x: torch.Tensor):
+    def loop_heat(self, x: torch.Tensor) -> LoopResult:
+        """The inpainting loop on the margin-padded images: heat and x_t at ``loop_size``."""
         d, f = self.cfg.diffusion, self.cfg.fusion
-        args = (x, self.labels, d.num_sets, self.runner.unet, self.schedule, d.t0, d.num_steps,
-                self._noise_for(x.shape[0]), f.pool_factors, d.clip_x0, self.net_dtype)
+        args = (pad_image(x, d.margin), self.labels, d.num_sets, self.runner.unet, self.schedule, d.t0,
+                d.num_steps, self._noise_for(x.shape[0]), f.pool_factors, d.clip_x0, self.net_dtype)
         if self.loop == "csrc":
             from .refiner import csrc_inpaint_heat
 
             return csrc_inpaint_heat(*args)
         return inpaint_heat(*args)
+
+    @torch.no_grad()
+    def heat(self, x: torch.Tensor) -> LoopResult:
+        """The heat sum of images x (B×3×S×S), cropped to S×S, contrast-normalised and, with
+        ``fusion.diff_norm = "pixel"``, turned into per-pixel z-scores."""
+        res = self.loop_heat(x)
+        heat = crop(res.heat, self.cfg.diffusion.margin)
+        div = heat_divisor(x, self.cfg.fusion.heat_norm, local_window(self.cfg.diffusion.grid_sizes))
+        if div is not None:
+            heat = heat / div
+        if self.cfg.fusion.diff_norm == "pixel":
+            if self.stats.pixel is None:
+                raise ValueError("fusion.diff_norm='pixel' needs the per-pixel statistics of calibration "
+                                 "(stats.pixel); calibrate the model first")
+            heat = self.stats.pixel.apply(heat, res.count)
+        return LoopResult(heat=heat, count=res.count, xt=res.xt)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor) -> InferenceBatch:

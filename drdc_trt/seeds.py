@@ -57,7 +57,34 @@ def summarize(results: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any
             vals = [float(t[m][k]) for t in tables]
             row[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "values": vals}
         rows.append(row)
-    return {"files": [p for p, _ in results], "seeds": seeds, "rows": rows}
+    out = {"files": [p for p, _ in results], "seeds": seeds, "rows": rows}
+    diag = _diagnostics(results)
+    if diag:
+        out["diagnostics"] = diag
+    chosen = [d.get("synthetic_lambda") for _, d in results]
+    if all(c is not None for c in chosen):
+        out["synthetic_lambda"] = [c["chosen"] for c in chosen]
+    return out
+
+
+DIAG = ("image_AUROC", "brightness_spearman", "border_share")
+
+
+def _diagnostics(results: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict]:
+    """Mean ± std of the border / lighting diagnostics of the methods every file has."""
+    tables = [{r["method"]: r for r in d.get("diagnostics") or ()} for _, d in results]
+    if not all(tables):
+        return []
+    rows = []
+    for m in [m for m in tables[0] if all(m in t for t in tables[1:])]:
+        row: dict[str, Any] = {"method": m}
+        for k in DIAG:
+            vals = [t[m][k] for t in tables]
+            if any(v is None for v in vals):
+                continue
+            row[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "values": vals}
+        rows.append(row)
+    return rows
 
 
 def _cell(s: Mapping[str, Any]) -> str:
@@ -78,6 +105,19 @@ def markdown(summary: Mapping[str, Any]) -> str:
     for r in summary["rows"]:
         for k in METRICS:
             lines.append(f"| {r['method']} | {k} | " + " | ".join(f"{100 * v:.1f}" for v in r[k]["values"]) + " |")
+    if summary.get("synthetic_lambda"):
+        lines += ["", "λ chosen on synthetic anomalies, per seed: "
+                  + ", ".join(f"{v:g}" for v in summary["synthetic_lambda"])]
+    if summary.get("diagnostics"):
+        lines += ["", "Border and lighting diagnostics (test split, good images), mean ± std:", "",
+                  "| method | image_AUROC (%) | Spearman(score, brightness) | good maxima within 4 px of the edge (%) |",
+                  "|---|---|---|---|"]
+        for r in summary["diagnostics"]:
+            cells = [_cell(r["image_AUROC"]) if "image_AUROC" in r else "–",
+                     f"{r['brightness_spearman']['mean']:.2f} ± {r['brightness_spearman']['std']:.2f}"
+                     if "brightness_spearman" in r else "–",
+                     _cell(r["border_share"]) if "border_share" in r else "–"]
+            lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

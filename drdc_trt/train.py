@@ -20,15 +20,18 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from . import tuning
 from .checkpoint import CONFIG, atomic_save_tensors, atomic_write_text, save_checkpoint
 from .config import ModelConfig
 from .data import load_split
 from .diffusion import Schedule, min_snr_weight, random_known_masks
+from .ema import EMA
 from .fusion import measure_stats
 from .models import DRDCModel
 from .pipeline import Detector
 
 STATE_DIR = "train_state"
+EMA_FILE = "unet_ema.safetensors"  # the U-Net's moving average; weights.safetensors holds the raw weights
 # Settings a saved run may be resumed with at another value (see TrainState._check_compatible).
 EXTENDABLE = ("base_epochs", "unet_iters", "checkpoint_every")
 
@@ -66,6 +69,7 @@ class TrainState:
         self.dir = Path(out) / STATE_DIR
         self.cfg = cfg
         self.info = {"stage": "base", "base_epoch": 0, "unet_iter": 0}
+        self.ema: EMA | None = None
 
     def load(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> bool:
         path = self.dir / "state.json"
@@ -84,6 +88,9 @@ class TrainState:
                 with safe_open(str(f), "pt") as fh:
                     groups = fh.metadata()["param_groups"]
                 _load_optimizer(opt, load_file(str(f)), groups)
+        ema_file = self.dir / EMA_FILE
+        if self.ema is not None and ema_file.is_file():
+            self.ema.load(load_file(str(ema_file)), str(ema_file))
         self.info = info
         return True
 
@@ -109,6 +116,8 @@ class TrainState:
         for name, opt in opts.items():
             tensors, groups = _optimizer_tensors(opt)
             atomic_save_tensors(tensors, self.dir / f"{name}_optimizer.safetensors", {"param_groups": groups})
+        if self.ema is not None:
+            atomic_save_tensors(self.ema.shadow, self.dir / EMA_FILE)
         # state.json last: it is what says the files above are complete.
         atomic_write_text(self.dir / "state.json", json.dumps(self.info))
 
@@ -198,6 +207,8 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
         opt.step()
+        if state.ema is not None:
+            state.ema.update(model.unet, it)
         lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
         report.unet_losses.append(lv)
@@ -212,12 +223,59 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
 
 @torch.no_grad()
 def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progress: bool = False,
-              loop: str = "torch", device: str | torch.device | None = None) -> None:
-    """Measure the fusion statistics on normal images and store them in the model."""
+              loop: str = "torch", device: str | torch.device | None = None,
+              log: Callable[[str], None] = print) -> dict | None:
+    """Measure the normalisation statistics on normal images and store them in the model (one
+    loop pass: drdc_trt.tuning.statistics). With ``fusion.select = "synthetic"`` first choose λ
+    and the heat normalisation on those images with synthetic anomalies pasted in
+    (``drdc_trt.tuning.select``), store them in the model's config and return the selection table."""
     device = device if device is not None else next(model.parameters()).device
+    f = model.cfg.fusion
     det = Detector.from_model(model, device=device, loop=loop)
-    out = det.predict(images, batch_size=batch_size, progress=progress)
-    model.stats = measure_stats(out.diff_map.cpu(), out.base_map.cpu(), model.cfg.fusion.lam, model.cfg.score_window)
+    raw = tuning.raw_maps(det, images, batch_size, progress)
+    selection = None
+    if f.select == "synthetic":
+        selection = tuning.select(model.cfg, det, images, batch_size, good_raw=raw)
+        f.heat_norm, f.lam = selection["heat_norm"], selection["lam"]
+        log(f"chosen on {len(images)} held-out normal images with synthetic anomalies: "
+            f"heat_norm={f.heat_norm}, λ={f.lam:g}")
+    model.stats, _ = tuning.statistics(model.cfg, images, raw, f.heat_norm, f.lam)
+    return selection
+
+
+# Settings that change inference only: a trained model may be re-calibrated with other values.
+INFERENCE_KEYS = ("diffusion.t0", "diffusion.num_steps", "diffusion.num_sets", "diffusion.grid_sizes",
+                  "diffusion.margin", "diffusion.clip_x0", "fusion.pool_factors", "fusion.mean_filter",
+                  "fusion.lam", "fusion.heat_norm", "fusion.diff_norm", "fusion.select",
+                  "fusion.score_window_at_224")
+
+
+def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,
+                categories: Sequence[str] | None = None, progress: bool = True,
+                log: Callable[[str], None] = print, device: str | torch.device = "cpu") -> DRDCModel:
+    """A trained checkpoint with other inference settings: the statistics (and λ, with
+    heat normalisation, with ``fusion.select = "synthetic"``) measured again on the held-out normal images the
+    training split set aside; the weights are copied unchanged. Writes a checkpoint to ``out``."""
+    from .checkpoint import load_checkpoint
+
+    bad = sorted(set(changes) - set(INFERENCE_KEYS))
+    if bad:
+        raise ValueError(f"{bad}: not inference settings; re-calibration may change only {list(INFERENCE_KEYS)}")
+    model = load_checkpoint(model_dir)
+    model.cfg = model.cfg.replace(**changes)
+    data = load_split(data_root, "train", model.cfg.image_size, categories, progress=progress)
+    train_idx, calib_idx = split_calibration(len(data), model.cfg.train.calib_fraction, model.cfg.train.seed)
+    calib = data.images[calib_idx] if calib_idx else data.images[train_idx]
+    model.to(device)
+    selection = calibrate(model, calib, batch_size=max(1, model.cfg.train.batch_size // 2), progress=progress,
+                          log=log)
+    out = Path(out)
+    save_checkpoint(model, out)
+    report = {"source": str(model_dir), "changes": changes, "calibration_images": len(calib),
+              "selection": selection}
+    atomic_write_text(out / "calibration_report.json", json.dumps(report, indent=2))
+    log(f"re-calibrated checkpoint written to {out}")
+    return model
 
 
 def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -251,6 +309,8 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
         "unet": torch.optim.AdamW(model.unet.parameters(), lr=tc.unet_lr, weight_decay=tc.weight_decay),
     }
     state = TrainState(out, cfg)
+    if tc.ema_decay > 0:
+        state.ema = EMA(model.unet, tc.ema_decay)
     if state.load(model, opts):
         report.resumed_from = dict(state.info)
         log(f"resuming from {state.dir}: base epoch {state.info['base_epoch']}/{tc.base_epochs}, "
@@ -273,16 +333,18 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
         save()
         log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
         raise
+    if state.ema is not None:  # inference and export use the averaged U-Net
+        state.ema.copy_to(model.unet)
     t0 = time.perf_counter()
     model.eval()
-    calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress)
+    selection = calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress, log=log)
     report.seconds["calibration"] = time.perf_counter() - t0
     report.seconds["total"] = time.perf_counter() - t_start
     save_checkpoint(model, out)
     atomic_write_text(out / "train_report.json", json.dumps({
         "base_losses": report.base_losses, "unet_loss_first": report.unet_losses[:1],
         "unet_loss_last50_mean": (sum(report.unet_losses[-50:]) / max(1, len(report.unet_losses[-50:]))),
-        "seconds": report.seconds, "resumed_from": report.resumed_from,
+        "seconds": report.seconds, "resumed_from": report.resumed_from, "selection": selection,
     }, indent=2))
     log(f"checkpoint written to {out} ({report.seconds['total']:.0f} s)")
     return model, report

@@ -11,6 +11,7 @@ A bundle is a folder::
     noise_fill.npy     R×3×S×S float32   the Detector's loop noise for its seed
     noise_start.npy    R×3×S×S float32   (R = rows per image = specs × sets)
     noise_steps.npy    T×R×3×S×S float32
+    diff_pixel_mean.npy, diff_pixel_std.npy   S×S float32, per-pixel statistics (fusion.diff_norm = "pixel")
     base.plan, unet.plan, timing.cache   optional, TensorRT
 
 This module imports no torch (the deploy runtime uses it). The writer stages
@@ -39,6 +40,8 @@ SCHEMA_VERSION = 1
 FORMAT = "drdc_trt.bundle"
 MANIFEST = "manifest.json"
 NOISE_FILES = {"fill": "noise_fill.npy", "start": "noise_start.npy", "steps": "noise_steps.npy"}
+# fusion.diff_norm = "pixel": the diffusion map's per-pixel mean and std (S×S float32)
+PIXEL_STATS_FILES = {"mean": "diff_pixel_mean.npy", "std": "diff_pixel_std.npy"}
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DTYPES = ("float32", "float16", "int32", "int64")
@@ -306,9 +309,26 @@ class Bundle:
     # ---- noise ----------------------------------------------------------------
     def load_noise(self) -> dict[str, np.ndarray]:
         """The loop noise (fill, start R×3×S×S; steps T×R×3×S×S), float32, never unpickled."""
+        return self._load_arrays("noise", NOISE_FILES)
+
+    def load_pixel_stats(self) -> dict[str, np.ndarray] | None:
+        """The diffusion map's per-pixel mean and std (S×S) of ``fusion.diff_norm = "pixel"``; None
+        for a bundle without them (refused when its config asks for them)."""
+        wants = (self.config.get("fusion") or {}).get("diff_norm", "global") == "pixel"
+        if not self.manifest.get("pixel_stats"):
+            if wants:
+                raise BundleError(f"bundle {self.path}: {MANIFEST}: config has fusion.diff_norm='pixel' but "
+                                  "pixel_stats is missing")
+            return None
+        arrays = self._load_arrays("pixel_stats", PIXEL_STATS_FILES)
+        if not (np.isfinite(arrays["mean"]).all() and (arrays["std"] > 0).all()):
+            raise BundleError(f"bundle {self.path}: pixel_stats: mean must be finite and std positive")
+        return arrays
+
+    def _load_arrays(self, section: str, names: dict[str, str]) -> dict[str, np.ndarray]:
         out = {}
-        for key in NOISE_FILES:
-            spec = self.manifest["noise"][key]
+        for key in names:
+            spec = self.manifest[section][key]
             p = self.file(spec["file"])
             try:
                 arr = np.load(p, allow_pickle=False)
@@ -345,6 +365,11 @@ def _validate_references(m: dict, where: Path, files: set[str]) -> None:
         spec = m["noise"].get(key) if isinstance(m["noise"], dict) else None
         if not isinstance(spec, dict) or spec.get("file") not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: noise.{key} is missing or names a file not in the bundle")
+    for key in PIXEL_STATS_FILES if m.get("pixel_stats") else ():
+        spec = m["pixel_stats"].get(key) if isinstance(m["pixel_stats"], dict) else None
+        if not isinstance(spec, dict) or spec.get("file") not in files:
+            raise BundleError(f"bundle {where}: {MANIFEST}: pixel_stats.{key} is missing or names a file not in "
+                              "the bundle")
     for net, plan in ((m.get("tensorrt") or {}).get("plans") or {}).items():
         if plan.get("file") not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans.{net} names {plan.get('file')!r}, "

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .bundle import NOISE_FILES, BundleWriter, load_bundle, sha256_file
+from .bundle import NOISE_FILES, PIXEL_STATS_FILES, BundleWriter, load_bundle, sha256_file
 from .numerics import NumericsReport, Tolerance, compare_networks
 from .onnx_export import DEFAULT_OPSET, export_base, export_unet
 from .tensorrt_build import TensorRTUnavailable, build_plans, import_tensorrt
@@ -112,6 +112,13 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
             a = t.cpu().numpy().astype(np.float32)
             w.save_array(NOISE_FILES[key], a)
             noise[key] = {"file": NOISE_FILES[key], "shape": list(a.shape), "dtype": "float32"}
+        pixel_stats = None
+        if model.stats.pixel is not None:  # fusion.diff_norm = "pixel"
+            pixel_stats = {}
+            for key, t in (("mean", model.stats.pixel.mean), ("std", model.stats.pixel.std)):
+                a = t.cpu().numpy().astype(np.float32)
+                w.save_array(PIXEL_STATS_FILES[key], a)
+                pixel_stats[key] = {"file": PIXEL_STATS_FILES[key], "shape": list(a.shape), "dtype": "float32"}
         section = None
         if tensorrt and blocker is None:
             log(f"building TensorRT plans ({'fp16' if fp16 else 'fp32'}, max batch {max_batch})")
@@ -140,7 +147,8 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
             "noise_source": f"drdc_trt.pipeline.Detector(seed={seed}).noise (torch.Generator().manual_seed"
                             f"({seed}): randn fill, start, steps); rows of image b are tiled b-major",
             "normalization": list(st.as_tuple()),
-            "fusion_stats": vars(st).copy(),
+            "fusion_stats": {k: v for k, v in vars(st).items() if k != "pixel"},
+            "pixel_stats": pixel_stats,
             "fusion": {"pool_factors": list(f.pool_factors), "mean_filter": f.mean_filter, "lam": f.lam,
                        "score_window": cfg.score_window, "score_window_at_224": f.score_window_at_224},
             "max_batch": max_batch,

@@ -81,7 +81,7 @@ def base_io(cfg: ModelConfig) -> tuple[list[dict], list[dict]]:
 
 
 def unet_io(cfg: ModelConfig) -> tuple[list[dict], list[dict]]:
-    s, u = cfg.image_size, cfg.unet
+    s, u = cfg.loop_size, cfg.unet  # the loop runs on the image with its border margin
     return ([{"name": UNET_INPUTS[0], "shape": ["batch", u.in_channels, s, s], "dtype": "float32"},
              {"name": UNET_INPUTS[1], "shape": ["batch"], "dtype": "float32"}],
             [{"name": UNET_OUTPUT, "shape": ["batch", u.out_channels, s, s], "dtype": "float32"}])
@@ -156,7 +156,7 @@ def export_unet(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: s
                 example_batch: int = 2) -> OnnxInfo:
     """Export ``model.unet`` to ``path`` and check it."""
     cfg: ModelConfig = model.cfg
-    s = cfg.image_size
+    s = cfg.loop_size
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(example_batch, cfg.unet.in_channels, s, s, generator=gen)
     t = torch.full((example_batch,), float(cfg.diffusion.t0))

@@ -2,16 +2,21 @@
 # Real-data quality run on a CPU machine (2 cores, no GPU): DRDC vs its base model
 # vs the patch-kNN baseline on magnetic-tile defects with the CPU recipe —
 # preset `small` (64², U-Net width 32, channel_mult (1,2,2), 32² training crops,
-# 1200 U-Net iterations with the min-SNR-5 loss weight, 5 DDIM steps) at the
-# paper's fusion weight λ = 0.9 —
-# then the inference ablation (λ post hoc; K, DDIM steps, t0, grid cell sizes)
-# on that one model.
+# 1200 U-Net iterations with the min-SNR-5 loss weight and an EMA of the U-Net weights,
+# 5 DDIM steps, the diffusion map normalised per pixel, λ and the heat normalisation
+# chosen on held-out normal images with synthetic anomalies) —
+# then the inference ablation (λ post hoc; heat normalisation, per-pixel vs global
+# normalisation, border margin; K, DDIM steps, t0, grid cell sizes on request)
+# on that one model, with the border / lighting diagnostics.
 # The CPU counterpart of scripts/realdata_gpu.sh.
 #
 #   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|all]   (default: all)
 #
 # `seed N` trains and evaluates one more model with training and detector seed N
 # (~25 min each); `seeds` writes the headline rows' mean ± std over seed 0 and those.
+# `ablate KEY...` runs the variants of those factors only (fusion.heat_norm,
+# fusion.diff_norm, diffusion.margin by default; diffusion.num_sets, .num_steps, .t0,
+# .grid_sizes with FACTORS=all).
 #
 # Every step resumes: training from runs/$RUN/train_state, inference passes from
 # the chunks cached in runs/${RUN}_ablation; interrupt and re-run at will.
@@ -21,20 +26,27 @@
 #
 # Settings (environment): DRDC_MAGNETIC_TILE (the data set; default
 # ../shared/data/magnetic_tile_defects), RUN (mt_cpu), UNET_ITERS (1200),
-# DATE (UTC today), THREADS (1), PY (python3), LAMS (post-hoc λ values, 0,0.25,0.5,0.75,0.9,1).
+# DATE (UTC today), NAME (magnetic_tile_cpu_v2_$DATE), THREADS (1), PY (python3),
+# LAMS (post-hoc λ values, 0,0.25,0.5,0.75,0.9,1), FACTORS (new | all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DRDC_MAGNETIC_TILE:-../shared/data/magnetic_tile_defects}
 RUN=${RUN:-mt_cpu}
 UNET_ITERS=${UNET_ITERS:-1200}
 DATE=${DATE:-$(date -u +%Y-%m-%d)}
-NAME=${NAME:-magnetic_tile_cpu_$DATE}
+NAME=${NAME:-magnetic_tile_cpu_v2_$DATE}
 PY=${PY:-python3}
 LAMS=${LAMS:-0,0.25,0.5,0.75,0.9,1}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1} PYTHONUNBUFFERED=1
 [ -d "$DATA/magnetic_tile/test" ] || { echo "no data set at $DATA (set DRDC_MAGNETIC_TILE)" >&2; exit 1; }
 
-SETS=(--set fusion.lam=0.9 --set "train.unet_iters=$UNET_ITERS")
+SETS=(--set "train.unet_iters=$UNET_ITERS")
+FACTOR_ARGS=(--factor fusion.heat_norm=none,image_std,local_std --factor fusion.diff_norm=global,pixel
+             --factor diffusion.margin=0,8)
+if [ "${FACTORS:-new}" = all ]; then
+  FACTOR_ARGS+=(--factor diffusion.num_sets=2,4 --factor diffusion.num_steps=5,10,20 --factor diffusion.t0=150,250,400
+                --factor "diffusion.grid_sizes=[[4,8],[8,16]]")
+fi
 TRAIN_CMD="drdc train --data $DATA --out runs/$RUN --preset small ${SETS[*]}"
 drdc() { "$PY" -m drdc_trt.cli "$@"; }
 
@@ -48,12 +60,10 @@ ablate() {  # ablate [--only KEY]...: run what is asked, rewrite the result file
   [ -f "runs/$RUN/stats.json" ] || { echo "no trained model in runs/$RUN: run '$0 train'" >&2; exit 1; }
   drdc ablate --model "runs/$RUN" --data "$DATA" --work "runs/${RUN}_ablation" \
     --results "benchmarks/results/$NAME" --report "benchmarks/results/${NAME}_report.html" --lams "$LAMS" --quiet \
-    --title "DRDC on magnetic-tile defects (CPU, preset small, 64²)" \
-    --factor diffusion.num_sets=2,4 --factor diffusion.num_steps=5,10,20 --factor diffusion.t0=150,250,400 \
-    --factor "diffusion.grid_sizes=[[4,8],[8,16]]" \
+    --title "DRDC on magnetic-tile defects (CPU, preset small, 64²)" "${FACTOR_ARGS[@]}" \
     --command-line "$TRAIN_CMD" \
-    --note "CPU recipe: preset small (64², U-Net width 32, 32² training crops, $UNET_ITERS U-Net iterations, min-SNR-5 loss weight) at λ = 0.9; one thread per job." \
-    --note "Ablation one factor at a time around the model's setting (K=2, 5 steps, t0=250), each variant re-calibrated on the 76 held-out normal training images." \
+    --note "CPU recipe: preset small (64², U-Net width 32, 32² training crops, $UNET_ITERS U-Net iterations, min-SNR-5 loss weight, EMA of the U-Net weights, per-pixel diffusion normalisation, λ and heat normalisation chosen on synthetic anomalies); one thread per job." \
+    --note "Ablation one factor at a time around the model's setting, each variant re-calibrated on the 76 held-out normal training images." \
     "$@"
   # why the diffusion map helps or not (cached default pass + one calibration pass), appended to the .md
   "$PY" scripts/realdata_diagnostics.py --model "runs/$RUN" --work "runs/${RUN}_ablation" --data "$DATA" \
@@ -88,7 +98,7 @@ case "$step" in
   train) train ;;
   eval) ablate --only none ;;
   ablate)
-    [ $# -ge 1 ] || { echo "usage: $0 ablate KEY [KEY...] (diffusion.num_sets, diffusion.num_steps, diffusion.t0, diffusion.grid_sizes)" >&2; exit 2; }
+    [ $# -ge 1 ] || { echo "usage: $0 ablate KEY [KEY...] (fusion.heat_norm, fusion.diff_norm, diffusion.margin; FACTORS=all adds diffusion.num_sets, .num_steps, .t0, .grid_sizes)" >&2; exit 2; }
     args=()
     for k in "$@"; do args+=(--only "$k"); done
     ablate "${args[@]}"

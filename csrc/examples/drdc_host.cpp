@@ -202,6 +202,13 @@ int run_bundle(const Options& o) {
   }
   const json_lite::Value m = json_lite::parse(read_text(o.bundle + "/manifest.json"));
   const int S = static_cast<int>(m.get({"config", "image_size"}, 224));
+  // The border margin and the contrast-normalised heat run in the Python runtimes only so far;
+  // a bundle that uses them would give other scores here, so it is refused.
+  const bool has_fusion = m.has("config") && m["config"].has("fusion");
+  if (m.get({"config", "diffusion", "margin"}, 0) != 0.0 ||
+      (has_fusion && m["config"]["fusion"].has("heat_norm") && m["config"]["fusion"]["heat_norm"].string != "none"))
+    throw Error(Status::kInvalidArgument, o.bundle + "/manifest.json: config.diffusion.margin or "
+                "config.fusion.heat_norm is set; this host runs bundles without them (use drdc_trt.runtime)");
   const std::vector<int> grids = m.ints({"config", "diffusion", "grid_sizes"}, {8, 16});
   RefinerConfig cfg;
   cfg.device = Device::kCUDA;
@@ -264,6 +271,23 @@ int run_bundle(const Options& o) {
   refiner.set_noise_seed(static_cast<uint64_t>(m.get({"noise_seed"}, 0)));
   Buffer heat(Device::kCUDA, static_cast<size_t>(S) * S * 4);
   const int count = refiner.run(dx.as<float>(), heat.as<float>(), nullptr, noise, stream.handle());
+  if (m.has("pixel_stats") && m["pixel_stats"].type == json_lite::Value::kObject) {
+    // fusion.diff_norm = "pixel": per-pixel z-scores of the mean heat, before the fusion
+    // (drdc_trt.fusion.PixelStats.apply); one image, so on the host.
+    std::vector<int64_t> shape;
+    const std::vector<float> mean = read_npy_f32(o.bundle + "/" + m["pixel_stats"]["mean"]["file"].string, shape);
+    const std::vector<float> sd = read_npy_f32(o.bundle + "/" + m["pixel_stats"]["std"]["file"].string, shape);
+    const std::size_t n = static_cast<std::size_t>(S) * S;
+    if (mean.size() != n || sd.size() != n)
+      throw Error(Status::kInvalidArgument, o.bundle + ": pixel_stats arrays must hold " + std::to_string(S) + "x" +
+                  std::to_string(S) + " floats");
+    stream.synchronize();
+    std::vector<float> h(n);
+    heat.download(h.data(), heat.bytes());
+    const float c = static_cast<float>(count);
+    for (std::size_t i = 0; i < n; ++i) h[i] = (h[i] / c - mean[i]) / sd[i] * c;
+    heat.upload(h.data(), heat.bytes());
+  }
 
   Buffer fin(Device::kCUDA, heat.bytes()), hd(Device::kCUDA, heat.bytes()), hb(Device::kCUDA, heat.bytes());
   Buffer score(Device::kCUDA, 4);

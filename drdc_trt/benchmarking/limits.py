@@ -42,7 +42,7 @@ def unet_flops_per_row(cfg) -> int:
 
     with torch.device("meta"):
         unet = UNet(cfg.unet).eval()
-    s = cfg.image_size
+    s = cfg.loop_size
     x = torch.zeros(1, cfg.unet.in_channels, s, s, device="meta")
     t = torch.zeros(1, device="meta")
     return count_flops(unet, x, t)

@@ -114,6 +114,14 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
         if model.cfg.to_dict() != bundle.model_config().to_dict():
             raise BenchError(f"--model {opts.model} and --bundle {opts.bundle} hold different configs")
         source = f"checkpoint {opts.model} (torch rows) and bundle {opts.bundle} (engines)"
+    if cfg.fusion.diff_norm == "pixel" and stats.pixel is None:
+        # per-pixel statistics: the bundle's, else neutral ones (the op is timed, the values do not matter)
+        from drdc_trt.fusion import PixelStats
+
+        arrays = bundle.load_pixel_stats() if bundle is not None else None
+        s = cfg.image_size
+        stats.pixel = (PixelStats(torch.from_numpy(arrays["mean"]), torch.from_numpy(arrays["std"])) if arrays
+                       else PixelStats(torch.zeros(s, s), torch.ones(s, s)))
     model = model.to(device).eval()
     return cfg, model, stats, bundle, name, source
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from drdc_trt.export.bundle import Bundle, load_bundle
 
-from .kernels import CsrcKernels, image_score, make_kernels, normalised
-from ..gridsets import grid_labels
+from .kernels import CsrcKernels, heat_divisor, image_score, make_kernels, normalised
+from ..gridsets import grid_labels, pad_labels, symmetric_index
 from .schedule import alphas_cumprod, coefficients, ddim_timesteps
 
 RUNTIME_BACKENDS = ("onnxruntime", "tensorrt")
@@ -70,10 +70,16 @@ class BundleDetector:
         m, cfg = self.bundle.manifest, self.bundle.config
         d = cfg["diffusion"]
         self.image_size = int(cfg["image_size"])
+        # configs written before these settings existed mean: no margin, the paper's heat
+        self.margin = int(d.get("margin", 0))
+        self.loop_size = self.image_size + 2 * self.margin
+        self.heat_norm = str(cfg["fusion"].get("heat_norm", "none"))
+        self.contrast_window = 2 * max(int(g) for g in d["grid_sizes"]) + 1
         self.num_sets = int(d["num_sets"])
         self.num_steps = int(d["num_steps"])
         self.clip_x0 = bool(d["clip_x0"])
-        self.labels = grid_labels(self.image_size, d["grid_sizes"], self.num_sets, int(m["label_seed"]))
+        self.labels = pad_labels(grid_labels(self.image_size, d["grid_sizes"], self.num_sets, int(m["label_seed"])),
+                                 self.margin)
         self.alphas_cumprod = alphas_cumprod(d["num_train_timesteps"], d["beta_start"], d["beta_end"])
         self.t0 = int(d["t0"])
         self.timesteps = ddim_timesteps(self.t0, self.num_steps)
@@ -81,6 +87,7 @@ class BundleDetector:
             raise ValueError(f"bundle {self.bundle.path}: manifest timesteps {m['timesteps']} differ from the "
                              f"config's DDIM schedule {self.timesteps}")
         self.noise = self.bundle.load_noise()
+        self.pixel_stats = self.bundle.load_pixel_stats()
         self.rows_per_image = self.bundle.rows_per_image
         if self.labels.shape[0] * self.num_sets != self.rows_per_image:
             raise ValueError(f"bundle {self.bundle.path}: rows_per_image {self.rows_per_image} != specs × sets")
@@ -102,8 +109,24 @@ class BundleDetector:
         return "numpy"
 
     def heat(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """The inpainting loop on x (B×3×S×S): (heat sum B×S×S, terms per pixel)."""
-        b, s = x.shape[0], self.image_size
+        """(heat sum B×S×S, terms per pixel) of images x (B×3×S×S): the loop on the margin-padded
+        images, cropped back and divided by the contrast scale (as drdc_trt.pipeline.Detector)."""
+        m = self.margin
+        idx = symmetric_index(self.image_size, m)
+        heat, count = self.loop_heat(np.ascontiguousarray(x[:, :, idx][:, :, :, idx]) if m else x)
+        if m:
+            heat = np.ascontiguousarray(heat[:, m:m + self.image_size, m:m + self.image_size])
+        div = heat_divisor(x, self.heat_norm, self.contrast_window)
+        if div is not None:
+            heat = (heat / div).astype(np.float32)
+        if self.pixel_stats is not None:  # per-pixel z-scores (drdc_trt.fusion.PixelStats.apply)
+            p = self.pixel_stats
+            heat = ((heat / np.float32(count) - p["mean"]) / p["std"] * np.float32(count)).astype(np.float32)
+        return heat, count
+
+    def loop_heat(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """The inpainting loop on x (B×3×L×L, L = loop size): (heat sum B×L×L, terms per pixel)."""
+        b, s = x.shape[0], self.loop_size
         n = b * self.rows_per_image
         fill = np.ascontiguousarray(np.tile(self.noise["fill"], (b, 1, 1, 1)))
         start = np.ascontiguousarray(np.tile(self.noise["start"], (b, 1, 1, 1)))
@@ -128,7 +151,7 @@ class BundleDetector:
         """The whole loop in C++ (``_C.Refiner``); the engine is called back with numpy
         views of the refiner's buffers."""
         C = self.kernels._C
-        b, s = x.shape[0], self.image_size
+        b, s = x.shape[0], self.loop_size
         refiner = self._refiners.get(b)
         if refiner is None:
             runner = self.runner

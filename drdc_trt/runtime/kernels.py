@@ -104,6 +104,33 @@ def normalised(maps: np.ndarray, mean: float, std: float) -> np.ndarray:
     return (maps - mean) / std
 
 
+def _lower_median(a: np.ndarray) -> np.ndarray:
+    """Per row, the lower of the two middle values (torch.median's rule)."""
+    k = (a.shape[1] - 1) // 2
+    return np.partition(a, k, axis=1)[:, k]
+
+
+def heat_divisor(x: np.ndarray, mode: str, window: int) -> np.ndarray | None:
+    """numpy transcription of ``drdc_trt.contrast.heat_divisor`` (B×3×H×W → B×H×W or None)."""
+    from ..config import CONTRAST_FLOOR as FLOOR
+    from ..config import LOCAL_FLOOR, MAD_TO_STD
+
+    if mode == "none":
+        return None
+    flat = x.reshape(x.shape[0], -1).astype(np.float32)
+    med = _lower_median(flat)
+    rs = np.maximum(np.float32(MAD_TO_STD) * _lower_median(np.abs(flat - med[:, None])), np.float32(FLOOR))
+    rs = rs[:, None, None].astype(np.float32)
+    b, c, h, w = x.shape
+    if mode == "image_std":
+        return np.broadcast_to(rs, (b, h, w)).astype(np.float32)
+    if mode == "local_std":
+        chans = x.reshape(b * c, h, w).astype(np.float32)
+        var = (mean_filter(chans * chans, window) - mean_filter(chans, window) ** 2).reshape(b, c, h, w).mean(1)
+        return np.maximum(np.sqrt(np.maximum(var, 0.0)), np.float32(LOCAL_FLOOR) * rs).astype(np.float32)
+    raise ValueError(f"heat_norm={mode!r}: choose none, image_std or local_std")
+
+
 # --------------------------------------------------------------------------- numpy
 class NumpyKernels:
     """numpy transcription of the PyTorch references (drdc_trt.ops.reference_*)."""

@@ -67,8 +67,9 @@ def test_list_setting_as_a_factor():
 def ablation(tiny_checkpoint, synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("ablation")
     logs = []
-    res = run_ablation(tiny_checkpoint, synthetic_root, work, factors=SMALL_FACTORS, knn_cfg=KNN_CFG,
-                       log=logs.append)
+    lam = load_checkpoint(tiny_checkpoint).cfg.fusion.lam  # chosen at calibration (fusion.select)
+    res = run_ablation(tiny_checkpoint, synthetic_root, work, lams=sorted({0.0, 0.5, lam, 1.0}),
+                       factors=SMALL_FACTORS, knn_cfg=KNN_CFG, log=logs.append)
     return res, work, logs
 
 
@@ -80,13 +81,16 @@ def test_ablation_main_table_and_lambda_rows(ablation, tiny_checkpoint):
     res, _, _ = ablation
     assert {r["method"] for r in res.eval.rows} == {"base (UniAD)", "DRDC", KNN}
     # λ = 0 is the base model, λ = model's λ is DRDC (same maps; scores from the fused kernel vs the blend)
+    lam = res.cfg.fusion.lam
     base, drdc = _mean(res.eval.rows, "base (UniAD)"), _mean(res.eval.rows, "DRDC")
-    lam0, lam09 = _mean(res.lam_rows, "λ=0"), _mean(res.lam_rows, "λ=0.9")
+    lam0, lam_model = _mean(res.lam_rows, "λ=0"), _mean(res.lam_rows, f"λ={lam:g}")
     for k in ("image_AUROC", "pixel_AUROC", "AUPRO", "F1Max"):
         assert lam0[k] == pytest.approx(base[k], abs=1e-6)
-        assert lam09[k] == pytest.approx(drdc[k], abs=1e-6)
+        assert lam_model[k] == pytest.approx(drdc[k], abs=1e-6)
+    # the λ ablate chooses on synthetic anomalies is the one calibration chose (same images, same anomalies)
+    assert res.synthetic["chosen"] == lam
     out, st = res.eval.out, load_checkpoint(tiny_checkpoint).stats
-    torch.testing.assert_close(normalised_blend(out.diff_map, out.base_map, st, 0.9), out.anomaly_map,
+    torch.testing.assert_close(normalised_blend(out.diff_map, out.base_map, st, lam), out.anomaly_map,
                                atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ops.image_score(out.anomaly_map, res.cfg.score_window), out.pred_score,
                                atol=1e-4, rtol=1e-4)
@@ -203,10 +207,14 @@ def test_cli_eval_method_and_ablate(tiny_checkpoint, synthetic_root, tmp_path):
     r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
                              "--work", str(tmp_path / "w"), "--factor", "diffusion.nope=1,2"])
     assert r.exit_code == 2 and "nope" in r.output
-    for bad in ("diffusion.grid_sizes=[[4,8]", "diffusion.grid_sizes=[]", "diffusion.t0=a,b"):
+    for bad in ("diffusion.grid_sizes=[[4,8]", "diffusion.grid_sizes=[]", "diffusion.t0=150,"):
         r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
                                  "--work", str(tmp_path / "w"), "--factor", bad])
         assert r.exit_code == 2 and "JSON list" in r.output, bad
+    # words are values too (fusion.heat_norm=none,image_std), checked against the config before any work
+    r = runner.invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
+                             "--work", str(tmp_path / "w"), "--factor", "diffusion.t0=a,b"])
+    assert r.exit_code == 2 and "factor t0=a" in r.output, r.output
 
 
 # ----------------------------------------------------------------- real data

@@ -120,5 +120,5 @@ def test_profiles_cover_the_batch_range():
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_a_clear_error():
     with pytest.raises(TensorRTUnavailable, match=r"TensorRT is not installed: .*`tensorrt` Python package "
-                                                  r"\(TensorRT 10 or newer.*--backend onnxruntime"):
+                                                  r"\(TensorRT 10;.*--backend onnxruntime"):
         import_tensorrt()

@@ -7,7 +7,7 @@ import torch
 
 from drdc_trt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from drdc_trt.config import PRESETS, ModelConfig, preset
-from drdc_trt.fusion import FusionStats
+from drdc_trt.fusion import FusionStats, PixelStats
 from drdc_trt.models import DRDCModel
 
 
@@ -45,10 +45,20 @@ def test_replace_overrides():
 def test_checkpoint_round_trip_and_atomicity(tmp_path):
     cfg = preset("tiny")
     m = DRDCModel(cfg, FusionStats(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8)).eval()
+    with pytest.raises(CheckpointError, match="no per-pixel statistics"):
+        save_checkpoint(m, tmp_path)  # a config asking for them, none measured: nothing written
+    assert list(tmp_path.iterdir()) == []
+    m.stats.pixel = PixelStats(torch.rand(32, 32), torch.rand(32, 32) + 0.5)
     save_checkpoint(m, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "stats.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "pixel_stats.safetensors",
+                                                          "stats.json"]
     back = load_checkpoint(tmp_path)
     assert back.cfg == cfg and back.stats == m.stats
+    assert torch.equal(back.stats.pixel.mean, m.stats.pixel.mean) and torch.equal(back.stats.pixel.std, m.stats.pixel.std)
+    (tmp_path / "pixel_stats.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="pixel_stats.safetensors: missing"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(m, tmp_path)
     x = torch.rand(2, 6, 32, 32)
     t = torch.tensor([10.0, 200.0])
     with torch.no_grad():
@@ -59,6 +69,7 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path):
 
 def test_checkpoint_errors_name_the_file(tmp_path):
     m = DRDCModel(preset("tiny"))
+    m.stats.pixel = PixelStats(torch.zeros(32, 32), torch.ones(32, 32))
     save_checkpoint(m, tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="model.safetensors: unreadable"):

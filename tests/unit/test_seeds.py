@@ -69,3 +69,23 @@ def test_cli_writes_md_and_json(tmp_path):
     assert "80.0 ± 28.3" in md and "- two seeds" in md and "drdc seeds" in md
     bad = CliRunner().invoke(main, ["seeds", paths[0], str(tmp_path / "nope.json"), "--out", str(out)])
     assert bad.exit_code == 2 and "nope.json: no such file" in bad.output
+
+
+def test_diagnostics_and_chosen_lambda_are_summarised():
+    def with_diag(seed, spear, share, lam):
+        d = _result(seed, seed, 0.6, 0.5, 0.7)
+        d["diagnostics"] = [{"method": "DRDC", "image_AUROC": 0.5, "brightness_spearman": spear, "border_share": share},
+                            {"method": "mean intensity alone (no model)", "image_AUROC": 0.4,
+                             "brightness_spearman": 1.0, "border_share": None}]
+        d["synthetic_lambda"] = {"chosen": lam, "rows": []}
+        return d
+
+    s = seeds.summarize([("a", with_diag(0, 0.1, 0.2, 0.3)), ("b", with_diag(1, 0.3, 0.4, 0.5))])
+    diag = {r["method"]: r for r in s["diagnostics"]}
+    assert diag["DRDC"]["brightness_spearman"]["mean"] == pytest.approx(0.2)
+    assert diag["DRDC"]["border_share"]["std"] == pytest.approx(0.1414213, rel=1e-5)  # sd of 0.2, 0.4
+    assert "border_share" not in diag["mean intensity alone (no model)"]
+    assert s["synthetic_lambda"] == [0.3, 0.5]
+    md = seeds.markdown(s)
+    assert "| DRDC | 50.0 ± 0.0 | 0.20 ± 0.14 | 30.0 ± 14.1 |" in md
+    assert "per seed: 0.3, 0.5" in md
