@@ -339,7 +339,7 @@ def _synthetic_lambda(cfg, runner, stats, calib, cache, device, seed, batch_size
     entry = cache.get_json("synthetic_lambda")
     if entry is None:
         det = Detector(cfg, runner, stats, device, seed=seed)
-        anomalous, masks = paste_anomalies(calib, tuning.SYNTHETIC_SEED)
+        anomalous, masks = paste_anomalies(calib, tuning.SYNTHETIC_SEED, tuning.SOURCES)
         good, t_good, _ = _predict_cached(det, calib, cache, "synthetic_good", batch_size, progress)
         anom, t_anom, _ = _predict_cached(det, anomalous, cache, "synthetic_anomalous", batch_size, progress)
         rows = tuning.lambda_rows((good.diff_map, good.base_map), (anom.diff_map, anom.base_map), masks, stats,
@@ -531,7 +531,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
     if res.synthetic is not None:
         md += ["", "## λ chosen without test labels", "",
                f"{res.synthetic['images']} held-out normal training images, scored as they are and with one "
-               "synthetic anomaly each (Perlin mask, procedural or self-shuffled source); best mean of the three "
+               "synthetic anomaly each (Perlin mask, the image's own pixels shuffled in strips); best mean of the three "
                "metrics (%), at the model's heat normalisation.", "",
                tuning.markdown(res.synthetic["rows"], {"lam": res.synthetic["chosen"]})]
     if notes:

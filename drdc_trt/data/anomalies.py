@@ -106,8 +106,15 @@ def self_shuffled(img01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _shuffle_strips(_shuffle_strips(img01, 2, gen), 1, gen)
 
 
-def paste_anomalies(images: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """images B×3×S×S in [-1, 1] → (images with one anomaly each, masks B×1×S×S in {0, 1})."""
+SOURCES = ("procedural", "shuffled")
+
+
+def paste_anomalies(images: torch.Tensor, seed: int = 0, sources: tuple[str, ...] = SOURCES
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """images B×3×S×S in [-1, 1] → (images with one anomaly each, masks B×1×S×S in {0, 1}).
+    ``sources``: which source textures to draw from (equally likely)."""
+    if not sources or set(sources) - set(SOURCES):
+        raise ValueError(f"sources {sources!r}: choose from {SOURCES}")
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images: expected B×3×S×S, got {tuple(images.shape)}")
     gen = torch.Generator().manual_seed(seed)
@@ -116,7 +123,8 @@ def paste_anomalies(images: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, 
     for i, x in enumerate(images.float().cpu()):
         x01 = (x + 1) / 2
         m = perlin_mask(size, gen)
-        src = procedural_texture(size, gen) if torch.rand(1, generator=gen) < 0.5 else self_shuffled(x01, gen)
+        pick = sources[int(torch.randint(len(sources), (1,), generator=gen))] if len(sources) > 1 else sources[0]
+        src = procedural_texture(size, gen) if pick == "procedural" else self_shuffled(x01, gen)
         beta = 0.2 + 0.6 * float(torch.rand(1, generator=gen))
         mixed = x01 * (1 - m) + (1 - beta) * src * m + beta * x01 * m
         out[i], masks[i, 0] = mixed * 2 - 1, m

@@ -110,3 +110,17 @@ def test_configs_without_the_new_fields_keep_their_meaning():
     assert (old.diffusion.margin, old.fusion.heat_norm, old.fusion.select, old.train.ema_decay) == \
         (0, "none", "fixed", 0.0)
     assert ModelConfig().train.ema_decay == 0.9999
+
+
+def test_shuffled_sources_keep_the_images_own_values():
+    """Selection anomalies (tuning.SOURCES) are made of the image's own pixels: with β the blend
+    of each masked pixel lies between the original and some pixel of the same image."""
+    from drdc_trt.data.anomalies import SOURCES
+
+    assert tuning.SOURCES == ("shuffled",) and set(tuning.SOURCES) <= set(SOURCES)
+    x = torch.full((2, 3, 32, 32), -0.5)
+    x[:, :, :, 16:] = 0.5  # a two-valued image: every blend stays inside [-0.5, 0.5]
+    y, m = paste_anomalies(x, seed=0, sources=tuning.SOURCES)
+    assert float(y.min()) >= -0.5 - 1e-6 and float(y.max()) <= 0.5 + 1e-6
+    with pytest.raises(ValueError, match="sources"):
+        paste_anomalies(x, sources=("dtd",))
