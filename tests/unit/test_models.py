@@ -10,7 +10,7 @@ from drdc_trt.models.transformer import neighbor_mask
 
 
 def test_package_weights_map_exactly_onto_timm_lite0():
-    timm = pytest.importorskip("timm")
+    import timm  # a dependency of the package
     sd = lite0_package_weights()
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     result = net.load_state_dict(sd, strict=False)
