@@ -186,37 +186,70 @@ def unet_batch(images: torch.Tensor, cfg: ModelConfig, schedule_ab: torch.Tensor
     return torch.cat([xt, c], 1), t.float(), target
 
 
+LOSS_READ_EVERY = 50  # U-Net iterations between reads of the loss (each read waits for the device)
+
+
+def _unet_batch_for(it: int, images: torch.Tensor, cfg: ModelConfig, ab: torch.Tensor, pin: bool):
+    """Iteration ``it``'s batch, from its own generator (so batches can be built ahead, in any
+    thread, and a resumed run draws the same ones)."""
+    gen = torch.Generator().manual_seed(cfg.train.seed * 7_919 + it)
+    idx = torch.randint(0, len(images), (cfg.train.batch_size,), generator=gen)
+    batch = unet_batch(images[idx], cfg, ab, gen)
+    return tuple(v.pin_memory() for v in batch) if pin else batch
+
+
 def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None:
+    """The U-Net loop. The next batch is built on the CPU in a worker thread while the device
+    trains on the current one (pinned memory, asynchronous copies on CUDA), and the loss is read
+    back every LOSS_READ_EVERY iterations and at snapshots, not at every step."""
+    from concurrent.futures import ThreadPoolExecutor
+
     tc = cfg.train
     opt = opts["unet"]
     schedule_ab = Schedule.from_config(cfg.diffusion).alphas_cumprod
     ab = torch.from_numpy(schedule_ab).float()
-    weight = torch.from_numpy(min_snr_weight(schedule_ab, cfg.diffusion.min_snr_gamma)).float()
+    dev = next(model.unet.parameters()).device
+    weight = torch.from_numpy(min_snr_weight(schedule_ab, cfg.diffusion.min_snr_gamma)).float().to(dev)
+    pin = dev.type == "cuda"
     model.unet.train()
     bar = _bar(tc.unet_iters, "diffusion U-Net", progress, state.info["unet_iter"])
-    running = None
-    dev = next(model.unet.parameters()).device
-    for it in range(state.info["unet_iter"], tc.unet_iters):
-        torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)
-        gen = torch.Generator().manual_seed(tc.seed * 7_919 + it)
-        idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
-        inp, t, target = (v.to(dev) for v in unet_batch(images[idx], cfg, ab, gen))
-        per_sample = (model.unet(inp, t) - target).pow(2).mean((1, 2, 3))
-        loss = (weight.to(dev)[t.long()] * per_sample).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
-        opt.step()
-        if state.ema is not None:
-            state.ema.update(model.unet, it)
-        lv = float(loss.detach())
-        running = lv if running is None else 0.98 * running + 0.02 * lv
-        report.unet_losses.append(lv)
-        state.info["unet_iter"] = it + 1
-        if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters:
-            save()
+    running, pending = None, []
+    start = state.info["unet_iter"]
+
+    def read_losses() -> None:
+        nonlocal running
+        if not pending:
+            return
+        for lv in torch.stack(pending).tolist():  # one wait for the device
+            running = lv if running is None else 0.98 * running + 0.02 * lv
+            report.unet_losses.append(lv)
         bar.set_postfix(loss=f"{running:.4f}")
-        bar.update(1)
+        pending.clear()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(_unet_batch_for, start, images, cfg, ab, pin) if start < tc.unet_iters else None
+        for it in range(start, tc.unet_iters):
+            torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)
+            inp, t, target = (v.to(dev, non_blocking=pin) for v in ahead.result())
+            if it + 1 < tc.unet_iters:
+                ahead = pool.submit(_unet_batch_for, it + 1, images, cfg, ab, pin)
+            per_sample = (model.unet(inp, t) - target).pow(2).mean((1, 2, 3))
+            loss = (weight[t.long()] * per_sample).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+            opt.step()
+            if state.ema is not None:
+                state.ema.update(model.unet, it)
+            pending.append(loss.detach())
+            state.info["unet_iter"] = it + 1
+            snapshot = (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
+            if snapshot or len(pending) >= LOSS_READ_EVERY:
+                read_losses()
+            if snapshot:
+                save()
+            bar.update(1)
+    read_losses()
     bar.close()
     model.unet.eval()
 
