@@ -40,7 +40,7 @@ from . import ops, tuning, viz
 from .checkpoint import CONFIG, PIXEL_STATS, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text, load_checkpoint
 from .data import Loaded, load_split
 from .evaluate import COLUMNS, EvalResult, KNNOutput, example_rows, fit_knn, method_outputs, report_html, table
-from .fusion import FusionStats, measure_stats, normalised_blend
+from .fusion import FusionStats, PixelStats, normalised_blend
 from .pipeline import Detector, InferenceBatch
 from .train import split_calibration
 
@@ -248,6 +248,23 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     cache = _Cache(Path(work), _fingerprint(model_dir, test, [train_data.samples[i].path.name for i in calib_idx],
                                             {"seed": seed, "size": cfg.image_size}))
     runner = TorchRunner(model, device)
+    if seed != stats.detector_seed:
+        # another detector seed is another mask layout: measure the statistics again for it (the
+        # settings chosen at calibration are kept); cached like every other piece
+        got = cache.get_tensors("statistics")
+        if got is None:
+            det = Detector(cfg, runner, FusionStats(), device, seed=seed)
+            stats, _ = tuning.statistics(cfg, calib, tuning.raw_maps(det, calib, batch_size), cfg.fusion.heat_norm,
+                                         cfg.fusion.lam)
+            stats.detector_seed = seed
+            cache.put_tensors("statistics", stats.pixel.tensors() if stats.pixel is not None else {"none": torch.zeros(1)},
+                              {"stats": json.loads(stats.to_json())})
+        else:
+            stats = FusionStats.from_dict(cache.get_json("statistics")["stats"])
+            if cfg.fusion.diff_norm == "pixel":
+                stats.pixel = PixelStats.from_tensors(got, "statistics", cfg.image_size)
+        log(f"statistics re-measured for detector seed {seed} (the model was calibrated with seed "
+            f"{model.stats.detector_seed})")
 
     # -- default pass: base model and DRDC at the model's own settings
     cached = cache.get_tensors("default_pass")

@@ -77,6 +77,9 @@ class FusionStats:
     pixel_threshold: float = math.inf
     base_image_threshold: float = math.inf
     num_images: int = 0
+    # the Detector seed (grid masks and loop noise) the statistics were measured with; per-pixel
+    # statistics hold for that mask layout only
+    detector_seed: int = 0
     # fusion.diff_norm = "pixel": the per-pixel statistics, applied before the global ones above
     # (kept in their own safetensors file, not in the JSON)
     pixel: PixelStats | None = field(default=None, compare=False, repr=False)

@@ -50,6 +50,11 @@ class Detector:
         if loop not in LOOPS:
             raise ValueError(f"loop={loop!r}; choose one of {LOOPS}")
         self.cfg, self.runner, self.stats = cfg, runner, stats
+        if stats.pixel is not None and seed != stats.detector_seed:
+            import warnings
+
+            warnings.warn(f"Detector seed {seed}: the per-pixel statistics were measured with seed "
+                          f"{stats.detector_seed}'s mask layout; re-calibrate for this seed", stacklevel=2)
         self.device = torch.device(device)
         self.loop, self.net_dtype = loop, net_dtype
         d = cfg.diffusion

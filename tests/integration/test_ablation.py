@@ -198,6 +198,9 @@ def test_cli_eval_method_and_ablate(tiny_checkpoint, synthetic_root, tmp_path):
     r = runner.invoke(main, ["seeds", str(tmp_path / "r" / "x_cpu.json"), str(tmp_path / "r" / "x_cpu_s1.json"),
                              "--out", str(tmp_path / "r" / "x_seeds")])
     assert r.exit_code == 0, r.output
+    # another detector seed, another mask layout: its statistics are measured for it
+    assert json.loads((tmp_path / "r" / "x_cpu_s1.json").read_text())["stats"]["detector_seed"] == 1
+    assert json.loads((tmp_path / "r" / "x_cpu.json").read_text())["stats"]["detector_seed"] == 0
     summary = json.loads((tmp_path / "r" / "x_seeds.json").read_text())
     assert summary["seeds"] == [{"train": 0, "detector": 0}, {"train": 0, "detector": 1}]
     by = {row["method"]: row for row in summary["rows"]}
