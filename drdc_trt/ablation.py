@@ -245,8 +245,11 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     calib = train_data.images[calib_idx] if calib_idx else train_data.images
     seconds["load_data"] = time.perf_counter() - t0
     log(f"data: {len(test)} test images, {len(calib)} calibration images, {len(train_data)} train/good")
+    extra = {"seed": seed, "size": cfg.image_size}
+    if seed != stats.detector_seed:  # passes use statistics re-measured for this seed (below)
+        extra["statistics_for_seed"] = seed
     cache = _Cache(Path(work), _fingerprint(model_dir, test, [train_data.samples[i].path.name for i in calib_idx],
-                                            {"seed": seed, "size": cfg.image_size}))
+                                            extra))
     runner = TorchRunner(model, device)
     if seed != stats.detector_seed:
         # another detector seed is another mask layout: measure the statistics again for it (the
