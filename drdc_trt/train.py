@@ -26,7 +26,6 @@ from .config import ModelConfig
 from .data import load_split
 from .diffusion import Schedule, min_snr_weight, random_known_masks
 from .ema import EMA
-from .fusion import measure_stats
 from .models import DRDCModel
 from .pipeline import Detector
 
