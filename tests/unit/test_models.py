@@ -1,6 +1,5 @@
 """Backbone weights, model shapes and the neighbour mask."""
 
-import pytest
 import torch
 
 from drdc_trt.config import BackboneConfig, preset
