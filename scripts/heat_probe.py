@@ -19,12 +19,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from drdc_trt import diagnostics, metrics, ops
+from drdc_trt import diagnostics, metrics, ops, tuning
 from drdc_trt.checkpoint import load_checkpoint
 from drdc_trt.config import HEAT_NORMS
-from drdc_trt.contrast import heat_divisor, local_window
 from drdc_trt.data import load_split
-from drdc_trt.diffusion import crop
 from drdc_trt.fusion import measure_stats
 from drdc_trt.pipeline import Detector
 from drdc_trt.train import split_calibration
@@ -49,29 +47,12 @@ def ring_profile(maps: torch.Tensor) -> list[float]:
     return [float(maps[:, (dist >= a) & (dist < b)].mean()) for a, b in RINGS]
 
 
-@torch.no_grad()
-def raw_pass(det: Detector, images: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    heats, bases, count = [], [], 0
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch]
-        res = det.loop_heat(x)
-        heats.append(crop(res.heat, det.cfg.diffusion.margin))
-        bases.append(det.runner.base(x).float())
-        count = res.count
-    return torch.cat(heats), torch.cat(bases), count
-
-
 def evaluate(cfg, calib_x, calib, test, sel) -> list[dict]:
     rows = []
     f = cfg.fusion
-    window = local_window(cfg.diffusion.grid_sizes)
-    for norm in HEAT_NORMS:
-        maps = {}
-        for name, x, heat, base, count in (("calib", calib_x, *calib), ("test", test[0], *test[1:])):
-            div = heat_divisor(x, norm, window)
-            h = heat if div is None else heat / div
-            _, hd, hb, _ = ops.reference_fuse(h, count, base, f.mean_filter, (0, 1, 0, 1), 0.0, cfg.score_window)
-            maps[name] = (hd, hb)
+    for norm in HEAT_NORMS:  # global normalisation (the paper's), every heat normalisation from one pass
+        maps = {name: tuning.fused_maps(cfg, x, heat, base, count, norm)
+                for name, x, heat, base, count in (("calib", calib_x, *calib), ("test", test[0], *test[1:]))}
         stats = measure_stats(*maps["calib"], f.lam, cfg.score_window)
         hd, hb = maps["test"]
         mu_d, sd_d, mu_b, sd_b = stats.as_tuple()
@@ -125,8 +106,8 @@ def main() -> None:
         c = load_file(str(cache))
         calib, tst, count = (c["ch"], c["cb"]), (c["th"], c["tb"]), int(c["count"])
     else:
-        ch, cb, count = raw_pass(det, calib_x, a.batch)
-        th, tb, _ = raw_pass(det, test.images, a.batch)
+        ch, cb, count = tuning.raw_maps(det, calib_x, a.batch)
+        th, tb, _ = tuning.raw_maps(det, test.images, a.batch)
         save_file({"ch": ch, "cb": cb, "th": th, "tb": tb, "count": torch.tensor(count)}, str(cache))
         calib, tst = (ch, cb), (th, tb)
     sec = time.perf_counter() - t0
