@@ -13,13 +13,15 @@ import torch
 
 
 def have_csrc(device: str = "cpu") -> bool:
-    try:
-        from drdc_trt import _C
-    except ImportError:
-        return False
-    if not hasattr(_C, "step"):
-        return False
-    return device != "cuda" or bool(dict(_C.build_info).get("cuda"))
+    """Whether drdc_trt._C has the fused kernels for ``device``. On the CPU they are part of
+    every build, so a missing ``_C`` or missing kernels raise instead of answering False."""
+    from drdc_trt import _C  # a required part of the package: missing is a failure
+
+    if device != "cuda":
+        if not hasattr(_C, "step"):
+            raise RuntimeError("drdc_trt._C was built without its CPU kernels (prepare/step/fuse)")
+        return True
+    return hasattr(_C, "step") and bool(dict(_C.build_info).get("cuda"))
 
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -33,9 +35,10 @@ def device() -> str:
 
 @pytest.fixture
 def need_csrc(device):
-    """Skip unless drdc_trt._C has the fused kernels for ``device``."""
+    """The fused kernels of drdc_trt._C for ``device``: on the CPU a build without them fails;
+    on CUDA a build without CUDA kernels (no CUDA compiler at build time) skips."""
     if not have_csrc(device):
-        pytest.skip(f"drdc_trt._C has no fused kernels for {device} here")
+        pytest.skip(f"drdc_trt._C was built without CUDA kernels ({device})")
 
 
 @pytest.fixture(autouse=True)

@@ -132,8 +132,40 @@ def test_unavailable_engines_say_why():
     assert E.unavailable(E.EngineSpec("torch", "torch"), ctx) is None
     assert "CUDA" in E.unavailable(E.EngineSpec("torch", "torch", "bfloat16"), ctx)
     assert "bundle runtime" in E.unavailable(E.EngineSpec("torch", "runtime"), ctx)
-    trt = E.unavailable(E.EngineSpec("tensorrt", "torch"), ctx)
-    assert trt is not None  # no TensorRT on a CPU-only machine: either "not installed" or "GPU only"
+
+
+def test_tensorrt_unavailable_says_which_requirement_is_missing(monkeypatch):
+    """Without TensorRT: the import error's headline; with it but no GPU: the GPU requirement."""
+    import drdc_trt.export.tensorrt_build as tb
+
+    ctx = E.Context(cfg=preset("tiny"), device=torch.device("cpu"), model=None, stats=None, bundle=None)
+    spec = E.EngineSpec("tensorrt", "torch")
+
+    def missing():
+        raise tb.TensorRTUnavailable("TensorRT is not installed: the details")
+
+    monkeypatch.setattr(tb, "import_tensorrt", missing)
+    assert E.unavailable(spec, ctx) == ("TensorRT is not installed (needs the tensorrt package, TensorRT 10, "
+                                        "and an NVIDIA GPU)")
+    monkeypatch.setattr(tb, "import_tensorrt", lambda: object())
+    assert E.unavailable(spec, ctx) == "TensorRT runs on an NVIDIA GPU only (--device cuda)"
+
+
+def test_speedups_are_the_baselines_p50_over_the_rows_per_batch():
+    from drdc_trt.benchmarking.suite import _speedups
+
+    def row(loop, batch, p50, ips, baseline=False, status="ok"):
+        return {"loop": loop, "batch": batch, "baseline": baseline, "status": status,
+                "latency_ms": {"p50_ms": p50}, "throughput_ips": ips}
+
+    rows = [row("csrc", 1, 4.0, 250.0), row("torch", 1, 10.0, 100.0, baseline=True),
+            row("csrc", 8, 20.0, 400.0), row("torch", 8, 50.0, 160.0, baseline=True),
+            row("csrc", 2, 3.0, 666.0),  # no baseline at batch 2
+            row("csrc", 4, 1.0, 1.0, status="failed: boom")]
+    _speedups(rows)
+    assert [r.get("speedup_vs_baseline") for r in rows] == [2.5, 1.0, 2.5, 1.0, None, None]
+    assert [r.get("throughput_ratio_vs_baseline") for r in rows] == [2.5, 1.0, 2.5, 1.0, None, None]
+    assert "speedup_vs_baseline" not in rows[-1]  # a failed row gets no ratio at all
 
 
 def test_cli_defaults_depend_on_the_device():
@@ -176,7 +208,6 @@ def test_cli_tiny_writes_json_with_a_baseline_ratio_of_one(tmp_path):
     assert len(base) == 1
     b = base[0]
     assert (b["backend"], b["loop"], b["precision"], b["batch"], b["status"]) == ("torch", "torch", "float32", 1, "ok")
-    assert b["speedup_vs_baseline"] == 1.0
     lat = b["latency_ms"]
     assert lat["iterations"] >= 2 and 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert lat["per_image"]["p50_ms"] == lat["p50_ms"]
@@ -191,11 +222,11 @@ def test_cli_tiny_writes_json_with_a_baseline_ratio_of_one(tmp_path):
         assert key in by, key
     assert by[("onnxruntime", "torch")]["status"].startswith("not available: needs a bundle")
     assert by[("tensorrt", "torch")]["status"].startswith("not available:")
+    # the compiled core is part of every build: its row is measured, and its ratio is the baseline's p50 over its own
     csrc = by[("torch", "csrc")]
-    if csrc["status"] == "ok":
-        assert csrc["speedup_vs_baseline"] == pytest.approx(b["latency_ms"]["p50_ms"] / csrc["latency_ms"]["p50_ms"])
-    else:
-        assert csrc["status"].startswith("not available:")
+    assert csrc["status"] == "ok"
+    assert csrc["speedup_vs_baseline"] == pytest.approx(b["latency_ms"]["p50_ms"] / csrc["latency_ms"]["p50_ms"])
+    assert b["speedup_vs_baseline"] == 1.0
     assert "(baseline)" in proc.stdout and "| engine |" in proc.stdout
 
 
@@ -245,7 +276,7 @@ def test_a_failing_row_and_a_failing_end_measurement_keep_the_report(monkeypatch
     rep = suite.run(opts)
     by = {(r["loop"], r["status"].split(":")[0]) for r in rep["rows"]}
     assert ("torch", "ok") in by
-    if E.csrc_status(torch.device("cpu")) is None:
-        assert ("csrc", "failed") in by
+    assert E.csrc_status(torch.device("cpu")) is None  # the CPU kernels are part of every build
+    assert ("csrc", "failed") in by
     assert rep["any_failed"] and any("ceilings not measured again" in n for n in rep["notes"])
     assert rep["limits"]["gemm_peaks"]["float32"]["tflops"] > 0

@@ -54,9 +54,7 @@ def _np(t):
 
 @pytest.mark.parametrize("kernels", ["numpy", "csrc"])
 def test_prepare_step_fuse_match_the_torch_reference(kernels):
-    if kernels == "csrc" and not K.csrc_available():
-        pytest.skip("drdc_trt._C has no prepare/step/fuse kernels in this build")
-    k = K.make_kernels(kernels)
+    k = K.make_kernels(kernels)  # "csrc" raises when _C lacks its CPU kernels: a failure, not a skip
     x, labels, sets, (fill, eps0, renoise), eps = _case()
     s = Schedule.linear()
     a, b_ = s.coefficients(250)
@@ -98,10 +96,14 @@ def test_fuse_pieces_known_answers():
     assert K.image_score(m, 2)[0] == pytest.approx((4 + 5 + 7 + 8) / 4)
 
 
+def test_auto_kernels_are_the_compiled_ones():
+    """A CPU build of _C always has the CPU kernels: "auto" must not fall back to numpy."""
+    assert K.csrc_available()
+    assert isinstance(K.make_kernels("auto"), K.CsrcKernels)
+
+
 def test_csrc_kernels_check_their_arguments():
-    if not K.csrc_available():
-        pytest.skip("drdc_trt._C has no prepare/step/fuse kernels in this build")
-    k = K.CsrcKernels()
+    k = K.CsrcKernels()  # raises when _C lacks its CPU kernels: a failure, not a skip
     x = np.zeros((1, 3, 16, 16), np.float32)
     labels = np_grid_labels(16, (4, 8), 2)
     noise = np.zeros((4, 3, 16, 16), np.float32)

@@ -28,7 +28,11 @@ def test_layout_scan_and_load(small_root):
     assert len(train) == 6 and {s.category for s in train} == {"brushed", "woven"}
     test = load_split(small_root, "test", 32)
     assert test.images.shape == (8, 3, 32, 32)
-    assert test.images.min() >= -1 and test.images.max() <= 1
+    # every image is its file's 8-bit RGB values v mapped to 2·v/255 − 1, channel order kept
+    for i, s in enumerate(test.samples):
+        with Image.open(s.path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float64).transpose(2, 0, 1)
+        np.testing.assert_allclose(test.images[i].numpy(), 2 * rgb / 255 - 1, rtol=0, atol=1e-6, err_msg=str(s.path))
     assert set(test.masks.unique().tolist()) <= {0.0, 1.0}
     for i, s in enumerate(test.samples):
         assert int(test.labels[i]) == (s.defect != "good")

@@ -61,11 +61,28 @@ def test_cell_sets_seeded():
 
 
 def test_random_training_masks_are_grid_aligned():
+    """Each mask is one of the draws the docstring names: for some g in grid_sizes and K in
+    set_counts, constant on every g×g cell, with exactly one of the K balanced sets unknown
+    (⌊n/K⌋ or ⌈n/K⌉ of the n cells); every g and every K occurs in the batch."""
     g = torch.Generator().manual_seed(0)
-    m = random_known_masks(16, 32, (4, 8), (2, 3), g)
-    assert m.shape == (16, 1, 32, 32)
+    size, grids, counts = 32, (4, 8), (2, 3)
+    m = random_known_masks(64, size, grids, counts, g)
+    assert m.shape == (64, 1, size, size)
     assert set(m.unique().tolist()) <= {0.0, 1.0}
-    assert (m.mean((1, 2, 3)) < 1).all() and (m.mean((1, 2, 3)) > 0).all()
+    seen = set()
+    for i in range(m.shape[0]):
+        unknown = 1 - m[i, 0]
+        fits = []
+        for cell in grids:
+            n = size // cell
+            blocks = unknown.view(n, cell, n, cell)
+            if not torch.equal(blocks, blocks[:, :1, :, :1].expand_as(blocks)):
+                continue  # not constant on this grid's cells
+            cells_unknown = int(blocks[:, 0, :, 0].sum())
+            fits += [(cell, k) for k in counts if cells_unknown in (n * n // k, -(-n * n // k))]
+        assert fits, f"mask {i} is not one set of a grid split: {unknown.sum()} unknown pixels"
+        seen.update(fits)
+    assert {c for c, _ in seen} == set(grids) and {k for _, k in seen} == set(counts)
 
 
 def _oracle(x_rows, schedule):
