@@ -16,12 +16,13 @@ from drdc_trt.pipeline import Detector
 from drdc_trt.train import TrainState, train
 
 
-def test_detector_results_do_not_depend_on_batching(tiny_checkpoint):
-    model = load_checkpoint(tiny_checkpoint)
+def test_detector_results_do_not_depend_on_batching(tiny_checkpoint, perturb_unet):
+    model = perturb_unet(load_checkpoint(tiny_checkpoint))  # a U-Net far from its zero-initialised no-op
     det = Detector.from_model(model)
     x = torch.rand(3, 3, 32, 32) * 2 - 1
     one = det.predict(x, batch_size=1)
     three = det.predict(x, batch_size=3)
+    assert float(one.diff_map.std()) > 0.1 * float(one.diff_map.abs().mean())  # a map with structure
     assert torch.allclose(one.anomaly_map, three.anomaly_map, atol=1e-5)
     assert torch.allclose(one.pred_score, three.pred_score, atol=1e-5)
     assert one.anomaly_map.shape == (3, 32, 32) and one.pred_mask.dtype == torch.bool
@@ -33,21 +34,79 @@ def test_detector_rejects_wrong_shape(tiny_checkpoint):
         det.predict(torch.zeros(1, 1, 32, 32))
 
 
-def test_calibration_normalises_normal_maps(tiny_checkpoint):
-    st = load_checkpoint(tiny_checkpoint).stats
-    assert st.num_images >= 1 and st.diff_std > 0 and st.base_std > 0
-    assert st.image_threshold < float("inf")
+def _calibration_images(root, cfg):
+    """The held-out normal images training measured its statistics on (its own split)."""
+    from drdc_trt.data import load_split
+    from drdc_trt.train import split_calibration
+
+    data = load_split(root, "train", cfg.image_size, progress=False)
+    _, calib = split_calibration(len(data), cfg.train.calib_fraction, cfg.train.seed)
+    assert calib, "the tiny run holds out calibration images"
+    return data.images[calib]
 
 
-def test_evaluate_tiny(tiny_checkpoint, synthetic_root):
-    res = evaluate(Detector.from_model(load_checkpoint(tiny_checkpoint)), synthetic_root, progress=False)
-    methods = {r["method"] for r in res.rows}
-    assert methods == {"base (UniAD)", "DRDC"}
-    cats = {r["category"] for r in res.rows}
-    assert cats == {"brushed", "woven", "mean"}
+def test_calibration_normalises_normal_maps(tiny_checkpoint, synthetic_root):
+    """Re-running the Detector on the calibration images reproduces the statistics: the maps'
+    mean and std are the stored ones, the largest image score is the image threshold (so no
+    calibration image is flagged), and 0.1 % of their final-map pixels lie above the pixel threshold."""
+    model = load_checkpoint(tiny_checkpoint)
+    st = model.stats
+    images = _calibration_images(synthetic_root, model.cfg)
+    assert st.num_images == len(images)
+    out = Detector.from_model(model).predict(images)
+    for name, mean, std in (("diff_map", st.diff_mean, st.diff_std), ("base_map", st.base_mean, st.base_std)):
+        m = getattr(out, name).double()
+        assert float(m.mean()) == pytest.approx(mean, rel=1e-4, abs=1e-6), name
+        assert float(m.std()) == pytest.approx(std, rel=1e-4), name
+    assert float(out.pred_score.max()) == pytest.approx(st.image_threshold, rel=1e-5, abs=1e-6)
+    assert not out.pred_label.any()
+    final = out.anomaly_map.flatten().double()
+    assert float(final.mean()) == pytest.approx(0.0, abs=1e-4)  # both terms centred: λ·0 + (1 − λ)·0
+    assert float(torch.quantile(final, 0.999)) == pytest.approx(st.pixel_threshold, rel=1e-4, abs=1e-5)
+    assert torch.equal(out.pred_mask, out.anomaly_map > st.pixel_threshold)
+
+
+def _reference_rows(out, data, stats, window):
+    """Per-category rows computed here: scikit-learn's AUROC, F1Max as the best F1 of its PR curve."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+    from drdc_trt import ops
+
+    base = (out.base_map - stats.base_mean) / stats.base_std
+    methods = {"base (UniAD)": (ops.image_score(base, window), base), "DRDC": (out.pred_score, out.anomaly_map)}
+    rows = {}
+    for name, (scores, maps) in methods.items():
+        for cat in sorted({s.category for s in data.samples}):
+            idx = [i for i, s in enumerate(data.samples) if s.category == cat]
+            y, sc = data.labels[idx].numpy(), scores[idx].double().numpy()
+            p, r, _ = precision_recall_curve(y, sc)
+            f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+            rows[cat, name] = {
+                "image_AUROC": roc_auc_score(y, sc),
+                "pixel_AUROC": roc_auc_score(data.masks[idx, 0].flatten().numpy() > 0.5,
+                                             maps[idx].double().flatten().numpy()),
+                "F1Max": float(f1.max()),
+            }
+    return rows
+
+
+def test_evaluate_tiny_agrees_with_an_independent_computation(tiny_checkpoint, synthetic_root):
+    det = Detector.from_model(load_checkpoint(tiny_checkpoint))
+    res = evaluate(det, synthetic_root, progress=False)
+    assert {r["method"] for r in res.rows} == {"base (UniAD)", "DRDC"}
+    assert {r["category"] for r in res.rows} == {"brushed", "woven", "mean"}
+    ref = _reference_rows(res.out, res.data, det.stats, det.cfg.score_window)
     for r in res.rows:
-        for k in ("image_AUROC", "pixel_AUROC", "AUPRO", "F1Max"):
-            assert 0.0 <= r[k] <= 1.0
+        if r["category"] == "mean":
+            per = [x for x in res.rows if x["method"] == r["method"] and x["category"] != "mean"]
+            for k in ("image_AUROC", "pixel_AUROC", "AUPRO", "F1Max"):
+                assert r[k] == pytest.approx(sum(x[k] for x in per) / len(per), abs=1e-12), (r["method"], k)
+            continue
+        want = ref[r["category"], r["method"]]
+        for k, v in want.items():
+            assert r[k] == pytest.approx(v, abs=1e-9), (r["category"], r["method"], k)
+        assert 0.0 <= r["AUPRO"] <= 1.0
 
 
 def test_training_resumes_to_the_same_weights(synthetic_root, tmp_path, monkeypatch):
@@ -147,9 +206,9 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 0 and "demo" in r.stdout
 
 
-def test_csrc_loop_agrees_with_torch_loop(tiny_checkpoint):
+def test_csrc_loop_agrees_with_torch_loop(tiny_checkpoint, perturb_unet):
     from drdc_trt import _C  # noqa: F401  (required: missing is a failure)
-    model = load_checkpoint(tiny_checkpoint)
+    model = perturb_unet(load_checkpoint(tiny_checkpoint))  # real, timestep-dependent ε̂
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     ref = Detector.from_model(model, loop="torch").predict(x)
     got = Detector.from_model(model, loop="csrc").predict(x)
