@@ -262,6 +262,8 @@ def fuse(heat, count, base, mean_filter_size, stats, lam, score_window, impl: st
 def _loop_operands(impl: str, x, labels, num_sets: int):
     """Checks the operands every loop op shares; returns (device, B, H, W, J, N)."""
     _require_impl(impl)
+    if num_sets < 1:
+        raise ValueError(f"num_sets must be >= 1, got {num_sets}")
     dev = x.device
     b, _, h, w = _image_shape(x)
     j = _num_specs(labels)
