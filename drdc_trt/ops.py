@@ -102,8 +102,11 @@ def reference_step(
         x0 = x0.clamp(-1.0, 1.0)
     x_unknown = sqrt_ab_next * x0 + sqrt_1mab_next * e
     x_known = sqrt_ab_next * xr + sqrt_1mab_next * noise
-    xt_next = m * x_known + (1.0 - m) * x_unknown
-    h = (1.0 - m[:, 0]) * heat_term(xr - x0, pool_factors)
+    # select, not M·a + (1−M)·b: a non-finite ε̂ in one region must not leak into the other
+    # (0·Inf = NaN); the same values as the blend for finite inputs, as the C++ kernel does
+    known = m > 0.5
+    xt_next = torch.where(known, x_known, x_unknown)
+    h = torch.where(known[:, 0], 0.0, heat_term(xr - x0, pool_factors))
     heat = heat + h.view(b, rows, *h.shape[-2:]).sum(1)
     unet_in = torch.cat([xt_next.to(unet_in.dtype), unet_in[:, 3:]], dim=1)
     return xt_next, unet_in, heat

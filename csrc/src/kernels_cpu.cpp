@@ -196,7 +196,8 @@ void fuse_image(const FuseArgs& a, int b) {
     }
   }
   // Image score: max of the window×window box mean (stride 1, no padding).
-  // Column sums then a sliding row sum, in double.
+  // Column sums, then each window's sum over its columns, in double (a sliding sum would
+  // turn an Inf that leaves the window into Inf − Inf = NaN; torch.amax keeps the Inf).
   const int win = a.score_window;
   const double area = static_cast<double>(win) * win;
   std::vector<double> col(static_cast<size_t>(W));
@@ -207,10 +208,9 @@ void fuse_image(const FuseArgs& a, int b) {
       for (int dy = 0; dy < win; ++dy) s += fin[static_cast<int64_t>(y + dy) * W + x];
       col[static_cast<size_t>(x)] = s;
     }
-    double s = 0.0;
-    for (int x = 0; x < win; ++x) s += col[static_cast<size_t>(x)];
     for (int x = 0; x + win <= W; ++x) {
-      if (x > 0) s += col[static_cast<size_t>(x + win - 1)] - col[static_cast<size_t>(x - 1)];
+      double s = 0.0;
+      for (int dx = 0; dx < win; ++dx) s += col[static_cast<size_t>(x + dx)];
       best = max_nan(best, static_cast<float>(s / area));
     }
   }
