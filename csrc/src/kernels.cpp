@@ -34,6 +34,23 @@ void require_dtype(DType d) {
   require(d == DType::kFloat32 || d == DType::kFloat16, "net dtype must be float32 or float16");
 }
 
+// Labels are J×H×W sets in [0, K). On the CPU they are read here, once per call (the
+// cost is one pass over J·H·W ints, small beside the kernel); CUDA labels live in device
+// memory and are checked where they are made (the refiner, the Python ops).
+void require_labels_in_range(const int32_t* labels, int J, int K, int H, int W) {
+  const int64_t n = static_cast<int64_t>(J) * H * W;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t v = labels[i];
+    if (v < 0 || v >= K) {
+      const int64_t hw = static_cast<int64_t>(H) * W;
+      throw Error(Status::kInvalidArgument,
+                  "labels: value " + std::to_string(v) + " at [" + std::to_string(i / hw) + ", " +
+                      std::to_string(i % hw / W) + ", " + std::to_string(i % W) + "] outside [0, K=" +
+                      std::to_string(K) + ")");
+    }
+  }
+}
+
 [[noreturn]] void bad_device() { throw Error(Status::kInvalidArgument, "device must be cpu or cuda"); }
 
 }  // namespace
@@ -91,7 +108,10 @@ void validate(const FuseArgs& a) {
 
 void prepare(Device device, const PrepareArgs& args, void* stream) {
   validate(args);
-  if (device == Device::kCPU) return detail::prepare_cpu(args);
+  if (device == Device::kCPU) {
+    require_labels_in_range(args.labels, args.J, args.K, args.H, args.W);
+    return detail::prepare_cpu(args);
+  }
   if (device == Device::kCUDA) {
     const ScopedDevice on(ScopedDevice::of(args.x));  // launch on the GPU that holds the data
     return detail::prepare_cuda(args, stream);
@@ -101,7 +121,10 @@ void prepare(Device device, const PrepareArgs& args, void* stream) {
 
 void step(Device device, const StepArgs& args, void* stream) {
   validate(args);
-  if (device == Device::kCPU) return detail::step_cpu(args);
+  if (device == Device::kCPU) {
+    require_labels_in_range(args.labels, args.J, args.K, args.H, args.W);
+    return detail::step_cpu(args);
+  }
   if (device == Device::kCUDA) {
     const ScopedDevice on(ScopedDevice::of(args.x));
     return detail::step_cuda(args, stream);

@@ -10,8 +10,9 @@
 //   unet_in  N×6×H×W  net      concat(x_t, c)
 //   eps      N×3×H×W  net      network output ε̂
 //   heat     B×H×W    float32  running sum of the heatmap terms
-// "net" is float32 or float16 (DType). A label outside [0, K) makes the pixel
-// known in every row (as the reference's labels != k does) and adds no heat.
+// "net" is float32 or float16 (DType). A label outside [0, K) is refused on the
+// CPU (kInvalidArgument); on CUDA, whose labels validation does not read, it makes
+// the pixel known in every row (as the reference's labels != k does) and adds no heat.
 //
 // Outputs must not overlap inputs (unet_in and heat are read-modify-write).
 // Every entry point validates its arguments (Error kInvalidArgument), then runs
