@@ -14,6 +14,7 @@ never leaves a half-written file where a good one was.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
+from .config import ModelConfig, missing_fields
 from .fusion import FusionStats, PixelStats
 from .models import DRDCModel
 
@@ -72,12 +73,31 @@ def read_json(path: Path, what: str) -> dict:
 
 def load_config(folder: str | Path) -> ModelConfig:
     path = Path(folder) / CONFIG
+    raw = read_json(path, "config")
     try:
-        return ModelConfig.from_dict(read_json(path, "config")).validate()
+        cfg = ModelConfig.from_dict(raw).validate()
     except (TypeError, ValueError, KeyError) as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise CheckpointError(f"{path}: {e}") from None
+    missing = missing_fields(raw)
+    if missing:  # save_checkpoint writes every field: a default here would be a silent guess
+        raise CheckpointError(f"{path}: lacks field(s) {', '.join(missing)}")
+    return cfg
+
+
+def _check_stats(raw, path: Path) -> None:
+    """The normalisation statistics and thresholds of stats.json: present, numbers, positive stds."""
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected an object, got {type(raw).__name__}")
+    for key in ("diff_mean", "diff_std", "base_mean", "base_std", "image_threshold", "pixel_threshold"):
+        if key not in raw:
+            raise CheckpointError(f"{path}: lacks field {key!r}")
+        v = raw[key]
+        if v is None and key.endswith("threshold"):  # +inf (JSON has no inf)
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise CheckpointError(f"{path}: {key} must be a finite number, got {v!r}")
+        if key.endswith("_std") and v <= 0:
+            raise CheckpointError(f"{path}: {key} must be positive, got {v!r}")
 
 
 def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> DRDCModel:
@@ -89,7 +109,9 @@ def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> 
     if backbone_weights is not None:
         cfg.backbone.weights = backbone_weights
     try:
-        stats = FusionStats.from_dict(read_json(folder / STATS, "statistics"))
+        raw_stats = read_json(folder / STATS, "statistics")
+        _check_stats(raw_stats, folder / STATS)
+        stats = FusionStats.from_dict(raw_stats)
     except (TypeError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise

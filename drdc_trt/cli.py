@@ -184,8 +184,9 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 @click.option("--loop", default="auto", show_default=True, type=click.Choice(["auto", "torch", "csrc", "numpy"]),
               help="DDIM loop: torch (Python, --model), csrc (C++ core), numpy (--bundle); auto = torch with "
                    "--model, csrc if built else numpy with --bundle.")
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--seed", default=None, type=int, help="Seed of the masks and noise [default: 0; a bundle's own].")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=None, type=click.IntRange(min=0),
+              help="Seed of the masks and noise [default: 0; a bundle's own].")
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the torch backends (cpu, cuda).")
 @click.option("--rebuild-plans", is_flag=True,
               help="tensorrt: rebuild plans made for another GPU / TensorRT version from the bundle's ONNX.")
@@ -239,7 +240,8 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
 @click.option("--tensorrt", is_flag=True, help="Also build TensorRT plans (needs TensorRT 10 and an NVIDIA GPU).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="Largest image batch the TensorRT plans accept (the U-Net profile covers batch × rows-per-image).")
-@click.option("--seed", default=0, show_default=True, help="Detector seed whose masks and noise the bundle carries.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Detector seed whose masks and noise the bundle carries.")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(17, 20), help="ONNX opset.")
 @click.option("--exporter", default="torchscript", show_default=True, type=click.Choice(["torchscript", "dynamo"]),
               help="torch.onnx exporter.")
@@ -260,13 +262,15 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
         batches = [int(b) for b in check_batches.split(",") if b.strip()]
     except ValueError:
         raise click.BadParameter(f"{check_batches!r}: comma-separated integers", param_hint="--check-batches") from None
+    if any(b < 1 for b in batches):
+        raise click.BadParameter(f"{check_batches!r}: batch sizes must be >= 1", param_hint="--check-batches")
     try:
         res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,
                             opset=opset, exporter=exporter, check_batches=batches, timing_cache=timing_cache,
                             log=click.echo)
     except TensorRTUnavailable as e:
         _fail(e)
-    except (CheckpointError, BundleError, OnnxCheckError, NumericsError, PlanBuildError, ValueError) as e:
+    except (CheckpointError, BundleError, OnnxCheckError, NumericsError, PlanBuildError, ValueError, OSError) as e:
         _fail(e)
     plans = f", TensorRT {res.tensorrt['version']} plans for sm{res.tensorrt['compute_capability']}" \
         if res.tensorrt else ""
@@ -300,8 +304,8 @@ def _knn_config(bank_size, sampling, stride, seed):
               help="drdc: base model and DRDC (one inference pass); knn: the PatchCore-style patch-kNN "
                    "baseline on the model's frozen backbone, its bank built from the data's train/good; all: both.")
 @click.option("--loop", default="torch", show_default=True, type=click.Choice(["torch", "csrc"]))
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @_knn_options
 def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size, seed, device,
@@ -411,8 +415,9 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--no-knn", is_flag=True, help="Skip the patch-kNN baseline.")
 @click.option("--no-synthetic-lambda", is_flag=True,
               help="Skip the λ chosen on held-out normal images with synthetic anomalies (two short passes).")
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--seed", default=0, show_default=True, help="Detector (mask and noise) and kNN seed.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Detector (mask and noise) and kNN seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @click.option("--title", default="DRDC on real data", show_default=True)
 @click.option("--per-type", default=4, show_default=True, type=click.IntRange(min=1),
@@ -434,6 +439,8 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         lam_values = tuple(float(v) for v in lams.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"{lams!r}: comma-separated numbers", param_hint="--lams") from None
+    if not lam_values or not all(0.0 <= v <= 1.0 for v in lam_values):
+        raise click.BadParameter(f"{lams!r}: every λ must lie in [0, 1]", param_hint="--lams")
     try:
         res = run_ablation(model_dir, data_root, work, _categories(categories), lam_values, _parse_factor(factors),
                            grid, list(only) or None, _knn_config(knn_bank_size, knn_sampling, knn_stride, seed),
@@ -497,8 +504,9 @@ def demo(out, preset, sets, quiet):
 
 @main.command()
 @click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
-@click.option("--size", default=128, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=8),
+              help="Image side in px (images under 8 px are not read).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 def synth(out, size, seed):
     """Write the procedural synthetic dataset (MVTec layout)."""
     from .data import make_synthetic_dataset

@@ -204,6 +204,7 @@ class ModelConfig:
         if s % 16 or s < 32:
             raise ValueError(f"image_size={s}: must be a multiple of 16 and at least 32")
         _ = self.backbone.channels
+        _check_counts(self)
         for g in self.diffusion.grid_sizes:
             if s % g:
                 raise ValueError(f"diffusion.grid_sizes: cell size {g} does not divide image_size {s}")
@@ -282,6 +283,20 @@ class ModelConfig:
         return ModelConfig.from_dict(d).validate()
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# Field annotations (strings: ``from __future__ import annotations``) → the JSON values they accept.
+_TYPE_CHECKS = {
+    "int": ("an integer", _is_int),
+    "float": ("a number", lambda v: _is_int(v) or isinstance(v, float)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "tuple[int, ...]": ("a list of integers", lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v))),
+}
+
+
 def _from_dict(cls, d: dict[str, Any], where: str):
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
@@ -295,11 +310,75 @@ def _from_dict(cls, d: dict[str, Any], where: str):
         sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
         if sub is not None:
             kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            continue
+        what, ok = _TYPE_CHECKS.get(ftype if isinstance(ftype, str) else "", (None, None))
+        if ok is not None and not ok(value):
+            raise ValueError(f"{where}.{name}: expected {what}, got {value!r}")
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+def _check_counts(cfg: ModelConfig) -> None:
+    """Sizes, counts and rates the other checks of ``validate`` divide by or loop over."""
+    def positive(where: str, value) -> None:
+        many = isinstance(value, (list, tuple))
+        if (not value or any(v < 1 for v in value)) if many else value < 1:
+            raise ValueError(f"{where}={list(value) if many else value}: must be "
+                             f"{'a non-empty list of positive integers' if many else 'a positive integer'}")
+
+    d, f, t, u, tr = cfg.diffusion, cfg.fusion, cfg.train, cfg.unet, cfg.transformer
+    positive("diffusion.grid_sizes", d.grid_sizes)
+    positive("diffusion.train_grid_sizes", d.train_grid_sizes)
+    positive("diffusion.train_num_sets", d.train_num_sets)
+    positive("fusion.pool_factors", f.pool_factors)
+    if len(f.pool_factors) > 4:
+        raise ValueError(f"fusion.pool_factors={list(f.pool_factors)}: at most 4 factors")
+    positive("fusion.score_window_at_224", f.score_window_at_224)
+    positive("unet.channel_mult", u.channel_mult)
+    for name in ("model_channels", "num_res_blocks", "num_head_channels"):
+        positive(f"unet.{name}", getattr(u, name))
+    for name in ("hidden_dim", "num_encoder_layers", "num_decoder_layers", "num_heads", "dim_feedforward"):
+        positive(f"transformer.{name}", getattr(tr, name))
+    positive("train.batch_size", t.batch_size)
+    positive("train.checkpoint_every", t.checkpoint_every)
+    if d.num_train_timesteps < 2:
+        raise ValueError(f"diffusion.num_train_timesteps={d.num_train_timesteps} must be >= 2")
+    if not 0 < d.beta_start < d.beta_end < 1:
+        raise ValueError(f"diffusion.beta_start={d.beta_start}, beta_end={d.beta_end}: need 0 < beta_start < "
+                         "beta_end < 1")
+    for name in ("base_epochs", "unet_iters"):  # 0: that stage is skipped
+        if getattr(t, name) < 0:
+            raise ValueError(f"train.{name}={getattr(t, name)} must be >= 0")
+    for name in ("base_lr", "unet_lr"):
+        if not getattr(t, name) > 0:
+            raise ValueError(f"train.{name}={getattr(t, name)} must be positive")
+    if not t.weight_decay >= 0:
+        raise ValueError(f"train.weight_decay={t.weight_decay} must be >= 0")
+    if not 0 < t.calib_fraction < 1:
+        raise ValueError(f"train.calib_fraction={t.calib_fraction} must lie in (0, 1)")
+    if not 0 <= t.crop_size <= cfg.image_size:
+        raise ValueError(f"train.crop_size={t.crop_size} must lie in [0, image_size={cfg.image_size}] "
+                         "(0 = whole image)")
+    for where, p in (("transformer.dropout", tr.dropout), ("unet.dropout", u.dropout)):
+        if not 0 <= p < 1:
+            raise ValueError(f"{where}={p} must lie in [0, 1)")
+    if not 0 <= tr.jitter_prob <= 1:
+        raise ValueError(f"transformer.jitter_prob={tr.jitter_prob} must lie in [0, 1]")
+
+
+def missing_fields(d: dict[str, Any]) -> list[str]:
+    """Dotted names of the fields a config dict lacks, besides those ``LEGACY_VALUES`` supplies
+    (from_dict fills any other gap with a default: right for a partial config a user writes,
+    a silent guess for one an exported artifact should carry whole)."""
+    if not isinstance(d, dict):
+        return []
+    out = []
+    for key, value in ModelConfig().to_dict().items():
+        if key not in d:
+            out.append(key)
+        elif isinstance(value, dict) and isinstance(d[key], dict):
+            out += [f"{key}.{k}" for k in value if k not in d[key] and (key, k) not in LEGACY_VALUES]
+    return out
 
 
 _DATACLASSES = {

@@ -43,6 +43,9 @@ NOISE_FILES = {"fill": "noise_fill.npy", "start": "noise_start.npy", "steps": "n
 # fusion.diff_norm = "pixel": the diffusion map's per-pixel mean and std (S×S float32)
 PIXEL_STATS_FILES = {"mean": "diff_pixel_mean.npy", "std": "diff_pixel_std.npy"}
 
+# Slack of the [-1, 1] image range check (as drdc_trt.pipeline.RANGE_SLACK): float rounding,
+# far below the error of passing 0..255 pixels.
+RANGE_SLACK = 1e-3
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DTYPES = ("float32", "float16", "int32", "int64")
 
@@ -296,8 +299,18 @@ class Bundle:
             batch = a.shape[0]
 
     def check_images(self, images) -> None:
-        """Images for the whole pipeline: B×3×S×S float32 in [-1, 1]."""
+        """Images for the whole pipeline: B×3×S×S float32, finite, in [-1, 1] (8-bit pixels v:
+        v / 127.5 − 1; a slack of RANGE_SLACK covers float rounding)."""
         self.check_inputs("base", [images])
+        finite = np.isfinite(images)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(f"images: {int((~finite).sum())} non-finite value(s) (NaN or Inf), the first at index "
+                             f"{first}")
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+            hint = " (0..255 pixels? use v / 127.5 - 1)" if hi > 2 else ""
+            raise ValueError(f"images: values span [{lo:.4g}, {hi:.4g}], expected [-1, 1]{hint}")
 
     def onnx_path(self, network: str) -> Path:
         return self.file(self.network(network)["onnx"])
@@ -345,12 +358,66 @@ _REQUIRED = ("config", "networks", "noise", "rows_per_image", "normalization", "
              "max_batch", "label_seed", "timesteps", "versions")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _check_array_spec(spec: dict, field: str, where: Path) -> None:
+    shape, dtype = spec.get("shape"), spec.get("dtype")
+    if not isinstance(shape, list) or not all(_is_int(s) and s > 0 for s in shape) or dtype not in _DTYPES:
+        raise BundleError(f"bundle {where}: {MANIFEST}: {field} needs a shape (positive ints) and a dtype "
+                          f"among {_DTYPES}, got shape {shape!r}, dtype {dtype!r}")
+
+
+def _check_settings(m: dict, where: Path) -> None:
+    """The values the runtimes read: present and of the right type and range."""
+    def refuse(field: str, why: str):
+        raise BundleError(f"bundle {where}: {MANIFEST}: {field} {why}")
+
+    norm = m["normalization"]
+    if not isinstance(norm, list) or len(norm) != 4 or not all(_is_number(v) for v in norm):
+        refuse("normalization", f"must be [mu_diff, sd_diff, mu_base, sd_base] (finite numbers), got {norm!r}")
+    if not (norm[1] > 0 and norm[3] > 0):
+        refuse("normalization", f"standard deviations must be positive, got sd_diff={norm[1]}, sd_base={norm[3]}")
+    f = m["fusion"]
+    if not isinstance(f, dict):
+        refuse("fusion", f"must be an object, got {f!r}")
+    pools = f.get("pool_factors")
+    if not isinstance(pools, list) or not 1 <= len(pools) <= 4 or not all(_is_int(p) and p >= 1 for p in pools):
+        refuse("fusion.pool_factors", f"must list 1 to 4 positive ints, got {pools!r}")
+    mf = f.get("mean_filter")
+    if not (_is_int(mf) and mf >= 1 and mf % 2 == 1):
+        refuse("fusion.mean_filter", f"must be a positive odd int, got {mf!r}")
+    lam = f.get("lam")
+    if not (_is_number(lam) and 0 <= lam <= 1):
+        refuse("fusion.lam", f"must be a number in [0, 1], got {lam!r}")
+    sw = f.get("score_window")
+    if not (_is_int(sw) and sw >= 1):
+        refuse("fusion.score_window", f"must be a positive int, got {sw!r}")
+    stats = m["fusion_stats"]
+    for key in ("image_threshold", "pixel_threshold"):
+        v = stats.get(key, "missing") if isinstance(stats, dict) else "missing"
+        if not (v is None or _is_number(v)):  # None: +inf (JSON has no inf)
+            refuse(f"fusion_stats.{key}", f"must be a number or null, got {v!r}")
+    for key in ("rows_per_image", "max_batch"):
+        if not (_is_int(m[key]) and m[key] >= 1):
+            refuse(key, f"must be a positive int, got {m[key]!r}")
+    if not (_is_int(m["label_seed"]) and m["label_seed"] >= 0):
+        refuse("label_seed", f"must be a non-negative int, got {m['label_seed']!r}")
+    ts = m["timesteps"]
+    if not isinstance(ts, list) or not ts or not all(_is_int(t) and t >= 0 for t in ts):
+        refuse("timesteps", f"must list the DDIM timesteps (non-negative ints), got {ts!r}")
+
+
 def _validate_references(m: dict, where: Path, files: set[str]) -> None:
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise BundleError(f"bundle {where}: {MANIFEST} lacks field(s) {missing}")
-    if not isinstance(m["normalization"], list) or len(m["normalization"]) != 4:
-        raise BundleError(f"bundle {where}: {MANIFEST}: normalization must be [mu_diff, sd_diff, mu_base, sd_base]")
+    _check_settings(m, where)
     for net in ("base", "unet"):
         spec = m["networks"].get(net) if isinstance(m["networks"], dict) else None
         if not isinstance(spec, dict) or "onnx" not in spec:
@@ -365,11 +432,13 @@ def _validate_references(m: dict, where: Path, files: set[str]) -> None:
         spec = m["noise"].get(key) if isinstance(m["noise"], dict) else None
         if not isinstance(spec, dict) or spec.get("file") not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: noise.{key} is missing or names a file not in the bundle")
+        _check_array_spec(spec, f"noise.{key}", where)
     for key in PIXEL_STATS_FILES if m.get("pixel_stats") else ():
         spec = m["pixel_stats"].get(key) if isinstance(m["pixel_stats"], dict) else None
         if not isinstance(spec, dict) or spec.get("file") not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: pixel_stats.{key} is missing or names a file not in "
                               "the bundle")
+        _check_array_spec(spec, f"pixel_stats.{key}", where)
     for net, plan in ((m.get("tensorrt") or {}).get("plans") or {}).items():
         if plan.get("file") not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans.{net} names {plan.get('file')!r}, "
@@ -428,9 +497,12 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                                   f"{meta['sha256'][:16]}…: it changed after export; re-export the bundle")
     _validate_references(m, path, set(files))
     try:
-        from drdc_trt.config import ModelConfig
+        from drdc_trt.config import ModelConfig, missing_fields
 
         ModelConfig.from_dict(m["config"]).validate()
     except (TypeError, ValueError, KeyError) as e:
         raise BundleError(f"bundle {path}: {MANIFEST}: config: {e}") from None
+    missing = missing_fields(m["config"])
+    if missing:  # the runtime reads the config as written: a default would be a silent guess
+        raise BundleError(f"bundle {path}: {MANIFEST}: config lacks field(s) {', '.join(missing)}")
     return Bundle(path=path, manifest=m)

@@ -4,12 +4,22 @@
     <root>/<category>/test/<defect or good>/*.png
     <root>/<category>/ground_truth/<defect>/<stem>_mask.png
 
-Grayscale images become 3 channels; any size is resized to S×S. Images come
-out in [-1, 1] (B×3×S×S), masks in {0, 1} (B×1×S×S).
+Grayscale images become 3 channels; any size of at least MIN_IMAGE_SIDE px is
+resized to S×S. Images come out in [-1, 1] (B×3×S×S), masks in {0, 1} (B×1×S×S).
+
+What is read: 8-bit images (grayscale, RGB, palette) and 16-bit grayscale
+(scaled by 1/65535, not clipped at 255); an alpha channel only when fully opaque.
+Refused with a DatasetError naming the file: unreadable, truncated or empty
+files, decompression bombs (more than PIL's ``Image.MAX_IMAGE_PIXELS``), float
+and 32-bit integer images (their value range is unknown), transparency, images
+smaller than MIN_IMAGE_SIDE, masks whose size differs from their image's and
+masks with no value above the threshold of 127 but some above 0 (a 0/1 mask).
 """
 
 from __future__ import annotations
 
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -19,6 +29,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# A smaller image (1×1, a thumbnail) holds too little to be up-sampled into a model input.
+MIN_IMAGE_SIDE = 8
+_MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 class DatasetError(ValueError):
@@ -75,6 +88,10 @@ def scan(root: str | Path, split: str, categories: Sequence[str] | None = None) 
         if not defects:
             raise DatasetError(f"{base}: no defect-type folders")
         for defect in defects:
+            truth = root / cat / "ground_truth" / defect
+            if defect != "good" and not truth.is_dir():
+                raise DatasetError(f"{base / defect}: defect folder without a ground_truth/{defect} folder of masks "
+                                   f"(expected {truth}); name normal images' folder 'good'")
             for p in _images_in(base / defect):
                 mask = None
                 if defect != "good":
@@ -87,33 +104,71 @@ def scan(root: str | Path, split: str, categories: Sequence[str] | None = None) 
     return samples
 
 
-def _open(path: Path, mode: str) -> Image.Image:
+def _decoded(path: Path) -> Image.Image:
+    """The fully decoded image as stored (its own mode), or a DatasetError naming the file."""
     try:
-        with Image.open(path) as im:
-            im.load()  # full decode: a truncated file fails here, not later
-            return im.convert(mode)
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()  # full decode: a truncated file fails here, not later
+                fmt = im.format
+                im = im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
+                im.format = fmt  # a 16-bit PNG may open as mode "I" (older PIL)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DatasetError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, struct.error) as e:
         raise DatasetError(f"{path}: unreadable image ({e})") from None
+    if min(im.size) < MIN_IMAGE_SIDE:
+        raise DatasetError(f"{path}: image is {im.size[0]}×{im.size[1]} px, smaller than {MIN_IMAGE_SIDE} px a side")
+    return im
+
+
+def _check_opaque(path: Path, im: Image.Image) -> None:
+    if "A" in im.getbands():
+        lo, _ = im.getchannel("A").getextrema()
+        if lo < 255:
+            raise DatasetError(f"{path}: image has transparent pixels (mode {im.mode}, alpha down to {lo}); "
+                               "the colour under them is undefined: flatten it onto a background first")
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """3×S×S float in [-1, 1]."""
-    im = _open(Path(path), "RGB")
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    """3×S×S float in [-1, 1] (see the module docstring for what is read)."""
+    path = Path(path)
+    im = _decoded(path)
+    _check_opaque(path, im)
+    if im.mode in _MODES_16BIT or (im.mode == "I" and im.format == "PNG"):  # 16-bit grayscale
+        gray = np.asarray(im, dtype=np.float32) / 65535.0
+        if gray.shape != (size, size):
+            gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.BILINEAR))
+        arr = np.repeat(gray[:, :, None] * 2.0 - 1.0, 3, axis=2)
+    elif im.mode in ("I", "F") or im.mode.startswith("I;"):
+        raise DatasetError(f"{path}: mode {im.mode} image ({'float' if im.mode == 'F' else '32-bit integer'} "
+                           "pixels of unknown range) is not supported; save it as 8-bit or 16-bit")
+    else:
+        rgb = im.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.BILINEAR)
+        arr = np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
 def load_mask(path: str | Path, image_path: str | Path, size: int) -> torch.Tensor:
-    """1×S×S in {0, 1}; the mask must have the size of its image."""
-    mask = _open(Path(path), "L")
+    """1×S×S in {0, 1}: defective where the mask is above 127 (anti-aliased edges are thresholded).
+    The mask must have the size of its image; one whose non-zero values all lie at or below 127
+    (a 0/1 mask) is refused, as thresholding would silently empty it."""
+    mask = np.asarray(_decoded(Path(path)).convert("L"))
     with Image.open(image_path) as im:
-        if im.size != mask.size:
-            raise DatasetError(f"{path}: mask size {mask.size} differs from image {image_path} size {im.size}")
-    if mask.size != (size, size):
-        mask = mask.resize((size, size), Image.NEAREST)
-    return torch.from_numpy((np.asarray(mask) > 127).astype(np.float32)).unsqueeze(0)
+        if im.size != mask.shape[::-1]:
+            raise DatasetError(f"{path}: mask size {mask.shape[::-1]} differs from image {image_path} size {im.size}")
+    top = int(mask.max())
+    if 0 < top <= 127:
+        raise DatasetError(f"{path}: mask is not binary 0/255: its largest value is {top}, so no pixel would pass "
+                           "the threshold of 127 (a 0/1 mask? store defective pixels as 255)")
+    binary = Image.fromarray((mask > 127).astype(np.uint8))
+    if binary.size != (size, size):
+        binary = binary.resize((size, size), Image.NEAREST)
+    return torch.from_numpy(np.asarray(binary, dtype=np.float32)).unsqueeze(0)
 
 
 @dataclass

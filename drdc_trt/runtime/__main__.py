@@ -26,17 +26,27 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--rebuild-plans", action="store_true", help="TensorRT: rebuild plans that do not fit this machine")
     a = p.parse_args(argv)
+    if a.batch_size < 1:
+        p.error(f"--batch-size {a.batch_size}: must be >= 1")
     try:
-        images = np.load(a.images, allow_pickle=False)
+        try:
+            images = np.load(a.images, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{a.images}: not a readable .npy array ({e})") from None
+        if not isinstance(images, np.ndarray):  # an .npz archive
+            raise ValueError(f"{a.images}: expected an .npy array, got an .npz archive")
         kwargs = {"rebuild": True} if a.rebuild_plans and a.backend == "tensorrt" else {}
         det = BundleDetector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
-        res = det.predict(images, batch_size=a.batch_size)
+        try:
+            res = det.predict(images, batch_size=a.batch_size)
+        except ValueError as e:
+            raise ValueError(f"{a.images}: {e}") from None
+        tmp = f"{a.out}.tmp{os.getpid()}.npz"
+        np.savez(tmp, **res.as_dict())
+        os.replace(tmp, a.out)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tmp = f"{a.out}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **res.as_dict())
-    os.replace(tmp, a.out)
     print(json.dumps({"images": len(res), "kernels": det.kernels.name, "backend": det.runner.name,
                       "pred_score": [float(s) for s in res.pred_score]}))
     return 0
