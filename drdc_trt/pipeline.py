@@ -32,8 +32,6 @@ def check_image_range(x: torch.Tensor) -> None:
         raise ValueError(f"images: values span [{lo:.4g}, {hi:.4g}], expected [-1, 1]{hint}")
 
 
-
-
 @dataclass
 class InferenceBatch:
     pred_score: torch.Tensor   # B, image anomaly score (max of the average-pooled final map)
