@@ -35,9 +35,9 @@ def check_image_range(x: torch.Tensor) -> None:
 @dataclass
 class InferenceBatch:
     pred_score: torch.Tensor   # B, image anomaly score (max of the average-pooled final map)
-    pred_label: torch.Tensor   # B bool, score above the calibrated threshold
+    pred_label: torch.Tensor   # B bool, score above the calibrated threshold, or NaN (fail safe)
     anomaly_map: torch.Tensor  # B×S×S, the final fused map
-    pred_mask: torch.Tensor    # B×S×S bool, map above the calibrated pixel threshold
+    pred_mask: torch.Tensor    # B×S×S bool, map above the calibrated pixel threshold, or NaN
     base_map: torch.Tensor     # B×S×S, up-sampled base heatmap (raw)
     diff_map: torch.Tensor     # B×S×S, filtered diffusion heatmap (raw)
     base_score: torch.Tensor   # B, score of the base map alone (the base model's answer)
@@ -143,8 +143,8 @@ class Detector:
                                         f.lam, self.cfg.score_window, impl=impl)
         base_norm = normalised_blend(hd, hb, self.stats, 0.0)
         return InferenceBatch(
-            pred_score=score, pred_label=score > self.stats.image_threshold, anomaly_map=final,
-            pred_mask=final > self.stats.pixel_threshold, base_map=hb, diff_map=hd,
+            pred_score=score, pred_label=~(score <= self.stats.image_threshold), anomaly_map=final,
+            pred_mask=~(final <= self.stats.pixel_threshold), base_map=hb, diff_map=hd,
             base_score=ops.image_score(base_norm, self.cfg.score_window),
         )
 

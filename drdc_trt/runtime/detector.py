@@ -177,8 +177,8 @@ class BundleDetector:
         final, hd, hb, score = self.kernels.fuse(heat, count, base, self.mean_filter, self.stats, self.lam,
                                                  self.score_window)
         mu_b, sd_b = self.stats[2], self.stats[3]
-        return Result(pred_score=score, pred_label=score > self.image_threshold, anomaly_map=final,
-                      pred_mask=final > self.pixel_threshold, base_map=hb, diff_map=hd,
+        return Result(pred_score=score, pred_label=~(score <= self.image_threshold), anomaly_map=final,
+                      pred_mask=~(final <= self.pixel_threshold), base_map=hb, diff_map=hd,
                       base_score=image_score(normalised(hb, mu_b, sd_b), self.score_window))
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Result:

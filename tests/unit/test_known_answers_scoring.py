@@ -76,21 +76,24 @@ ABOVE_TWO, BELOW_TWO = (float(np.nextafter(np.float32(2), np.float32(v))) for v 
 def _hand_maps() -> torch.Tensor:
     """Final maps (32², score window 2) against image threshold 1 and pixel threshold 2:
     0 all exactly 1 (score = threshold), 1 all just above 1, 2 a pixel exactly at 2, one just
-    above, one just below (score 0.875), 3 a 2×2 block of 2.5 (score 2.5)."""
-    m = torch.full((4, 32, 32), 0.5)
+    above, one just below (score 0.875), 3 a 2×2 block of 2.5 (score 2.5), 4 one NaN pixel
+    (score NaN: an image whose network overflowed is flagged, never passed)."""
+    m = torch.full((5, 32, 32), 0.5)
     m[0], m[1] = 1.0, ABOVE_ONE
     m[2, 3, 3], m[2, 10, 10], m[2, 20, 20] = 2.0, ABOVE_TWO, BELOW_TWO
     m[3, 8:10, 16:18] = 2.5
+    m[4, 5, 5] = math.nan
     return m
 
 
-EXPECTED_LABEL = [False, True, False, True]  # strictly above the image threshold
+EXPECTED_LABEL = [False, True, False, True, True]  # strictly above the image threshold, or NaN
 
 
 def _expected_mask() -> torch.Tensor:
-    mask = torch.zeros(4, 32, 32, dtype=torch.bool)
+    mask = torch.zeros(5, 32, 32, dtype=torch.bool)
     mask[2, 10, 10] = True       # strictly above the pixel threshold: at 2.0 is normal
     mask[3, 8:10, 16:18] = True
+    mask[4, 5, 5] = True         # NaN: flagged
     return mask
 
 
@@ -98,6 +101,7 @@ def _check_scores(scores: list[float]) -> None:
     """At the image threshold exactly, one float above it, (2⁺ + 3·0.5)/4 ≈ 0.875 and 2.5."""
     assert scores[0] == 1.0 and scores[1] == ABOVE_ONE and scores[3] == 2.5
     assert scores[2] == pytest.approx(0.875, abs=1e-6)
+    assert math.isnan(scores[4])
 
 
 def _hand_stats() -> FusionStats:
@@ -113,8 +117,8 @@ def test_detector_labels_and_masks_are_strictly_above_the_thresholds(loop, monke
     runner = SimpleNamespace(base=lambda x: torch.zeros(x.shape[0], 2, 2), unet=None)
     det = Detector(cfg, runner, _hand_stats(), loop=loop)
     monkeypatch.setattr(det, "heat", lambda x: LoopResult(heat=_hand_maps(), count=1, xt=None))
-    out = det.predict_batch(torch.zeros(4, 3, 32, 32))
-    assert torch.equal(out.anomaly_map, _hand_maps())
+    out = det.predict_batch(torch.zeros(5, 3, 32, 32))
+    torch.testing.assert_close(out.anomaly_map, _hand_maps(), rtol=0, atol=0, equal_nan=True)
     _check_scores(out.pred_score.tolist())
     assert out.pred_label.tolist() == EXPECTED_LABEL
     assert torch.equal(out.pred_mask, _expected_mask())
@@ -131,8 +135,8 @@ def test_runtime_labels_and_masks_are_strictly_above_the_thresholds(kernels):
     det.mean_filter, det.lam, det.score_window = 1, 1.0, 2
     det.stats = _hand_stats().as_tuple()
     det.image_threshold, det.pixel_threshold = 1.0, 2.0
-    out = det.predict_batch(np.zeros((4, 3, 32, 32), np.float32))
-    np.testing.assert_array_equal(out.anomaly_map, _hand_maps().numpy())
+    out = det.predict_batch(np.zeros((5, 3, 32, 32), np.float32))
+    np.testing.assert_array_equal(out.anomaly_map, _hand_maps().numpy())  # NaN equals NaN here
     _check_scores(out.pred_score.tolist())
     assert out.pred_label.tolist() == EXPECTED_LABEL
     np.testing.assert_array_equal(out.pred_mask, _expected_mask().numpy())
