@@ -34,18 +34,26 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file at fault."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _atomic(path: Path, write) -> None:
+    """write(tmp) beside ``path``, then rename over it; a failed write or rename removes the
+    temporary file and leaves the previous ``path`` as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic(path, lambda tmp: save_file(plain, str(tmp), metadata=metadata))
 
 
 def save_checkpoint(model: DRDCModel, folder: str | Path) -> Path:

@@ -114,8 +114,6 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeyp
     assert all(torch.equal(a, b) for a, b in zip(back.unet.state_dict().values(), old.unet.state_dict().values()))
 
 
-@pytest.mark.xfail(strict=True, reason="checkpoint.atomic_save_tensors / atomic_write_text do not remove their "
-                                       "temporary file when the write or the rename fails")
 @pytest.mark.parametrize("fail", ["serializer", "rename"])
 def test_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatch, fail):
     import drdc_trt.checkpoint as ckpt
