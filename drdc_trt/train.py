@@ -1,16 +1,17 @@
 """Training: the base model, then the U-Net, then the fusion statistics.
 
 Plain PyTorch, AdamW, fixed seeds. Progress is kept in ``<out>/train_state/``
-(weights, optimizer state, counters — safetensors + JSON, written atomically)
-so an interrupted run resumes where it stopped; every epoch / iteration is
-seeded from its index, so a resumed run follows the same trajectory as an
-uninterrupted one. Running again with a larger ``train.unet_iters`` or
+(weights, optimizer state, counters — safetensors + JSON, replaced together as one
+snapshot, see TrainState) so an interrupted or killed run resumes where it stopped;
+every epoch / iteration is seeded from its index, so a resumed run follows the same
+trajectory as an uninterrupted one. Running again with a larger ``train.unet_iters`` or
 ``train.base_epochs`` extends a run. The finished checkpoint is written to ``<out>/``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from . import tuning
-from .checkpoint import CONFIG, atomic_save_tensors, atomic_write_text, save_checkpoint
+from .checkpoint import CONFIG, atomic_write_text, save_checkpoint
 from .config import ModelConfig
 from .data import load_split
 from .diffusion import Schedule, min_snr_weight, random_known_masks
@@ -62,15 +63,50 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 
 class TrainState:
-    """The resumable state of one training run under ``<out>/train_state``."""
+    """The resumable state of one training run under ``<out>/train_state``.
+
+    A snapshot is several files (config, weights, optimizer and EMA state, counters) that
+    must change together: a run killed between two of them would resume weights of one
+    iteration with the optimizer and counters of another. So a save writes every file
+    beside its target as ``<name>.next``, then records the snapshot as complete in
+    ``commit.json`` (an atomic rename), then moves the files into place and removes the
+    record. Loading first finishes a recorded snapshot's moves, or drops the ``.next``
+    files of one that was never recorded, so it always reads one whole snapshot.
+    """
+
+    COMMIT = "commit.json"
+    NEXT = ".next"
 
     def __init__(self, out: Path, cfg: ModelConfig):
         self.dir = Path(out) / STATE_DIR
         self.cfg = cfg
         self.info = {"stage": "base", "base_epoch": 0, "unet_iter": 0}
         self.ema: EMA | None = None
+        # False while the weights hold a partly applied epoch or step that ``info`` does not
+        # count: such weights cannot be resumed from and must not be saved.
+        self.consistent = True
+
+    def _finish_commit(self) -> None:
+        """Move a recorded snapshot's files into place (again, after a kill: moves are idempotent)."""
+        commit = self.dir / self.COMMIT
+        if commit.is_file():  # every .next file was complete before the record was written
+            for name in json.loads(commit.read_text())["files"]:
+                nxt = self.dir / (name + self.NEXT)
+                if nxt.exists():
+                    os.replace(nxt, self.dir / name)
+            commit.unlink()
+
+    def recover(self) -> None:
+        """Finish or drop a snapshot a killed save left half done; remove stale temporary files."""
+        if not self.dir.is_dir():
+            return
+        self._finish_commit()
+        for f in self.dir.iterdir():
+            if not f.is_dir() and (f.name.endswith(self.NEXT) or _is_temp(f.name)):
+                f.unlink()
 
     def load(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> bool:
+        self.recover()
         path = self.dir / "state.json"
         if not path.is_file():
             return False
@@ -110,15 +146,47 @@ class TrainState:
 
     def save(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / CONFIG, self.cfg.to_json())
-        atomic_save_tensors(model.trainable_state_dict(), self.dir / "weights.safetensors")
+        # A save interrupted by KeyboardInterrupt after its record: finish it before new
+        # .next files are written (a record must only ever describe complete files).
+        self._finish_commit()
+        files: dict[str, Callable[[Path], None]] = {
+            CONFIG: lambda p: p.write_text(self.cfg.to_json()),
+            "weights.safetensors": lambda p: _save_tensors(model.trainable_state_dict(), p),
+        }
         for name, opt in opts.items():
             tensors, groups = _optimizer_tensors(opt)
-            atomic_save_tensors(tensors, self.dir / f"{name}_optimizer.safetensors", {"param_groups": groups})
+            files[f"{name}_optimizer.safetensors"] = (
+                lambda p, t=tensors, g=groups: _save_tensors(t, p, {"param_groups": g}))
         if self.ema is not None:
-            atomic_save_tensors(self.ema.shadow, self.dir / EMA_FILE)
-        # state.json last: it is what says the files above are complete.
-        atomic_write_text(self.dir / "state.json", json.dumps(self.info))
+            files[EMA_FILE] = lambda p: _save_tensors(self.ema.shadow, p)
+        info = json.dumps(self.info)
+        files["state.json"] = lambda p: p.write_text(info)  # the counters the files above belong to
+        for name, write in files.items():
+            write(self.dir / (name + self.NEXT))
+        atomic_write_text(self.dir / self.COMMIT, json.dumps({"files": list(files)}))
+        self._finish_commit()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def _is_temp(name: str) -> bool:
+    """A temporary file of checkpoint.atomic_write_text / atomic_save_tensors (``.<name>.tmp<pid>``)
+    or of safetensors' own save_file (``.tmp`` and six random letters or digits, renamed into
+    place when complete)."""
+    if name.startswith(".tmp") and len(name) == 10 and name[4:].isalnum():
+        return True
+    _, sep, pid = name.rpartition(".tmp")
+    return name.startswith(".") and bool(sep) and pid.isdigit()
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Temporary files a killed run left in its output folder."""
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if not f.is_dir() and _is_temp(f.name):
+                f.unlink()
 
 
 # ----------------------------------------------------------------- stages
@@ -148,10 +216,12 @@ def _train_base(model, feats, cfg, state, opts, report, progress, save) -> None:
             loss = F.mse_loss(model.base.transformer(f), f)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            state.consistent = False  # until the epoch is counted
             opt.step()
             total += float(loss.detach()) * len(f)
         report.base_losses.append(total / len(feats))
         state.info["base_epoch"] = epoch + 1
+        state.consistent = True
         save()
         bar.set_postfix(loss=f"{report.base_losses[-1]:.4f}")
         bar.update(1)
@@ -237,11 +307,13 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+            state.consistent = False  # until the step is counted
             opt.step()
             if state.ema is not None:
                 state.ema.update(model.unet, it)
-            pending.append(loss.detach())
             state.info["unet_iter"] = it + 1
+            state.consistent = True
+            pending.append(loss.detach())
             snapshot = (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
             if snapshot or len(pending) >= LOSS_READ_EVERY:
                 read_losses()
@@ -294,6 +366,9 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
     if bad:
         raise ValueError(f"{bad}: not inference settings; re-calibration may change only {list(INFERENCE_KEYS)}")
     model = load_checkpoint(model_dir)
+    if model.cfg.method != "drdc":
+        raise ValueError(f"{model_dir}: re-calibration changes DRDC's inference settings; this is a "
+                         f"{model.cfg.method} model")
     model.cfg = model.cfg.replace(**changes)
     data = load_split(data_root, "train", model.cfg.image_size, categories, progress=progress)
     train_idx, calib_idx = split_calibration(len(data), model.cfg.train.calib_fraction, model.cfg.train.seed)
@@ -322,6 +397,10 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
           device: str | torch.device = "cpu") -> tuple[DRDCModel, TrainReport]:
     """Train on ``device`` (the data stay on the CPU; batches travel); resumable, see the module doc."""
     cfg.validate()
+    if cfg.method == "diffusionad":  # the engine's second method, same folder layout and snapshots
+        from .models.diffusionad.train import train as train_diffusionad
+
+        return train_diffusionad(data_root, out, cfg, categories, progress, log, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
@@ -362,13 +441,17 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
             _train_unet(model, images, cfg, state, opts, report, progress, save)
         report.seconds["unet"] = time.perf_counter() - t0
     except KeyboardInterrupt:
-        save()
-        log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
+        if state.consistent:
+            save()
+            log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
+        else:  # stopped inside an epoch or an optimizer step: the last snapshot is the way back
+            log(f"interrupted: the last snapshot in {state.dir} is kept; run the same command to resume")
         raise
     if state.ema is not None:  # inference and export use the averaged U-Net
         state.ema.copy_to(model.unet)
     t0 = time.perf_counter()
     model.eval()
+    _remove_stale_temps(out)
     selection = calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress, log=log)
     report.seconds["calibration"] = time.perf_counter() - t0
     report.seconds["total"] = time.perf_counter() - t_start
