@@ -57,14 +57,15 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
 
 
 def save_checkpoint(model: DRDCModel, folder: str | Path) -> Path:
-    if model.cfg.fusion.diff_norm == "pixel" and model.stats.pixel is None:
+    """A DRDCModel or a DiffusionADModel (whose stats.json holds its two thresholds)."""
+    if model.cfg.method == "drdc" and model.cfg.fusion.diff_norm == "pixel" and model.stats.pixel is None:
         raise CheckpointError(f"{folder}: fusion.diff_norm='pixel' but the model has no per-pixel statistics "
                               "(stats.pixel); calibrate it before saving")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(model.trainable_state_dict(), folder / WEIGHTS, {"format": "drdc_trt/1"})
     atomic_write_text(folder / CONFIG, model.cfg.to_json())
-    if model.stats.pixel is not None:
+    if getattr(model.stats, "pixel", None) is not None:
         atomic_save_tensors(model.stats.pixel.tensors(), folder / PIXEL_STATS)
     atomic_write_text(folder / STATS, model.stats.to_json())  # last: the statistics go with the files above
     return folder
@@ -114,6 +115,10 @@ def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> 
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder does not exist")
     cfg = load_config(folder)
+    if cfg.method == "diffusionad":  # no backbone; U-Net + segmentation net and two thresholds
+        from .models.diffusionad.model import load_diffusionad_checkpoint
+
+        return load_diffusionad_checkpoint(folder, cfg)
     if backbone_weights is not None:
         cfg.backbone.weights = backbone_weights
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .config import PRESETS
+from .config import METHODS, PRESETS
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict:
@@ -26,15 +26,19 @@ def _parse_sets(values: tuple[str, ...]) -> dict:
     return out
 
 
-def _config(preset: str, config_file: str | None, sets: tuple[str, ...]):
+def _config(preset: str, config_file: str | None, sets: tuple[str, ...], method: str | None = None):
+    """A preset's config for ``method`` (default drdc), or a config file's (whose method ``method``,
+    when given, must be); then the --set overrides."""
     from .config import ModelConfig, preset as make_preset
 
-    cfg = make_preset(preset)
+    cfg = make_preset(preset, method or "drdc")
     if config_file:
         try:
             cfg = ModelConfig.from_dict(json.loads(Path(config_file).read_text()))
         except (OSError, json.JSONDecodeError, ValueError) as e:
             raise click.BadParameter(f"{config_file}: {e}", param_hint="--config") from None
+        if method is not None and cfg.method != method:
+            raise click.BadParameter(f"{config_file} has method={cfg.method!r}, not {method!r}", param_hint="--method")
     try:
         return cfg.replace(**_parse_sets(sets)) if sets else cfg.validate()
     except (KeyError, ValueError, TypeError) as e:
@@ -68,13 +72,16 @@ def main() -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.unet_iters=500.")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device to train on (cpu, cuda).")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="drdc (base model + U-Net) or diffusionad (U-Net + segmentation net, the preset's sizes; "
+                   "docs/diffusionad.md) [default: drdc, or the --config file's].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_root, out, preset, config_file, sets, categories, device, quiet):
-    """Train the base model and the U-Net, then measure the fusion statistics."""
+def train(data_root, out, preset, config_file, sets, categories, device, method, quiet):
+    """Train a model: DRDC (base model, U-Net, fusion statistics) or DiffusionAD (--method)."""
     from .data import DatasetError
     from .train import train as run
 
-    cfg = _config(preset, config_file, sets)
+    cfg = _config(preset, config_file, sets, method)
     try:
         run(data_root, out, cfg, _categories(categories), progress=not quiet, device=device)
     except (DatasetError, ValueError) as e:
@@ -125,8 +132,9 @@ def _expand_images(paths) -> list[Path]:
 _BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
 
 
-def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans):
-    """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source."""
+def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans, method=None):
+    """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source
+    (a DiffusionAD checkpoint: DiffusionADBatch and DiffusionADStats, same field names)."""
     import torch
 
     from .fusion import FusionStats
@@ -146,6 +154,15 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
         from .pipeline import Detector
 
         model = load_checkpoint(model_dir)
+        if method is not None and model.cfg.method != method:
+            raise click.UsageError(f"--method {method}: {model_dir} holds a {model.cfg.method} model")
+        if model.cfg.method == "diffusionad":
+            if backend != "torch" or loop not in ("auto", "torch"):
+                raise click.UsageError("a DiffusionAD checkpoint runs with --backend torch and --loop auto/torch")
+            from .models.diffusionad import DiffusionADDetector
+
+            det = DiffusionADDetector(model, device, seed=0 if seed is None else seed)
+            return det.predict, model.cfg.image_size, model.stats
         runner = make_runner(backend, model=model, device=device)
         det = Detector(model.cfg, runner, model.stats, device, loop="torch" if loop == "auto" else loop,
                        seed=0 if seed is None else seed)
@@ -156,6 +173,8 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
                                "engines: use --backend onnxruntime or tensorrt")
     if loop == "torch":
         raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
+    if method == "diffusionad":
+        raise click.UsageError("bundles hold DRDC models; run a DiffusionAD checkpoint with --model")
     from .runtime import BundleDetector, load_bundle
 
     bundle = load_bundle(bundle_dir)
@@ -190,7 +209,9 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the torch backends (cpu, cuda).")
 @click.option("--rebuild-plans", is_flag=True,
               help="tensorrt: rebuild plans made for another GPU / TensorRT version from the bundle's ONNX.")
-def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, device, rebuild_plans):
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="Check that the model is of this method [default: whatever the checkpoint holds].")
+def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, device, rebuild_plans, method):
     """Score IMAGES (files or folders): writes overlays, maps and results.json / results.csv."""
     import numpy as np
     import torch
@@ -201,7 +222,8 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
 
     files = _expand_images(images)
     try:
-        predict, size, st = _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans)
+        predict, size, st = _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans,
+                                              method)
         x = torch.stack([load_image(f, size) for f in files])
         res = predict(x, batch_size=batch_size, progress=True)
     except (CheckpointError, DatasetError, ValueError, RuntimeError) as e:
@@ -300,9 +322,10 @@ def _knn_config(bank_size, sampling, stride, seed):
 @click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--out", default="drdc_eval", show_default=True, type=click.Path(), help="Output folder.")
-@click.option("--method", default="drdc", show_default=True, type=click.Choice(["drdc", "knn", "all"]),
-              help="drdc: base model and DRDC (one inference pass); knn: the PatchCore-style patch-kNN "
-                   "baseline on the model's frozen backbone, its bank built from the data's train/good; all: both.")
+@click.option("--method", default=None, type=click.Choice([*METHODS, "knn", "all"]),
+              help="drdc: base model and DRDC (one inference pass); diffusionad: DiffusionAD; knn: the "
+                   "PatchCore-style patch-kNN baseline on a DRDC model's frozen backbone, its bank built from the "
+                   "data's train/good; all: DRDC and kNN [default: the checkpoint's method].")
 @click.option("--loop", default="torch", show_default=True, type=click.Choice(["torch", "csrc"]))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
@@ -318,9 +341,23 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
 
     try:
         model = load_checkpoint(model_dir)
-        det = Detector.from_model(model, device=device, loop=loop, seed=seed) if method != "knn" else None
+        own = model.cfg.method
+        method = method or own
+        if method in METHODS and method != own:
+            _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
+        if own == "diffusionad" and method != own:
+            _fail(ValueError(f"--method {method}: the kNN baseline runs on a DRDC model's backbone; "
+                             f"{model_dir} holds a DiffusionAD model"))
+        if own == "diffusionad":
+            if loop != "torch":
+                _fail(ValueError(f"--loop {loop}: a DiffusionAD model has no inpainting loop"))
+            from .models.diffusionad import DiffusionADDetector
+
+            det = DiffusionADDetector(model, device, seed)
+        else:
+            det = Detector.from_model(model, device=device, loop=loop, seed=seed) if method != "knn" else None
         knn, fit_s = None, 0.0
-        if method != "drdc":
+        if method in ("knn", "all"):
             t0 = time.perf_counter()
             knn = fit_knn(model, data_root, _categories(categories),
                           _knn_config(knn_bank_size, knn_sampling, knn_stride, seed), device, progress=True)
@@ -335,7 +372,8 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
             "knn_config": knn.cfg.to_dict() if knn is not None else None,
             "knn_seconds": res.knn.seconds if res.knn is not None else None}
     save_results(res, out, meta)
-    atomic_write_text(Path(out) / "report.html", report_html(res, "DRDC evaluation", model.stats,
+    title = "DiffusionAD evaluation" if own == "diffusionad" else "DRDC evaluation"
+    atomic_write_text(Path(out) / "report.html", report_html(res, title, model.stats,
                                                              [f"model {model_dir}, data {data_root}"]))
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
 

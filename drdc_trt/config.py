@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEAT_NORMS = ("none", "image_std", "local_std")
+METHODS = ("drdc", "diffusionad")
+# Source textures of the synthetic training anomalies (drdc_trt/data/anomalies.py:SOURCES).
+ANOMALY_SOURCES = ("procedural", "shuffled")
 DIFF_NORMS = ("global", "pixel")
 # Constants of the contrast normalisation (drdc_trt/contrast.py; the runtime's numpy copy reads them here).
 MAD_TO_STD = 1.4826   # median absolute deviation → standard deviation of a normal distribution
@@ -171,6 +174,55 @@ class TrainConfig:
 
 
 @dataclass
+class DiffusionADConfig:
+    """DiffusionAD (Zhang et al., "Norm-guided One-step Denoising Diffusion for Anomaly
+    Detection"), read when ``ModelConfig.method == "diffusionad"``; docs/diffusionad.md.
+
+    The reconstruction U-Net is ``unet`` (``in_channels = 3``: no condition), on the schedule of
+    ``diffusion`` (num_train_timesteps, beta_start, beta_end; its inpainting fields are DRDC's).
+    Training reads ``train.seed, batch_size, unet_iters`` (iterations of the joint step),
+    ``crop_size, checkpoint_every, calib_fraction, ema_decay`` (EMA of both networks, not in the
+    official code); ``train.base_*``, ``train.unet_lr`` and ``train.weight_decay`` are DRDC's.
+    Defaults are the official code's (args1.json, train.py) unless a comment says otherwise.
+    """
+
+    # Inference: x_a = q(x, t_a), x_b = q(x, t_b), one U-Net call each, combined with weight w.
+    t_a: int = 200
+    t_b: int = 400
+    w: float = 1.0
+    # Training timesteps, inclusive ranges: t_s ~ U{0..299}, t_b ~ U{300..999}.
+    train_ts: tuple[int, ...] = (0, 299)
+    train_tb: tuple[int, ...] = (300, 999)
+    # Segmentation loss: focal_weight·Focal(α, γ) + smooth_l1_weight·SmoothL1 (DRAEM's focal form:
+    # α(1 − p_t)^γ·BCE with the same α for both classes).
+    focal_alpha: float = 0.5
+    focal_gamma: float = 4.0
+    focal_weight: float = 5.0
+    smooth_l1_weight: float = 1.0
+    # Synthetic anomalies: an image gets one with this probability (else it stays clean, mask 0);
+    # blend x(1 − M) + (1 − β)·src·M + β·x·M with β ~ U[beta_range).
+    anomaly_prob: float = 0.5
+    beta_range: tuple[float, ...] = (0.2, 0.8)
+    # The official code uses DTD, not available offline: procedural textures and the image's own
+    # shuffled strips instead (drdc_trt/data/anomalies.py), equally likely.
+    anomaly_sources: tuple[str, ...] = ANOMALY_SOURCES
+    # Adam, one optimizer per network, no weight decay (official weight_decay 0).
+    unet_lr: float = 1e-4
+    seg_lr: float = 1e-5
+    # Cosine annealing of the segmentation lr to 0 over this many iterations, then back up
+    # (torch's CosineAnnealingLR; the official code steps T_max = 10 per iteration; ours is
+    # the preset's run length, one decay per run). A fixed number, not the run length, so a
+    # run extended with train.unet_iters follows the same schedule as one planned that long.
+    seg_lr_t_max: int = 2000
+    # Segmentation sub-network: DRAEM's discriminative encoder–decoder, stage widths
+    # base·(1, 2, 4, 8, 8, 8) (official 64).
+    seg_base_width: int = 64
+    # Image score: mean of the top-k map pixels, k = 50 at 256² (official), scaled with the
+    # image area (ModelConfig.top_k).
+    top_k_at_256: int = 50
+
+
+@dataclass
 class ModelConfig:
     image_size: int = 224
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -179,6 +231,9 @@ class ModelConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # "drdc" (the paper this engine serves) or "diffusionad" (DiffusionADConfig).
+    method: str = "drdc"
+    diffusionad: DiffusionADConfig = field(default_factory=DiffusionADConfig)
 
     # ---- derived sizes -------------------------------------------------------
     @property
@@ -194,6 +249,11 @@ class ModelConfig:
     @property
     def rows_per_image(self) -> int:
         return len(self.diffusion.grid_sizes) * self.diffusion.num_sets
+
+    @property
+    def top_k(self) -> int:
+        """DiffusionAD's image score: mean of this many top map pixels (scaled by the area)."""
+        return max(1, round(self.diffusionad.top_k_at_256 * self.image_size ** 2 / 256 ** 2))
 
     @property
     def score_window(self) -> int:
@@ -249,6 +309,9 @@ class ModelConfig:
             raise ValueError(f"fusion.select={self.fusion.select!r}: use 'fixed' or 'synthetic'")
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay={self.train.ema_decay} must lie in [0, 1) (0 = off)")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}: choose one of {METHODS}")
+        _check_diffusionad(self)
         return self
 
     # ---- JSON ----------------------------------------------------------------
@@ -366,6 +429,45 @@ def _check_counts(cfg: ModelConfig) -> None:
         raise ValueError(f"transformer.jitter_prob={tr.jitter_prob} must lie in [0, 1]")
 
 
+def _check_diffusionad(cfg: ModelConfig) -> None:
+    """The DiffusionAD section's own ranges; with ``method = "diffusionad"`` also what it needs of
+    the image size and the U-Net."""
+    a, T = cfg.diffusionad, cfg.diffusion.num_train_timesteps
+    if not 0 < a.t_a < a.t_b < T:
+        raise ValueError(f"diffusionad.t_a={a.t_a}, t_b={a.t_b}: need 0 < t_a < t_b < num_train_timesteps={T}")
+    for name in ("train_ts", "train_tb"):
+        r = getattr(a, name)
+        if len(r) != 2 or not 0 <= r[0] <= r[1] < T:
+            raise ValueError(f"diffusionad.{name}={list(r)}: need [lo, hi] with 0 <= lo <= hi < {T}")
+    if not a.w >= 0:
+        raise ValueError(f"diffusionad.w={a.w} must be >= 0")
+    if not 0 <= a.focal_alpha <= 1 or not a.focal_gamma >= 0:
+        raise ValueError(f"diffusionad.focal_alpha={a.focal_alpha}, focal_gamma={a.focal_gamma}: need alpha in "
+                         "[0, 1] and gamma >= 0")
+    if not (a.focal_weight >= 0 and a.smooth_l1_weight >= 0):
+        raise ValueError("diffusionad.focal_weight and smooth_l1_weight must be >= 0")
+    if not 0 <= a.anomaly_prob <= 1:
+        raise ValueError(f"diffusionad.anomaly_prob={a.anomaly_prob} must lie in [0, 1]")
+    if len(a.beta_range) != 2 or not 0 <= a.beta_range[0] < a.beta_range[1] <= 1:
+        raise ValueError(f"diffusionad.beta_range={list(a.beta_range)}: need [lo, hi) with 0 <= lo < hi <= 1")
+    if not a.anomaly_sources or set(a.anomaly_sources) - set(ANOMALY_SOURCES):
+        raise ValueError(f"diffusionad.anomaly_sources={list(a.anomaly_sources)}: choose from {ANOMALY_SOURCES}")
+    if not (a.unet_lr > 0 and a.seg_lr > 0):
+        raise ValueError(f"diffusionad.unet_lr={a.unet_lr}, seg_lr={a.seg_lr} must be positive")
+    for name in ("seg_lr_t_max", "seg_base_width", "top_k_at_256"):
+        if getattr(a, name) < 1:
+            raise ValueError(f"diffusionad.{name}={getattr(a, name)} must be a positive integer")
+    if cfg.method != "diffusionad":
+        return
+    if cfg.unet.in_channels != 3 or cfg.unet.out_channels != 3:
+        raise ValueError(f"method='diffusionad': the U-Net takes x_t alone, unet.in_channels=3 and out_channels=3 "
+                         f"(got {cfg.unet.in_channels}, {cfg.unet.out_channels})")
+    side = cfg.train.crop_size or cfg.image_size
+    if cfg.image_size % 32 or side % 32:
+        raise ValueError(f"method='diffusionad': image_size={cfg.image_size} and train.crop_size="
+                         f"{cfg.train.crop_size} must be multiples of 32 (the segmentation net pools 5 times)")
+
+
 def missing_fields(d: dict[str, Any]) -> list[str]:
     """Dotted names of the fields a config dict lacks, besides those ``LEGACY_VALUES`` supplies
     (from_dict fills any other gap with a default: right for a partial config a user writes,
@@ -374,8 +476,11 @@ def missing_fields(d: dict[str, Any]) -> list[str]:
         return []
     out = []
     for key, value in ModelConfig().to_dict().items():
+        # "method" came with DiffusionAD: a config without it is a DRDC one, which never reads
+        # the "diffusionad" section
         if key not in d:
-            out.append(key)
+            if not (key == "method" or key == "diffusionad" and d.get("method", "drdc") == "drdc"):
+                out.append(key)
         elif isinstance(value, dict) and isinstance(d[key], dict):
             out += [f"{key}.{k}" for k in value if k not in d[key] and (key, k) not in LEGACY_VALUES]
     return out
@@ -383,12 +488,18 @@ def missing_fields(d: dict[str, Any]) -> list[str]:
 
 _DATACLASSES = {
     c.__name__: c
-    for c in (BackboneConfig, TransformerConfig, UNetConfig, DiffusionConfig, FusionConfig, TrainConfig)
+    for c in (BackboneConfig, TransformerConfig, UNetConfig, DiffusionConfig, FusionConfig, TrainConfig,
+              DiffusionADConfig)
 }
 
 
-def preset(name: str) -> ModelConfig:
-    """The named configurations (see module docstring)."""
+def preset(name: str, method: str = "drdc") -> ModelConfig:
+    """The named configurations (see module docstring); ``method="diffusionad"``: the same sizes
+    for DiffusionAD (see diffusionad_preset)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method == "diffusionad":
+        return diffusionad_preset(preset(name))
     if name == "fast":
         return ModelConfig().validate()
     if name == "paper":
@@ -432,3 +543,19 @@ def preset(name: str) -> ModelConfig:
 
 
 PRESETS = ("tiny", "small", "fast", "paper")
+
+
+def diffusionad_preset(cfg: ModelConfig) -> ModelConfig:
+    """A DRDC preset's sizes for DiffusionAD: its U-Net with 3 input channels, its batch size and
+    iterations (no base model), whole images (the segmentation net pools 5 times), the cosine period
+    of the segmentation lr = the run length, and the segmentation width scaled like the U-Net's
+    (official 64 with the fast/paper U-Nets; 16 small, 8 tiny)."""
+    cfg = ModelConfig.from_dict(cfg.to_dict())
+    cfg.method = "diffusionad"
+    cfg.unet.in_channels = 3
+    cfg.train.base_epochs = 0
+    cfg.train.crop_size = 0
+    widths = {32: 16, 16: 8}  # U-Net model_channels of small / tiny → segmentation base width
+    cfg.diffusionad.seg_base_width = widths.get(cfg.unet.model_channels, 64)
+    cfg.diffusionad.seg_lr_t_max = max(1, cfg.train.unet_iters)
+    return cfg.validate()

@@ -14,6 +14,7 @@ import torch
 from . import metrics, ops, viz
 from .data import Loaded, load_split
 from .fusion import normalised_blend
+from .models.diffusionad import DiffusionADBatch
 from .pipeline import Detector, InferenceBatch
 
 COLUMNS = ["category", "method", *metrics.METRICS]
@@ -52,7 +53,9 @@ def method_outputs(out: InferenceBatch | None, stats, lam: float, window: int,
                    knn: KNNOutput | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(scores, maps) of each method from one inference pass (and the kNN baseline's, if given)."""
     methods = {}
-    if out is not None:
+    if isinstance(out, DiffusionADBatch):  # its own row: no base model behind it
+        methods["DiffusionAD"] = (out.pred_score, out.anomaly_map)
+    elif out is not None:
         base = normalised_blend(out.diff_map, out.base_map, stats, 0.0)
         methods["base (UniAD)"] = (ops.image_score(base, window), base)
         methods["DRDC"] = (out.pred_score, out.anomaly_map)
@@ -142,7 +145,9 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
     statistics (mean … mean + 6 std of the raw map); red outline = ground truth."""
     data, out, knn = result.data, result.out, result.knn
     headers = ["input", "ground truth"]
-    if out is not None:
+    if isinstance(out, DiffusionADBatch):
+        headers += ["reconstruction", "anomaly map"]
+    elif out is not None:
         headers += ["base map", "diffusion map", "final map"]
         d_lo, d_hi = stats.diff_mean, stats.diff_mean + 6 * stats.diff_std
         b_lo, b_hi = stats.base_mean, stats.base_mean + 6 * stats.base_std
@@ -155,7 +160,10 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
         img, m = data.images[i], data.masks[i, 0]
         row = [viz.to_uint8_image(img), viz.mask_image(m)]
         cap = data.samples[i].path.name
-        if out is not None:
+        if isinstance(out, DiffusionADBatch):  # maps are probabilities: a fixed 0..1 range
+            row += [viz.to_uint8_image(out.reconstruction[i]), viz.overlay(img, out.anomaly_map[i], 0.0, 1.0, mask=m)]
+            cap += f" score {float(out.pred_score[i]):.2f}"
+        elif out is not None:
             row += [viz.overlay(img, out.base_map[i], b_lo, b_hi, mask=m),
                     viz.overlay(img, out.diff_map[i], d_lo, d_hi, mask=m),
                     viz.overlay(img, out.anomaly_map[i], f_lo, f_hi, mask=m)]

@@ -121,11 +121,40 @@ def paste_anomalies(images: torch.Tensor, seed: int = 0, sources: tuple[str, ...
     size = images.shape[-1]
     out, masks = torch.empty_like(images), torch.empty(images.shape[0], 1, size, size)
     for i, x in enumerate(images.float().cpu()):
-        x01 = (x + 1) / 2
-        m = perlin_mask(size, gen)
-        pick = sources[int(torch.randint(len(sources), (1,), generator=gen))] if len(sources) > 1 else sources[0]
-        src = procedural_texture(size, gen) if pick == "procedural" else self_shuffled(x01, gen)
-        beta = 0.2 + 0.6 * float(torch.rand(1, generator=gen))
-        mixed = x01 * (1 - m) + (1 - beta) * src * m + beta * x01 * m
-        out[i], masks[i, 0] = mixed * 2 - 1, m
+        out[i], masks[i, 0], _ = _one_anomaly(x, gen, sources, (0.2, 0.8))
     return out.to(images.device), masks
+
+
+def blend(x01: torch.Tensor, src: torch.Tensor, m: torch.Tensor, beta: float) -> torch.Tensor:
+    """x·(1 − M) + (1 − β)·src·M + β·x·M (DRAEM's blend, [0, 1] intensities)."""
+    return x01 * (1 - m) + (1 - beta) * src * m + beta * x01 * m
+
+
+def _one_anomaly(x: torch.Tensor, gen: torch.Generator, sources: tuple[str, ...],
+                 beta_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One image (3×S×S in [-1, 1]) with one anomaly: (image, mask S×S, β)."""
+    x01 = (x + 1) / 2
+    m = perlin_mask(x.shape[-1], gen)
+    pick = sources[int(torch.randint(len(sources), (1,), generator=gen))] if len(sources) > 1 else sources[0]
+    src = procedural_texture(x.shape[-1], gen) if pick == "procedural" else self_shuffled(x01, gen)
+    beta = beta_range[0] + (beta_range[1] - beta_range[0]) * float(torch.rand(1, generator=gen))
+    return blend(x01, src, m, beta) * 2 - 1, m, beta
+
+
+def anomaly_batch(images: torch.Tensor, gen: torch.Generator, prob: float = 0.5,
+                  beta_range: tuple[float, float] = (0.2, 0.8), sources: tuple[str, ...] = SOURCES
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training anomalies (DRAEM / DiffusionAD): each image of B×3×S×S in [-1, 1] gets one with
+    probability ``prob`` and stays clean otherwise. Returns (images, masks B×1×S×S in {0, 1}, zero
+    for clean images, β per image: U[beta_range), 1 for a clean image, which the blend leaves as it is)."""
+    if not sources or set(sources) - set(SOURCES):
+        raise ValueError(f"sources {sources!r}: choose from {SOURCES}")
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images: expected B×3×S×S, got {tuple(images.shape)}")
+    size = images.shape[-1]
+    out, masks = images.float().cpu().clone(), torch.zeros(images.shape[0], 1, size, size)
+    betas = torch.ones(images.shape[0])
+    for i in range(images.shape[0]):
+        if float(torch.rand(1, generator=gen)) < prob:
+            out[i], masks[i, 0], betas[i] = _one_anomaly(out[i], gen, sources, beta_range)
+    return out.to(images.device), masks.to(images.device), betas

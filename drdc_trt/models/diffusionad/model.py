@@ -1,0 +1,143 @@
+"""The trained DiffusionAD: reconstruction U-Net + segmentation net + calibrated thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ...config import ModelConfig
+from ...diffusion import Schedule
+from ..unet import UNet
+from .norm_guided import norm_guided_x0, q_sample
+from .segmentation import SegmentationNet
+
+
+@dataclass
+class DiffusionADStats:
+    """Decision thresholds measured on held-out normal images, with the meaning of DRDC's
+    FusionStats: ``image_threshold`` the largest image score, ``pixel_threshold`` the 99.9th
+    percentile of anomaly-map pixels."""
+
+    image_threshold: float = math.inf
+    pixel_threshold: float = math.inf
+    num_images: int = 0
+    detector_seed: int = 0  # the Detector seed (the two noises) they were measured with
+
+    def to_json(self) -> str:
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in plain.items()},
+                          indent=2)
+
+    @classmethod
+    def from_dict(cls, d, where: str = "stats") -> "DiffusionADStats":
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown, missing = set(d) - set(names), [n for n in names if n not in d]
+        if unknown or missing:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}, missing {missing}")
+        for key in ("image_threshold", "pixel_threshold"):
+            v = d[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v)):
+                raise ValueError(f"{where}: {key} must be a number or null (+inf), got {v!r}")
+        for key in ("num_images", "detector_seed"):
+            if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 0:
+                raise ValueError(f"{where}: {key} must be a non-negative integer, got {d[key]!r}")
+        return cls(**{k: (math.inf if v is None else v) for k, v in d.items()})
+
+
+class DiffusionADModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, stats: DiffusionADStats | None = None):
+        super().__init__()
+        self.cfg = cfg.validate()
+        if cfg.method != "diffusionad":
+            raise ValueError(f"DiffusionADModel: config has method={cfg.method!r}, expected 'diffusionad'")
+        self.unet = UNet(cfg.unet)
+        self.seg = SegmentationNet(cfg.diffusionad.seg_base_width)
+        self.stats = stats or DiffusionADStats()
+        self.register_buffer("alphas_cumprod", torch.from_numpy(Schedule.from_config(cfg.diffusion).alphas_cumprod)
+                             .float(), persistent=False)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t per timestep (float32, on the model's device)."""
+        return self.alphas_cumprod[t.to(self.alphas_cumprod.device).long()]
+
+    def two_scales(self, x: torch.Tensor, t_a: torch.Tensor, t_b: torch.Tensor, noise_a: torch.Tensor,
+                   noise_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_a, e_a, x_b, e_b): x noised to t_a and t_b (one timestep per image) and the U-Net's ε
+        for both, from one U-Net call on 2 rows per image."""
+        ab_a, ab_b = self.alpha_bar(t_a), self.alpha_bar(t_b)
+        x_a, x_b = q_sample(x, ab_a, noise_a), q_sample(x, ab_b, noise_b)
+        rows = torch.stack([x_a, x_b], 1).flatten(0, 1)
+        eps = self.unet(rows, torch.stack([t_a, t_b], 1).flatten().to(rows.device).float())
+        eps = eps.unflatten(0, (x.shape[0], 2))
+        return x_a, eps[:, 0], x_b, eps[:, 1]
+
+    def reconstruct(self, x: torch.Tensor, t_a: torch.Tensor, t_b: torch.Tensor, noise_a: torch.Tensor,
+                    noise_b: torch.Tensor) -> torch.Tensor:
+        """The norm-guided reconstruction x0_g of images x (B×3×S×S in [−1, 1])."""
+        x_a, e_a, x_b, e_b = self.two_scales(x, t_a, t_b, noise_a, noise_b)
+        x0_g, _ = norm_guided_x0(x_a, e_a, x_b, e_b, self.alpha_bar(t_a), self.alpha_bar(t_b), self.cfg.diffusionad.w)
+        return x0_g
+
+    def segment(self, x: torch.Tensor, x0_g: torch.Tensor) -> torch.Tensor:
+        """Anomaly map B×1×S×S in [0, 1] from the image and its reconstruction."""
+        return self.seg(torch.cat([x, x0_g], 1))
+
+    def trainable_state_dict(self) -> dict:
+        sd = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        sd.update({f"seg.{k}": v for k, v in self.seg.state_dict().items()})
+        return sd
+
+    def load_trainable_state_dict(self, sd: dict, where: str = "weights") -> None:
+        parts = {"unet.": self.unet, "seg.": self.seg}
+        other = [k for k in sd if not k.startswith(tuple(parts))]
+        if other:
+            raise ValueError(f"{where}: unexpected tensors {sorted(other)[:5]}")
+        missing, unexpected = [], []
+        for prefix, module in parts.items():
+            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            try:
+                result = module.load_state_dict(sub, strict=False)
+            except RuntimeError as e:  # shape mismatch
+                raise ValueError(f"{where}: weights do not match the config ({e})") from None
+            missing += [prefix + k for k in result.missing_keys]
+            unexpected += [prefix + k for k in result.unexpected_keys]
+        if missing or unexpected:
+            raise ValueError(f"{where}: weights do not match the config "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def load_diffusionad_checkpoint(folder: Path, cfg: ModelConfig) -> DiffusionADModel:
+    """The model of a checkpoint folder whose config.json (``cfg``) has method = "diffusionad"
+    (drdc_trt.checkpoint.load_checkpoint dispatches here)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ...checkpoint import STATS, WEIGHTS, CheckpointError, read_json
+
+    folder = Path(folder)
+    try:
+        stats = DiffusionADStats.from_dict(read_json(folder / STATS, "statistics"), str(folder / STATS))
+    except ValueError as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(str(e)) from None
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing weights")
+    try:
+        sd = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
+    model = DiffusionADModel(cfg, stats)
+    try:
+        model.load_trainable_state_dict(sd, where=str(weights))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    return model.eval()
