@@ -16,7 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
+# openvino rows are asked for by name (--backends ...,openvino): they need its optional package
+DEFAULT_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
 LOOPS = ("torch", "csrc", "runtime")
 PRECISIONS = ("float32", "float16", "bfloat16")
 PRESETS = ("tiny", "small", "fast", "paper")
@@ -37,7 +39,7 @@ defaults (when an option is not given):
                (3-5 minutes on a 2-core CPU)
   on cuda:     --config fast (224x224, 10 DDIM steps) --batch 1,8,32 --precision float32,bfloat16
                --warmup-s 1 --min-iters 10 --max-seconds 5
-  --backends   torch,torch-compiled,onnxruntime,tensorrt   --loop torch,csrc
+  --backends   torch,torch-compiled,onnxruntime,tensorrt (openvino when named)   --loop torch,csrc
   --steps / --size: the config's own; --out benchmarks/results
 
 the model: with --config a randomly initialised model of that preset (no checkpoint needed;
@@ -45,7 +47,8 @@ latency does not depend on the weights); with --bundle B the engines run the bun
 torch rows a random-init model of its config (or --model CKPT's weights).
 
 rows: the baseline (torch eager fp32, loop torch) is measured in every run at every batch;
-onnxruntime and tensorrt need --bundle; engines that cannot run here (no bundle, no GPU,
+onnxruntime, openvino and tensorrt need --bundle; openvino gets a row per inference precision
+(f32, and bf16 where the CPU has it), whatever --precision says; engines that cannot run here (no bundle, no GPU,
 TensorRT or onnxruntime-gpu not installed, torch-compiled on a CPU - whose runner would just
 fall back to eager PyTorch) are listed as 'not available: <reason>'.
 loop torch: DDIM loop in Python with the PyTorch reference ops; csrc: the C++ refiner with the
@@ -58,6 +61,7 @@ examples:
   drdc-bench                                             # CPU defaults above
   drdc-bench --config tiny --batch 1 --max-seconds 2     # seconds
   drdc-bench --bundle B --loop torch,csrc,runtime        # onnxruntime vs eager PyTorch
+  drdc-bench --bundle B --backends torch,onnxruntime,openvino --loop runtime   # CPU engines
   drdc-bench --device cuda --config paper --batch 1,8 --max-seconds 10
 results: <out>/drdc_bench_<device>_<config>_<date>[_<tag>].json and .md
 """
@@ -92,12 +96,14 @@ def parser() -> argparse.ArgumentParser:
         prog="drdc-bench", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--bundle", metavar="B", help="bundle folder from `drdc export` (engines onnxruntime, tensorrt)")
+    src.add_argument("--bundle", metavar="B",
+                     help="bundle folder from `drdc export` (engines onnxruntime, openvino, tensorrt)")
     src.add_argument("--config", choices=PRESETS, help="preset of a random-init model [cpu: small, cuda: fast]")
     p.add_argument("--model", metavar="CKPT", help="checkpoint folder: real weights for the torch rows "
                    "(alone, or with --bundle of the same model)")
-    p.add_argument("--backends", type=_csv("--backends", BACKENDS), default=BACKENDS,
-                   help="comma-separated, from: torch, torch-compiled, onnxruntime, tensorrt [all four]")
+    p.add_argument("--backends", type=_csv("--backends", BACKENDS), default=DEFAULT_BACKENDS,
+                   help="comma-separated, from: torch, torch-compiled, onnxruntime, openvino, tensorrt "
+                        "[all but openvino]")
     p.add_argument("--loop", dest="loops", type=_csv("--loop", LOOPS), default=("torch", "csrc"),
                    help="DDIM loops: torch, csrc, runtime [torch,csrc]")
     p.add_argument("--batch", type=_batches, default=None, help="image batch sizes [cpu: 1,8; cuda: 1,8,32]")
@@ -118,7 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-mode", choices=["graph", "compile", "compile+graph"], default="graph",
                    help="torch-compiled runner mode [%(default)s]")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of torch, the compiled kernels and ONNX Runtime [their defaults: one per core]; "
+                   help="CPU threads of torch, the compiled kernels, ONNX Runtime and OpenVINO [their defaults: one per "
+                        "core]; "
                         "on a busy machine fewer threads than cores avoid oversubscription stalls")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
     p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")

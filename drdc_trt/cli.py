@@ -129,10 +129,11 @@ def _expand_images(paths) -> list[Path]:
     return files
 
 
-_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
+_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 
 
-def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans, method=None):
+def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans, method=None,
+                      precision=None):
     """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source
     (a DiffusionAD checkpoint: DiffusionADBatch and DiffusionADStats, same field names)."""
     import torch
@@ -142,6 +143,8 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 
     if (model_dir is None) == (bundle_dir is None):
         raise click.UsageError("give exactly one of --model CKPT (torch backends) or --bundle B (engine backends)")
+    if precision is not None and backend != "openvino":
+        raise click.UsageError(f"--precision {precision} is an OpenVINO option (--bundle B --backend openvino)")
     if model_dir is not None:
         backend = backend or "torch"
         if backend not in ("torch", "torch-compiled"):
@@ -168,9 +171,9 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
                        seed=0 if seed is None else seed)
         return det.predict, model.cfg.image_size, model.stats
     backend = backend or "onnxruntime"
-    if backend not in ("onnxruntime", "tensorrt"):
+    if backend not in ("onnxruntime", "openvino", "tensorrt"):
         raise click.UsageError(f"--backend {backend} runs a checkpoint (--model CKPT); a bundle holds ONNX/TensorRT "
-                               "engines: use --backend onnxruntime or tensorrt")
+                               "engines: use --backend onnxruntime, openvino or tensorrt")
     if loop == "torch":
         raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
     if method == "diffusionad":
@@ -182,6 +185,8 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
         raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest['label_seed']} "
                                f"(drdc export --seed); got --seed {seed}")
     kwargs = {"rebuild": True} if rebuild_plans and backend == "tensorrt" else {}
+    if backend == "openvino":  # --device: OpenVINO's device name (cpu → CPU)
+        kwargs = {"device": device, "precision": precision}
     det = BundleDetector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
                          ("numpy" if loop == "numpy" else "auto"), **kwargs)
 
@@ -195,7 +200,8 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(), help="Checkpoint folder (backends torch, torch-compiled).")
 @click.option("--bundle", "bundle_dir", type=click.Path(),
-              help="Bundle folder from `drdc export` (backends onnxruntime, tensorrt; runs without PyTorch).")
+              help="Bundle folder from `drdc export` (backends onnxruntime, openvino, tensorrt; runs without "
+                   "PyTorch).")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--backend", type=click.Choice(_BACKENDS), default=None,
               help="Network engine [default: torch with --model, onnxruntime with --bundle].")
@@ -206,12 +212,17 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=None, type=click.IntRange(min=0),
               help="Seed of the masks and noise [default: 0; a bundle's own].")
-@click.option("--device", default="cpu", show_default=True, help="Torch device of the torch backends (cpu, cuda).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Torch device of the torch backends (cpu, cuda); OpenVINO device with --backend openvino "
+                   "(cpu, gpu, npu, auto).")
+@click.option("--precision", type=click.Choice(["f32", "bf16"]), default=None,
+              help="openvino: inference precision [default: f32].")
 @click.option("--rebuild-plans", is_flag=True,
               help="tensorrt: rebuild plans made for another GPU / TensorRT version from the bundle's ONNX.")
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="Check that the model is of this method [default: whatever the checkpoint holds].")
-def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, device, rebuild_plans, method):
+def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, device, precision, rebuild_plans,
+           method):
     """Score IMAGES (files or folders): writes overlays, maps and results.json / results.csv."""
     import numpy as np
     import torch
@@ -223,7 +234,7 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
     files = _expand_images(images)
     try:
         predict, size, st = _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans,
-                                              method)
+                                              method, precision)
         x = torch.stack([load_image(f, size) for f in files])
         res = predict(x, batch_size=batch_size, progress=True)
     except (CheckpointError, DatasetError, ValueError, RuntimeError) as e:

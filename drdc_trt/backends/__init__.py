@@ -12,7 +12,7 @@ Two flavours, told apart by the ``io`` attribute:
   graphs and/or torch.compile on GPU; eager on CPU, with a warning). They run a
   checkpoint's model.
 * ``io = "numpy"``: numpy arrays in and out, no torch anywhere —
-  ``onnxruntime`` and ``tensorrt``. They run a bundle's engines, and the
+  ``onnxruntime``, ``openvino`` and ``tensorrt``. They run a bundle's engines, and the
   torch-free deploy runtime (``drdc_trt.runtime``) drives them directly. The
   PyTorch Detector uses them through :func:`as_torch_runner`, which converts
   tensors at the boundary.
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 TORCH_BACKENDS = ("torch", "torch-compiled")
-ENGINE_BACKENDS = ("onnxruntime", "tensorrt")
+ENGINE_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 class Runner(Protocol):
@@ -57,6 +57,8 @@ def available_backends() -> list[str]:
         out += ["torch", "torch-compiled"]
     if _has("onnxruntime"):
         out.append("onnxruntime")
+    if _has("openvino"):
+        out.append("openvino")
     if _has("tensorrt"):
         out.append("tensorrt")
     return out
@@ -64,14 +66,14 @@ def available_backends() -> list[str]:
 
 def make_runner(name: str, model=None, bundle=None, **kwargs) -> Runner:
     """A runner by backend name: ``torch`` / ``torch-compiled`` need ``model`` (a DRDCModel),
-    ``onnxruntime`` / ``tensorrt`` need ``bundle`` (a path or a loaded Bundle)."""
+    ``onnxruntime`` / ``openvino`` / ``tensorrt`` need ``bundle`` (a path or a loaded Bundle)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)} "
                          f"(installed: {available_backends()})")
     if name in TORCH_BACKENDS:
         if model is None:
             raise ValueError(f"the {name} backend runs a checkpoint's model (--model CKPT); "
-                             "a bundle holds ONNX/TensorRT engines: use --backend onnxruntime or tensorrt")
+                             "a bundle holds ONNX/TensorRT engines: use --backend onnxruntime, openvino or tensorrt")
         if name == "torch":
             from .torch_backend import TorchRunner
 
@@ -89,6 +91,10 @@ def make_runner(name: str, model=None, bundle=None, **kwargs) -> Runner:
         from .onnxruntime_backend import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(bundle, **kwargs)
+    if name == "openvino":
+        from .openvino_backend import OpenVINORunner
+
+        return OpenVINORunner(bundle, **kwargs)
     from .tensorrt_backend import TensorRTRunner
 
     return TensorRTRunner(bundle, **kwargs)

@@ -26,7 +26,7 @@ LOOPS = ("torch", "csrc", "runtime")
 
 @dataclass(frozen=True)
 class EngineSpec:
-    backend: str            # torch, torch-compiled, onnxruntime, tensorrt
+    backend: str            # torch, torch-compiled, onnxruntime, openvino, tensorrt
     loop: str               # torch, csrc, runtime
     precision: str = "float32"
     baseline: bool = False
@@ -81,7 +81,11 @@ def engine_precision(spec: EngineSpec, ctx: Context) -> str:
         return "float16" if ctx.bundle.manifest.get("precision", {}).get("tensorrt_fp16") else "float32"
     if spec.backend == "onnxruntime":
         return "float32"
-    return spec.precision
+    return spec.precision  # torch: autocast; openvino: its inference precision hint
+
+
+def openvino_kwargs(spec: EngineSpec, ctx: Context) -> dict:
+    return {"device": "CPU", "precision": spec.precision, "threads": ctx.ort_threads}
 
 
 def ort_providers(device: torch.device) -> list[str]:
@@ -110,6 +114,19 @@ def unavailable(spec: EngineSpec, ctx: Context) -> str | None:
                         "CPU execution provider is benchmarked with --device cpu")
         if ctx.bundle is None:
             return "needs a bundle: --bundle B (make one with `drdc export --model CKPT --out B`)"
+    elif b == "openvino":
+        if not _has("openvino"):
+            return "openvino is not installed (pip install '.[openvino]')"
+        if dev.type != "cpu":
+            return "the OpenVINO rows run on the CPU (--device cpu); its Intel GPU/NPU devices are not benchmarked"
+        if ctx.bundle is None:
+            return "needs a bundle: --bundle B (make one with `drdc export --model CKPT --out B`)"
+        from drdc_trt.backends.openvino_backend import resolve_precision
+
+        try:
+            resolve_precision(spec.precision, "CPU")
+        except ValueError as e:
+            return str(e)
     elif b == "tensorrt":
         try:
             from drdc_trt.export.tensorrt_build import import_tensorrt
@@ -130,8 +147,9 @@ def unavailable(spec: EngineSpec, ctx: Context) -> str | None:
         if why:
             return f"loop csrc: {why}"
     if spec.loop == "runtime":
-        if b not in ("onnxruntime", "tensorrt"):
-            return "loop runtime is the torch-free bundle runtime: it runs the onnxruntime / tensorrt engines only"
+        if b not in ("onnxruntime", "openvino", "tensorrt"):
+            return ("loop runtime is the torch-free bundle runtime: it runs the onnxruntime / openvino / tensorrt "
+                    "engines only")
     return None
 
 
@@ -185,6 +203,10 @@ def _engine_runner(spec: EngineSpec, ctx: Context):
                              threads=ctx.ort_threads)
         eps = [p.replace("ExecutionProvider", "") for p in runner.providers]
         return runner, f"onnxruntime ({'+'.join(eps)} EP)", {"providers": list(runner.providers)}
+    if spec.backend == "openvino":
+        runner = make_runner("openvino", bundle=ctx.bundle, **openvino_kwargs(spec, ctx))
+        return runner, f"openvino ({runner.label})", {"openvino_device": runner.device,
+                                                      "inference_precision": runner.precision}
     runner = make_runner("tensorrt", bundle=ctx.bundle, rebuild=True)
     info = {"rebuilt_plans": dict(getattr(runner, "rebuilt", {}))}
     return runner, f"tensorrt ({engine_precision(spec, ctx).replace('float', 'fp')} plan)", info
@@ -197,11 +219,13 @@ def build(spec: EngineSpec, ctx: Context, timer: StageTimer) -> Engine:
         from drdc_trt.runtime import BundleDetector
 
         kwargs = ({"providers": ort_providers(ctx.device), "threads": ctx.ort_threads}
-                  if spec.backend == "onnxruntime" else {"rebuild": True})
+                  if spec.backend == "onnxruntime" else
+                  openvino_kwargs(spec, ctx) if spec.backend == "openvino" else {"rebuild": True})
         det = BundleDetector(ctx.bundle, backend=spec.backend, kernels="auto", verify=False, **kwargs)
         det.runner = _TimedRunner(det.runner, timer)
         det.heat = timer.wrap("loop", det.heat)
-        label = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[spec.backend] + " (torch-free runtime)"
+        label = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt",
+                 "openvino": f"openvino ({getattr(det.runner, 'label', '')})"}[spec.backend] + " (torch-free runtime)"
         info = {"runtime_loop": det.loop}
         return Engine(spec, label, prec, det.predict_batch, info, host_input=True)
 

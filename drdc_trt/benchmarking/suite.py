@@ -45,6 +45,9 @@ class Options:
     write: bool = True
 
 
+OPENVINO_PRECISIONS = ("float32", "bfloat16")
+
+
 class BenchError(ValueError):
     """A bad combination of options (reported as a usage error)."""
 
@@ -133,7 +136,8 @@ def plan(opts: Options) -> list[E.EngineSpec]:
     specs = [base]
     for b in opts.backends:
         torch_backend = b in ("torch", "torch-compiled")
-        precs = opts.precisions if torch_backend else ("float32",)
+        # OpenVINO: a row per inference precision hint (its CPU default would be bf16)
+        precs = opts.precisions if torch_backend else (OPENVINO_PRECISIONS if b == "openvino" else ("float32",))
         # loop "runtime" runs bundles only: a torch backend gets a (not available) row for it
         # only when it was asked for nothing else
         loops = [lp for lp in opts.loops if not (torch_backend and lp == "runtime")] or list(opts.loops)
@@ -147,7 +151,7 @@ def plan(opts: Options) -> list[E.EngineSpec]:
 
 def _label(spec: E.EngineSpec) -> str:
     return {"torch": "torch eager", "torch-compiled": "torch-compiled", "onnxruntime": "onnxruntime",
-            "tensorrt": "tensorrt"}.get(spec.backend, spec.backend) + (
+            "openvino": "openvino", "tensorrt": "tensorrt"}.get(spec.backend, spec.backend) + (
         " (torch-free runtime)" if spec.loop == "runtime" else "")
 
 

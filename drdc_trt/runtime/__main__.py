@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", choices=RUNTIME_BACKENDS)
     p.add_argument("--kernels", default="auto", choices=("auto", "numpy", "csrc"))
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ov-device", default=None, help="openvino: device (CPU, GPU, NPU, AUTO) [CPU]")
+    p.add_argument("--ov-precision", default=None, choices=("f32", "bf16"), help="openvino: inference precision [f32]")
     p.add_argument("--rebuild-plans", action="store_true", help="TensorRT: rebuild plans that do not fit this machine")
     a = p.parse_args(argv)
     if a.batch_size < 1:
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
         if not isinstance(images, np.ndarray):  # an .npz archive
             raise ValueError(f"{a.images}: expected an .npy array, got an .npz archive")
         kwargs = {"rebuild": True} if a.rebuild_plans and a.backend == "tensorrt" else {}
+        if a.backend == "openvino":
+            kwargs = {"device": a.ov_device, "precision": a.ov_precision}
         det = BundleDetector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
         try:
             res = det.predict(images, batch_size=a.batch_size)

@@ -23,7 +23,7 @@ from .kernels import CsrcKernels, heat_divisor, image_score, make_kernels, norma
 from ..gridsets import grid_labels, pad_labels, symmetric_index
 from .schedule import alphas_cumprod, coefficients, ddim_timesteps
 
-RUNTIME_BACKENDS = ("onnxruntime", "tensorrt")
+RUNTIME_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 @dataclass
@@ -52,9 +52,10 @@ class Result:
 class BundleDetector:
     """Runs a bundle: ``predict(images B×3×S×S float32 in [-1, 1]) -> Result``.
 
-    ``backend``: ``onnxruntime`` or ``tensorrt``; ``kernels``: ``auto`` (compiled when
+    ``backend``: ``onnxruntime``, ``openvino`` or ``tensorrt``; ``kernels``: ``auto`` (compiled when
     available), ``numpy`` or ``csrc``; other keyword arguments go to the runner
-    (e.g. ``providers=[...]`` for ONNX Runtime, ``rebuild=True`` for TensorRT).
+    (e.g. ``providers=[...]`` for ONNX Runtime, ``device="CPU", precision="bf16"`` for OpenVINO,
+    ``rebuild=True`` for TensorRT).
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", kernels: str = "auto",

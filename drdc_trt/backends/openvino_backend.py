@@ -1,0 +1,187 @@
+"""OpenVINO runner: numpy in, numpy out, I/O bound by name (no torch).
+
+OpenVINO reads the bundle's ONNX files directly and compiles them for a device:
+``CPU`` by default; ``GPU``, ``NPU`` and the virtual ``AUTO`` (``AUTO:GPU,CPU``)
+where the installed OpenVINO sees them. A device that is not there is refused
+with the list of those that are.
+
+Precision: OpenVINO's CPU plugin computes in bf16 by default on CPUs with
+AVX-512 BF16 / AMX (a small conv net then differs from PyTorch by ~1e-2), so
+the precision is always asked for explicitly (``INFERENCE_PRECISION_HINT``):
+``f32`` (default) or ``bf16`` (refused on a device without it). int8 needs a
+quantised model (NNCF and calibration images) and is not offered.
+
+Batch: dynamic by default (the bundle's ONNX has a dynamic batch dimension).
+``static_batch=B`` reshapes both networks to B images (B × rows-per-image U-Net
+rows), which lets the CPU plugin pick kernels for one shape; calls of another
+size run in chunks of that size, the last one padded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+PRECISIONS = ("f32", "bf16")
+DEFAULT_DEVICE = "CPU"
+# The names drdc-bench and the PyTorch precision options use, mapped to OpenVINO's.
+PRECISION_ALIASES = {"float32": "f32", "fp32": "f32", "bfloat16": "bf16"}
+_VIRTUAL = ("AUTO", "MULTI", "HETERO")
+
+
+def core():
+    """One OpenVINO Core per process (it loads the device plugins on first use)."""
+    global _CORE
+    if _CORE is None:
+        import openvino as ov
+
+        _CORE = ov.Core()
+    return _CORE
+
+
+_CORE = None
+
+
+def available_devices() -> list[str]:
+    return list(core().available_devices)
+
+
+def _physical(device: str) -> list[str]:
+    """The physical devices a device string names: ``GPU.1`` → [GPU.1]; ``AUTO:GPU,CPU`` → [GPU, CPU];
+    plain ``AUTO`` → [] (it picks among what is there)."""
+    head, _, tail = device.partition(":")
+    if head in _VIRTUAL:
+        return [d.strip() for d in tail.split(",") if d.strip()]
+    return [device]
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` in OpenVINO's spelling (upper case), checked against what this machine has."""
+    device = (device or DEFAULT_DEVICE).strip().upper()
+    have = available_devices()
+    for d in _physical(device):
+        # "GPU" matches "GPU.0" / "GPU.1" when OpenVINO numbers several of one kind
+        if d not in have and not any(h.split(".")[0] == d for h in have):
+            raise ValueError(f"OpenVINO device {device!r}: {d} is not available on this machine (OpenVINO sees "
+                             f"{have}); GPU needs the Intel GPU driver (OpenCL), NPU the Intel NPU driver")
+    return device
+
+
+def resolve_precision(precision: str | None, device: str) -> str:
+    p = PRECISION_ALIASES.get(precision or "f32", precision or "f32")
+    if p not in PRECISIONS:
+        raise ValueError(f"OpenVINO precision {precision!r}: choose one of {list(PRECISIONS)} "
+                         "(int8 needs a quantised model and is not offered)")
+    if p == "bf16":
+        for d in _physical(device) or ["CPU"]:
+            caps = core().get_property(d, "OPTIMIZATION_CAPABILITIES")
+            if "BF16" not in caps:
+                raise ValueError(f"OpenVINO precision bf16: device {d} does not support it (its capabilities: "
+                                 f"{list(caps)})")
+    return p
+
+
+def _shape_text(shape) -> str:
+    return "×".join("batch" if s == "batch" else str(s) for s in shape)
+
+
+class OvNetwork:
+    """One ONNX graph compiled by OpenVINO, inputs and output bound by name.
+
+    ``specs_in`` / ``spec_out``: the manifest's TensorSpecs; the graph's names,
+    ranks and static dimensions must match them.
+    """
+
+    def __init__(self, path: str | Path, specs_in: Sequence, spec_out, device: str = DEFAULT_DEVICE,
+                 precision: str = "f32", threads: int = 0, static_rows: int | None = None):
+        import openvino as ov
+
+        self.path = Path(path)
+        model = core().read_model(str(self.path))
+        got_in = [p.get_any_name() for p in model.inputs]
+        got_out = [p.get_any_name() for p in model.outputs]
+        want_in = [s.name for s in specs_in]
+        if got_in != want_in or spec_out.name not in got_out:
+            raise ValueError(f"{self.path}: graph has inputs {got_in} and outputs {got_out}; manifest.json "
+                             f"says inputs {want_in} and output {spec_out.name!r}")
+        for spec, port in [*zip(specs_in, model.inputs), (spec_out, model.output(spec_out.name))]:
+            ps = port.get_partial_shape()
+            ok = ps.rank.is_static and ps.rank.get_length() == len(spec.shape) and all(
+                e == "batch" or (d.is_static and d.get_length() == e) for d, e in zip(ps, spec.shape))
+            if not ok:
+                raise ValueError(f"{self.path}: tensor {spec.name!r} has shape {ps} in the graph, manifest.json "
+                                 f"says {_shape_text(spec.shape)}")
+        self.static_rows = static_rows
+        if static_rows is not None:
+            model.reshape({p.get_any_name(): ov.PartialShape([static_rows, *list(p.get_partial_shape())[1:]])
+                           for p in model.inputs})
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads and not device.startswith(_VIRTUAL):
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core().compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names, self.output_name = want_in, spec_out.name
+        self._out = self.compiled.output(spec_out.name)
+        self.device, self.precision = device, precision
+
+    def _infer(self, arrays) -> np.ndarray:
+        res = self.request.infer(dict(zip(self.input_names, arrays)))
+        return np.array(res[self._out], dtype=np.float32, copy=True)
+
+    def run(self, *arrays: np.ndarray) -> np.ndarray:
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        k = self.static_rows
+        if k is None:
+            return self._infer(arrays)
+        n = arrays[0].shape[0]
+        parts = []
+        for i in range(0, n, k):
+            chunk = [a[i:i + k] for a in arrays]
+            m = chunk[0].shape[0]
+            if m < k:  # pad the last chunk to the compiled batch (repeat its last row)
+                chunk = [np.concatenate([c, np.repeat(c[-1:], k - m, axis=0)]) for c in chunk]
+            parts.append(self._infer(chunk)[:m])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+class OpenVINORunner:
+    """The two networks of a bundle on OpenVINO. numpy in, numpy out.
+
+    ``base(images B×3×S×S float32) -> B×h×w float32``;
+    ``unet(x N×6×S×S, t N float32) -> N×3×S×S float32``. Inputs are checked
+    against the manifest (shape, channel count, dtype) before they reach OpenVINO.
+    """
+
+    name = "openvino"
+    io = "numpy"
+
+    def __init__(self, bundle, device: str | None = None, precision: str | None = None, threads: int = 0,
+                 static_batch: int | None = None):
+        if static_batch is not None and int(static_batch) < 1:
+            raise ValueError(f"OpenVINO static_batch must be >= 1, got {static_batch}")
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.static_batch = None if static_batch is None else int(static_batch)
+        rows = {"base": self.static_batch,
+                "unet": None if static_batch is None else self.static_batch * bundle.rows_per_image}
+        nets = {}
+        for net in ("base", "unet"):
+            nets[net] = OvNetwork(bundle.onnx_path(net), bundle.inputs(net), bundle.outputs(net)[0], self.device,
+                                  self.precision, threads, rows[net])
+        self._base, self._unet = nets["base"], nets["unet"]
+        self.unet_dtype = bundle.inputs("unet")[0].dtype
+
+    @property
+    def label(self) -> str:
+        return f"{self.device}, {self.precision}" + (f", static batch {self.static_batch}" if self.static_batch else "")
+
+    def base(self, images: np.ndarray) -> np.ndarray:
+        self.bundle.check_inputs("base", [images])
+        return self._base.run(images)
+
+    def unet(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        self.bundle.check_inputs("unet", [x, t])
+        return self._unet.run(x, t)
