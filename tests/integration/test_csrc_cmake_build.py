@@ -41,7 +41,7 @@ def installed(tmp_path_factory):
 def test_ctest_passes(installed):
     build, _, out = installed
     assert re.search(r"100% tests passed, 0 tests failed out of \d+", out), out
-    for name in ("test_core", "test_refiner", "example_analytic_cpu"):
+    for name in ("test_core", "test_refiner", "fuzz_json_lite", "example_analytic_cpu"):
         assert re.search(rf"{name} \.+\s+Passed", out), f"{name} did not pass:\n{out}"
     cache = (build / "CMakeCache.txt").read_text()
     if shutil.which("nvcc") or os.environ.get("CUDACXX"):
@@ -94,6 +94,6 @@ def test_cpu_only_build(tmp_path):
           "-DDRDC_BUILD_TESTS=ON", "-DDRDC_BUILD_EXAMPLES=ON", "-DDRDC_BUILD_PYTHON=OFF"])
     _run(["cmake", "--build", build, "-j", JOBS], timeout=900)
     out = _run(["ctest", "--output-on-failure"], cwd=build)
-    assert re.search(r"100% tests passed, 0 tests failed out of 3", out), out  # core, refiner, example
+    assert re.search(r"100% tests passed, 0 tests failed out of 4", out), out  # core, refiner, JSON fuzzer, example
     assert "test_cuda" not in out
     assert not list(build.rglob("*.cu.o"))
