@@ -363,7 +363,10 @@ def _is_int(v) -> bool:
 
 
 def _is_number(v) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    try:
+        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _check_array_spec(spec: dict, field: str, where: Path) -> None:
@@ -423,25 +426,32 @@ def _validate_references(m: dict, where: Path, files: set[str]) -> None:
         if not isinstance(spec, dict) or "onnx" not in spec:
             raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.onnx is missing")
         for role in ("inputs", "outputs"):
-            for i, d in enumerate(spec.get(role) or []):
+            if not isinstance(spec.get(role), list):
+                raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.{role} must list tensor specs")
+            for i, d in enumerate(spec[role]):
                 TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: networks.{net}.{role}[{i}]")
-        if spec["onnx"] not in files:
+        if not isinstance(spec["onnx"], str) or spec["onnx"] not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.onnx names {spec['onnx']!r}, "
                               "which is not among its files")
     for key in NOISE_FILES:
         spec = m["noise"].get(key) if isinstance(m["noise"], dict) else None
-        if not isinstance(spec, dict) or spec.get("file") not in files:
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or spec["file"] not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: noise.{key} is missing or names a file not in the bundle")
         _check_array_spec(spec, f"noise.{key}", where)
     for key in PIXEL_STATS_FILES if m.get("pixel_stats") else ():
         spec = m["pixel_stats"].get(key) if isinstance(m["pixel_stats"], dict) else None
-        if not isinstance(spec, dict) or spec.get("file") not in files:
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or spec["file"] not in files:
             raise BundleError(f"bundle {where}: {MANIFEST}: pixel_stats.{key} is missing or names a file not in "
                               "the bundle")
         _check_array_spec(spec, f"pixel_stats.{key}", where)
-    for net, plan in ((m.get("tensorrt") or {}).get("plans") or {}).items():
-        if plan.get("file") not in files:
-            raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans.{net} names {plan.get('file')!r}, "
+    trt = m.get("tensorrt") or {}
+    plans = trt.get("plans") or {} if isinstance(trt, dict) else None
+    if not isinstance(plans, dict):
+        raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans must be an object")
+    for net, plan in plans.items():
+        if not isinstance(plan, dict) or not isinstance(plan.get("file"), str) or plan["file"] not in files:
+            raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans.{net} names "
+                              f"{plan.get('file') if isinstance(plan, dict) else plan!r}, "
                               "which is not among its files")
 
 
@@ -455,8 +465,8 @@ def read_manifest(path: str | Path) -> dict:
         raise BundleError(f"bundle {path}: missing {MANIFEST} (not a bundle; write one with `drdc export`)")
     try:
         m = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"bundle {path}: {MANIFEST} is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, too deep, > 4300 digits
+        raise BundleError(f"bundle {path}: {MANIFEST} is not valid JSON ({str(e)[:200]})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise BundleError(f"bundle {path}: {MANIFEST} is not a drdc_trt bundle manifest (format != {FORMAT!r})")
     version = m.get("schema_version")
