@@ -7,7 +7,17 @@
 //       it runs in every build (CPU always, CUDA when built and a GPU is
 //       present; exit 77 = skipped when no GPU).
 //
-//   drdc_host BUNDLE_DIR [--image RAW] [--out MAP]
+//   drdc_host --bundle BUNDLE_DIR --backend openvino [--device CPU|GPU|NPU|AUTO]
+//             [--precision f32|bf16] [--threads N] [--repeat N] [--out DIR] IMAGE...
+//       Scores the images with the bundle on OpenVINO (CPU by default): base
+//       network, the C++ refiner with the OpenVINO U-Net and the bundle's loop
+//       noise, per-pixel statistics, fusion. IMAGE: an uncompressed 24/32-bit
+//       BMP of the bundle's size, or a 3×S×S float32 .npy in [-1, 1]. Writes
+//       DIR/results.json, results.csv and maps/NNNN_<stem>_anomaly_map.npy as
+//       `drdc detect` does, and prints the per-image latency (--repeat N: N
+//       passes, the first one untimed). See host_openvino.cpp.
+//
+//   drdc_host BUNDLE_DIR [--image RAW] [--out MAP]      (--backend tensorrt)
 //       Loads a bundle written by drdc_trt.export (manifest.json, base.plan,
 //       unet.plan, the loop noise noise_*.npy) and scores one image with
 //       TensorRT on the GPU, as the Python runtime does. RAW: 3×S×S float32,
@@ -26,6 +36,7 @@
 #include <vector>
 
 #include "drdc/drdc.h"
+#include "host_openvino.h"
 #include "json_lite.h"
 
 namespace {
@@ -35,6 +46,9 @@ struct Options {
   std::string bundle, image, out;
   drdc::Device device = drdc::Device::kCPU;
   int size = 64, batch = 2;
+  std::string backend, device_text = "cpu", precision = "f32";
+  std::vector<std::string> images;
+  int threads = 0, repeat = 1;
 };
 
 Options parse_args(int argc, char** argv) {
@@ -46,15 +60,29 @@ Options parse_args(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--analytic") o.analytic = true;
-    else if (a == "--device") o.device = drdc::parse_device(next().c_str());
+    else if (a == "--device") o.device_text = next();
+    else if (a == "--bundle") o.bundle = next();
+    else if (a == "--backend") o.backend = next();
+    else if (a == "--precision") o.precision = next();
+    else if (a == "--threads") o.threads = std::stoi(next());
+    else if (a == "--repeat") o.repeat = std::stoi(next());
     else if (a == "--size") o.size = std::stoi(next());
     else if (a == "--batch") o.batch = std::stoi(next());
     else if (a == "--image") o.image = next();
     else if (a == "--out") o.out = next();
-    else if (!a.empty() && a[0] != '-') o.bundle = a;
+    else if (!a.empty() && a[0] != '-') o.images.push_back(a);
     else throw std::runtime_error("unknown option " + a);
   }
-  if (!o.analytic && o.bundle.empty()) throw std::runtime_error("usage: drdc_host --analytic | BUNDLE_DIR");
+  if (o.bundle.empty() && !o.images.empty()) {  // drdc_host BUNDLE_DIR ... (first positional)
+    o.bundle = o.images.front();
+    o.images.erase(o.images.begin());
+  }
+  if (o.backend.empty()) o.backend = drdc::built_with_tensorrt() ? "tensorrt" : "openvino";
+  if (o.analytic) o.device = drdc::parse_device(o.device_text.c_str());
+  if (!o.analytic && o.bundle.empty())
+    throw std::runtime_error("usage: drdc_host --analytic | --bundle BUNDLE_DIR --backend openvino IMAGE... | BUNDLE_DIR");
+  if (!o.analytic && o.backend != "openvino" && o.backend != "tensorrt")
+    throw std::runtime_error("--backend " + o.backend + ": choose openvino or tensorrt");
   return o;
 }
 
@@ -321,6 +349,13 @@ int run_bundle(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse_args(argc, argv);
+    if (!o.analytic && o.backend == "openvino") {
+      BundleHostOptions b;
+      b.bundle = o.bundle, b.images = o.images, b.precision = o.precision, b.threads = o.threads, b.repeat = o.repeat;
+      b.device = o.device_text;
+      if (!o.out.empty()) b.out = o.out;
+      return run_bundle_openvino(b);
+    }
     return o.analytic ? run_analytic(o) : run_bundle(o);
   } catch (const drdc::Error& e) {
     std::fprintf(stderr, "drdc_host: %s\n", e.what());

@@ -4,6 +4,7 @@
 #include "drdc/analytic_runner.h"
 #include "drdc/buffer.h"
 #include "drdc/kernels.h"
+#include "drdc/openvino.h"
 #include "drdc/refiner.h"
 #include "drdc/rng.h"
 #include "drdc/runner.h"
