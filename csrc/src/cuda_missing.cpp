@@ -18,6 +18,7 @@ namespace detail {
 void prepare_cuda(const PrepareArgs&, void*) { no_cuda("prepare"); }
 void step_cuda(const StepArgs&, void*) { no_cuda("step"); }
 void fuse_cuda(const FuseArgs&, void*) { no_cuda("fuse"); }
+void norm_guided_cuda(const NormGuidedArgs&, void*) { no_cuda("norm_guided"); }
 void gaussian_cuda(float*, std::size_t, uint64_t, uint64_t, void*) { no_cuda("gaussian"); }
 void analytic_eps_cuda(const AnalyticEpsArgs&, void*) { no_cuda("analytic runner"); }
 }  // namespace detail

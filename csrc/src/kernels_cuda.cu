@@ -178,7 +178,22 @@ __global__ void score_kernel(const float* __restrict__ fin, float* score, int H,
   }
 }
 
+__global__ void norm_guided_kernel(NormGuidedArgs a, NormGuidedCoef k) {
+  for (int64_t i = thread_index(); i < a.count; i += thread_stride()) {
+    float x0b;
+    a.x0_g[i] = norm_guided_x0(a.x_a[i], a.e_a[i], a.x_b[i], a.e_b[i], k, a.clamp, &x0b);
+    if (a.x0_b) a.x0_b[i] = x0b;
+  }
+}
+
 }  // namespace
+
+void norm_guided_cuda(const NormGuidedArgs& a, void* stream) {
+  // coefficients on the host, in float, as the CPU kernel forms them
+  const NormGuidedCoef k = norm_guided_coef(a.ab_a, a.ab_b, a.w);
+  norm_guided_kernel<<<blocks_for(a.count), kThreads, 0, as_stream(stream)>>>(a, k);
+  check_launch("norm_guided kernel");
+}
 
 void prepare_cuda(const PrepareArgs& a, void* stream) {
   const int64_t HW = static_cast<int64_t>(a.H) * a.W;

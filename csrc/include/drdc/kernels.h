@@ -86,9 +86,33 @@ void step(Device device, const StepArgs& args, void* stream = nullptr);
 // final = λ·(hd−μ_d)/σ_d + (1−λ)·(hb−μ_b)/σ_b, score = max of avgpool_window(final).
 void fuse(Device device, const FuseArgs& args, void* stream = nullptr);
 
+// DiffusionAD's norm-guided one-step combination (definition:
+// drdc_trt.ops.reference_norm_guided), element-wise over `count` floats, with
+// ᾱ_a = ab_a, ᾱ_b = ab_b:
+//   x0_b = clamp((x_b − √(1−ᾱ_b)·e_b)/√ᾱ_b)
+//   ê    = e_a − (w·√(1−ᾱ_a))·((√ᾱ_a·x0_b + √(1−ᾱ_a)·e_a) − x_a)
+//   x0_g = clamp((x_a − √(1−ᾱ_a)·ê)/√ᾱ_a)
+// (clamps to [-1, 1] unless clamp is false). x0_b is written when not null.
+// Outputs may alias inputs (each element is read before it is written).
+struct NormGuidedArgs {
+  const float* x_a = nullptr;  // x noised to t_a
+  const float* e_a = nullptr;  // U(x_a, t_a)
+  const float* x_b = nullptr;  // x noised to t_b
+  const float* e_b = nullptr;  // U(x_b, t_b)
+  float* x0_g = nullptr;       // out
+  float* x0_b = nullptr;       // out, optional
+  int64_t count = 0;
+  float ab_a = 0.f, ab_b = 0.f;  // ᾱ at t_a, t_b, in (0, 1]
+  float w = 1.f;
+  bool clamp = true;
+};
+
+void norm_guided(Device device, const NormGuidedArgs& args, void* stream = nullptr);
+
 // Argument checks shared by both devices (throw Error kInvalidArgument).
 void validate(const PrepareArgs& args);
 void validate(const StepArgs& args);
 void validate(const FuseArgs& args);
+void validate(const NormGuidedArgs& args);
 
 }  // namespace drdc
