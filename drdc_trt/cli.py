@@ -176,19 +176,30 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
                                "engines: use --backend onnxruntime, openvino or tensorrt")
     if loop == "torch":
         raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
-    if method == "diffusionad":
-        raise click.UsageError("bundles hold DRDC models; run a DiffusionAD checkpoint with --model")
-    from .runtime import BundleDetector, load_bundle
+    from .runtime import load_bundle, load_detector
 
     bundle = load_bundle(bundle_dir)
-    if seed is not None and seed != bundle.manifest["label_seed"]:
-        raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest['label_seed']} "
+    if method is not None and bundle.method != method:
+        raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
+    seed_key = "noise_seed" if bundle.method == "diffusionad" else "label_seed"
+    if seed is not None and seed != bundle.manifest[seed_key]:
+        raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest[seed_key]} "
                                f"(drdc export --seed); got --seed {seed}")
     kwargs = {"rebuild": True} if rebuild_plans and backend == "tensorrt" else {}
     if backend == "openvino":  # --device: OpenVINO's device name (cpu → CPU)
         kwargs = {"device": device, "precision": precision}
-    det = BundleDetector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
-                         ("numpy" if loop == "numpy" else "auto"), **kwargs)
+    det = load_detector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
+                        ("numpy" if loop == "numpy" else "auto"), **kwargs)
+    if bundle.method == "diffusionad":
+        from .models.diffusionad import DiffusionADBatch
+        from .models.diffusionad.model import DiffusionADStats
+
+        def predict_diffusionad(x, batch_size=8, progress=False):
+            r = det.predict(x.numpy(), batch_size=batch_size)
+            return DiffusionADBatch(*(torch.from_numpy(getattr(r, f)) for f in DiffusionADBatch.__dataclass_fields__))
+
+        th = bundle.manifest["thresholds"]
+        return predict_diffusionad, bundle.image_size, DiffusionADStats.from_dict(th, "manifest.json: thresholds")
 
     def predict(x, batch_size=8, progress=False):
         r = det.predict(x.numpy(), batch_size=batch_size)

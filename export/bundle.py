@@ -237,6 +237,11 @@ class Bundle:
 
     # ---- settings -------------------------------------------------------------
     @property
+    def method(self) -> str:
+        """``drdc`` or ``diffusionad`` (export.diffusionad_bundle)."""
+        return str(self.manifest.get("method", "drdc"))
+
+    @property
     def config(self) -> dict:
         return self.manifest["config"]
 
@@ -301,7 +306,11 @@ class Bundle:
     def check_images(self, images) -> None:
         """Images for the whole pipeline: B×3×S×S float32, finite, in [-1, 1] (8-bit pixels v:
         v / 127.5 − 1; a slack of RANGE_SLACK covers float rounding)."""
-        self.check_inputs("base", [images])
+        if self.method == "diffusionad":  # no network takes the plain image
+            s = self.image_size
+            TensorSpec("image", ("batch", 3, s, s), "float32").check(images, "diffusionad")
+        else:
+            self.check_inputs("base", [images])
         finite = np.isfinite(images)
         if not finite.all():
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -417,6 +426,16 @@ def _check_settings(m: dict, where: Path) -> None:
 
 
 def _validate_references(m: dict, where: Path, files: set[str]) -> None:
+    method = m.get("method", "drdc")  # bundles written before DiffusionAD have no method: DRDC's
+    if method == "diffusionad":
+        from .diffusionad_bundle import validate_manifest
+
+        return validate_manifest(
+            m, where, files, BundleError, MANIFEST,
+            check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
+            check_array=lambda spec, field: _check_array_spec(spec, field, where))
+    if method != "drdc":
+        raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of ['drdc', 'diffusionad']")
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise BundleError(f"bundle {where}: {MANIFEST} lacks field(s) {missing}")

@@ -93,6 +93,11 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
     blocker = _tensorrt_blocker() if tensorrt else None
     if fp16 and not tensorrt:
         log("note: --fp16 applies to TensorRT plans; without --tensorrt the bundle holds float32 ONNX only")
+    if cfg.method == "diffusionad":  # U-Net + segmentation net: export.diffusionad
+        from .diffusionad import export_diffusionad_bundle
+
+        return export_diffusionad_bundle(model, out, fp16, tensorrt, max_batch, seed, opset, exporter, check_batches,
+                                         tolerance, timing_cache, source, blocker, log)
 
     with BundleWriter(out) as w:
         log("exporting base model to ONNX")

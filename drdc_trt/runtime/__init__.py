@@ -7,13 +7,29 @@ the compiled ``drdc_trt._C`` kernels; nothing on this path imports torch::
     det = BundleDetector("bundle/", backend="onnxruntime")
     res = det.predict(images)   # B×3×S×S float32 in [-1, 1] → Result (numpy)
 
+A DiffusionAD bundle (manifest method "diffusionad") runs on
+``DiffusionADBundleDetector``; :func:`load_detector` picks the one the manifest names.
+
 From a shell: ``python -m drdc_trt.runtime BUNDLE IMAGES.npy --out RESULTS.npz``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drdc_trt.export.bundle import Bundle, BundleError, load_bundle
 
 from .detector import RUNTIME_BACKENDS, BundleDetector, Result
+from .diffusionad import DiffusionADBundleDetector, DiffusionADResult
 
-__all__ = ["RUNTIME_BACKENDS", "Bundle", "BundleDetector", "BundleError", "Result", "load_bundle"]
+
+def load_detector(bundle: Bundle | str | Path, backend: str = "onnxruntime", kernels: str = "auto",
+                  verify: bool = True, **kwargs):
+    """The detector of a bundle's method: BundleDetector (DRDC) or DiffusionADBundleDetector."""
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=verify)
+    cls = DiffusionADBundleDetector if bundle.method == "diffusionad" else BundleDetector
+    return cls(bundle, backend=backend, kernels=kernels, **kwargs)
+
+
+__all__ = ["RUNTIME_BACKENDS", "Bundle", "BundleDetector", "BundleError", "DiffusionADBundleDetector",
+           "DiffusionADResult", "Result", "load_bundle", "load_detector"]

@@ -1,7 +1,8 @@
 """``python -m drdc_trt.runtime BUNDLE IMAGES.npy --out RESULTS.npz`` (no torch, no click).
 
 IMAGES.npy: B×3×S×S float32 in [-1, 1] (RGB). RESULTS.npz: the Result fields
-(pred_score, pred_label, anomaly_map, pred_mask, base_map, diff_map, base_score).
+(pred_score, pred_label, anomaly_map, pred_mask, base_map, diff_map, base_score; a DiffusionAD
+bundle: pred_score, pred_label, anomaly_map, pred_mask, reconstruction).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 
 import numpy as np
 
-from .detector import RUNTIME_BACKENDS, BundleDetector
+from . import load_detector
+from .detector import RUNTIME_BACKENDS
 
 
 def main(argv=None) -> int:
@@ -40,7 +42,7 @@ def main(argv=None) -> int:
         kwargs = {"rebuild": True} if a.rebuild_plans and a.backend == "tensorrt" else {}
         if a.backend == "openvino":
             kwargs = {"device": a.ov_device, "precision": a.ov_precision}
-        det = BundleDetector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
+        det = load_detector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
         try:
             res = det.predict(images, batch_size=a.batch_size)
         except ValueError as e:

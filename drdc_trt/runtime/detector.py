@@ -66,6 +66,9 @@ class BundleDetector:
         from drdc_trt.backends import make_runner
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=verify)
+        if self.bundle.method != "drdc":
+            raise ValueError(f"bundle {self.bundle.path}: method {self.bundle.method!r}; BundleDetector runs DRDC "
+                             "bundles (drdc_trt.runtime.load_detector picks the bundle's own)")
         self.runner = make_runner(backend, bundle=self.bundle, **runner_kwargs)
         self.kernels = make_kernels(kernels)
         m, cfg = self.bundle.manifest, self.bundle.config
