@@ -229,7 +229,7 @@ int run_bundle(const Options& o) {
     return 2;
   }
   const json_lite::Value m = json_lite::parse(read_text(o.bundle + "/manifest.json"));
-  const int S = static_cast<int>(m.get({"config", "image_size"}, 224));
+  const int S = m.integer({"config", "image_size"}, 224);
   // The border margin and the contrast-normalised heat run in the Python runtimes only so far;
   // a bundle that uses them would give other scores here, so it is refused.
   const bool has_fusion = m.has("config") && m["config"].has("fusion");
@@ -241,15 +241,15 @@ int run_bundle(const Options& o) {
   RefinerConfig cfg;
   cfg.device = Device::kCUDA;
   cfg.batch = 1, cfg.height = cfg.width = S;
-  cfg.num_sets = static_cast<int>(m.get({"config", "diffusion", "num_sets"}, 2));
-  cfg.t0 = static_cast<int>(m.get({"config", "diffusion", "t0"}, 250));
-  cfg.num_steps = static_cast<int>(m.get({"config", "diffusion", "num_steps"}, 10));
+  cfg.num_sets = m.integer({"config", "diffusion", "num_sets"}, 2);
+  cfg.t0 = m.integer({"config", "diffusion", "t0"}, 250);
+  cfg.num_steps = m.integer({"config", "diffusion", "num_steps"}, 10);
   cfg.clip_x0 = m.get({"config", "diffusion", "clip_x0"}, 1) != 0.0;
   cfg.pool_factors = m.ints({"fusion", "pool_factors"}, m.ints({"config", "fusion", "pool_factors"}, {1, 2}));
-  const Schedule schedule = Schedule::linear(static_cast<int>(m.get({"config", "diffusion", "num_train_timesteps"}, 1000)),
+  const Schedule schedule = Schedule::linear(m.integer({"config", "diffusion", "num_train_timesteps"}, 1000),
                                              m.get({"config", "diffusion", "beta_start"}, 1e-4),
                                              m.get({"config", "diffusion", "beta_end"}, 0.02));
-  const LabelMaps labels = grid_labels(S, grids, cfg.num_sets, static_cast<uint64_t>(m.get({"label_seed"}, 0)));
+  const LabelMaps labels = grid_labels(S, grids, cfg.num_sets, static_cast<uint64_t>(m.integer({"label_seed"}, 0)));
   const std::vector<float> stats = read_stats(m);
 
   // The image in [-1, 1] feeds both networks (base.onnx holds the backbone's
@@ -296,7 +296,7 @@ int run_bundle(const Options& o) {
 
   auto unet = std::make_shared<trt::Engine>(o.bundle + "/unet.plan");
   Refiner refiner(cfg, schedule, labels, std::make_shared<trt::TensorRtRunner>(unet));
-  refiner.set_noise_seed(static_cast<uint64_t>(m.get({"noise_seed"}, 0)));
+  refiner.set_noise_seed(static_cast<uint64_t>(m.integer({"noise_seed"}, 0)));
   Buffer heat(Device::kCUDA, static_cast<size_t>(S) * S * 4);
   const int count = refiner.run(dx.as<float>(), heat.as<float>(), nullptr, noise, stream.handle());
   if (m.has("pixel_stats") && m["pixel_stats"].type == json_lite::Value::kObject) {
@@ -323,11 +323,11 @@ int run_bundle(const Options& o) {
   fa.heat = heat.as<float>(), fa.base = base.as<float>(), fa.final_map = fin.as<float>();
   fa.diff_map = hd.as<float>(), fa.base_up = hb.as<float>(), fa.score = score.as<float>();
   fa.B = 1, fa.H = fa.W = S, fa.h = bh, fa.w = bw, fa.inv_count = 1.f / static_cast<float>(count);
-  fa.mean_filter = static_cast<int>(m.get({"fusion", "mean_filter"}, m.get({"config", "fusion", "mean_filter"}, 5)));
+  fa.mean_filter = m.integer({"fusion", "mean_filter"}, m.integer({"config", "fusion", "mean_filter"}, 5));
   fa.lam = m.get({"fusion", "lam"}, m.get({"config", "fusion", "lam"}, 0.9));
   fa.mu_d = stats[0], fa.sd_d = stats[1], fa.mu_b = stats[2], fa.sd_b = stats[3];
-  fa.score_window = static_cast<int>(
-      m.get({"fusion", "score_window"}, std::max(1.0, std::round(m.get({"config", "fusion", "score_window_at_224"}, 16) * S / 224.0))));
+  const double window_at_s = std::round(m.get({"config", "fusion", "score_window_at_224"}, 16) * S / 224.0);
+  fa.score_window = m.integer({"fusion", "score_window"}, static_cast<int>(std::clamp(window_at_s, 1.0, static_cast<double>(S))));
   fuse(Device::kCUDA, fa, stream.handle());
   stream.synchronize();
   float s = 0.f;

@@ -48,7 +48,7 @@ json_lite::Value load_manifest(const std::string& bundle) {
   if (!m.has("format") || m["format"].string != "drdc_trt.bundle")
     bad_bundle(bundle, "manifest.json is not a drdc_trt bundle manifest (format != 'drdc_trt.bundle')");
   if (m.get({"schema_version"}, -1) != 1)
-    bad_bundle(bundle, "manifest.json has schema_version " + std::to_string(static_cast<int>(m.get({"schema_version"}, -1))) +
+    bad_bundle(bundle, "manifest.json has schema_version " + std::to_string(m.integer({"schema_version"}, -1)) +
                            ", this host reads schema_version 1; re-export the bundle with `drdc export`");
   if (!m.has("files") || m["files"].type != json_lite::Value::kObject)
     bad_bundle(bundle, "manifest.json: files must map file names to their sha256 and bytes");
@@ -158,7 +158,7 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   const json_lite::Value m = load_manifest(B);
   if (!m.has("config") || !m["config"].has("diffusion") || !m["config"].has("fusion"))
     bad_bundle(B, "manifest.json: config.diffusion / config.fusion are missing");
-  const int S = static_cast<int>(m.get({"config", "image_size"}, 0));
+  const int S = m.integer({"config", "image_size"}, 0);
   if (S < 16) bad_bundle(B, "manifest.json: config.image_size is missing or too small");
   // The border margin and the local-contrast heat run in the Python runtimes only so far.
   const auto& fusion_cfg = m["config"]["fusion"];
@@ -174,19 +174,19 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   RefinerConfig cfg;
   cfg.device = Device::kCPU;
   cfg.batch = 1, cfg.height = cfg.width = S;
-  cfg.num_sets = static_cast<int>(m.get({"config", "diffusion", "num_sets"}, 0));
-  cfg.t0 = static_cast<int>(m.get({"config", "diffusion", "t0"}, -1));
-  cfg.num_steps = static_cast<int>(m.get({"config", "diffusion", "num_steps"}, 0));
+  cfg.num_sets = m.integer({"config", "diffusion", "num_sets"}, 0);
+  cfg.t0 = m.integer({"config", "diffusion", "t0"}, -1);
+  cfg.num_steps = m.integer({"config", "diffusion", "num_steps"}, 0);
   cfg.clip_x0 = m.get({"config", "diffusion", "clip_x0"}, 1) != 0.0;
   cfg.cuda_graph = false;
   cfg.pool_factors = m.ints({"fusion", "pool_factors"}, {});
-  const Schedule schedule = Schedule::linear(static_cast<int>(m.get({"config", "diffusion", "num_train_timesteps"}, 1000)),
+  const Schedule schedule = Schedule::linear(m.integer({"config", "diffusion", "num_train_timesteps"}, 1000),
                                              m.get({"config", "diffusion", "beta_start"}, 1e-4),
                                              m.get({"config", "diffusion", "beta_end"}, 0.02));
-  const LabelMaps labels = grid_labels(S, grids, cfg.num_sets, static_cast<uint64_t>(m.get({"label_seed"}, 0)));
+  const LabelMaps labels = grid_labels(S, grids, cfg.num_sets, static_cast<uint64_t>(m.integer({"label_seed"}, 0)));
   const int rows = labels.J * cfg.num_sets;
-  if (static_cast<int>(m.get({"rows_per_image"}, 0)) != rows)
-    bad_bundle(B, "manifest.json: rows_per_image " + std::to_string(static_cast<int>(m.get({"rows_per_image"}, 0))) +
+  if (m.integer({"rows_per_image"}, 0) != rows)
+    bad_bundle(B, "manifest.json: rows_per_image " + std::to_string(m.integer({"rows_per_image"}, 0)) +
                       " != grid specs x sets = " + std::to_string(rows));
   if (!m.has("normalization") || m["normalization"].array.size() != 4)
     bad_bundle(B, "manifest.json: normalization must be [mu_diff, sd_diff, mu_base, sd_base]");
@@ -207,9 +207,7 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   auto unet_net = std::make_shared<openvino::Network>(
       listed_file(m, B, m["networks"]["unet"]["onnx"], "networks.unet.onnx"), unet_in, unet_out[0], ov);
   Refiner refiner(cfg, schedule, labels, std::make_shared<openvino::OpenVINORunner>(unet_net));
-  std::vector<int> want_ts;
-  if (m.has("timesteps"))
-    for (const auto& e : m["timesteps"].array) want_ts.push_back(static_cast<int>(e.number));
+  const std::vector<int> want_ts = m.ints({"timesteps"}, {});
   if (want_ts != refiner.timesteps()) bad_bundle(B, "manifest.json: timesteps differ from the config's DDIM schedule");
 
   // The loop noise of the PyTorch Detector's seed and the per-pixel statistics.
@@ -256,10 +254,10 @@ int run_bundle_openvino(const BundleHostOptions& o) {
       fa.heat = heat.data(), fa.base = base.data(), fa.final_map = fin.data();
       fa.diff_map = hd.data(), fa.base_up = hb.data(), fa.score = &score;
       fa.B = 1, fa.H = fa.W = S, fa.h = bh, fa.w = bw, fa.inv_count = 1.f / static_cast<float>(count);
-      fa.mean_filter = static_cast<int>(m.get({"fusion", "mean_filter"}, 0));
+      fa.mean_filter = m.integer({"fusion", "mean_filter"}, 0);
       fa.lam = m.get({"fusion", "lam"}, -1);
       fa.mu_d = stats[0], fa.sd_d = stats[1], fa.mu_b = stats[2], fa.sd_b = stats[3];
-      fa.score_window = static_cast<int>(m.get({"fusion", "score_window"}, 0));
+      fa.score_window = m.integer({"fusion", "score_window"}, 0);
       fuse(Device::kCPU, fa, nullptr);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
       if (o.repeat == 1 || pass > 0) times_ms.push_back(ms);
