@@ -127,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads of torch, the compiled kernels, ONNX Runtime and OpenVINO [their defaults: one per "
                         "core]; "
                         "on a busy machine fewer threads than cores avoid oversubscription stalls")
+    p.add_argument("--method", choices=("drdc", "diffusionad", "both"), default="drdc",
+                   help="drdc (the rows above), diffusionad (torch eager, onnxruntime, the torch-free runtime), or "
+                        "both side by side at the same image size, each against its own eager fp32 PyTorch [drdc]")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
     p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")
     p.add_argument("--tag", default="", help="suffix of the result file names")
@@ -165,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     from .benchmarking.suite import BenchError, run
 
     opts = options(argv)
+    method = parser().parse_args(argv).method
+    if method != "drdc":
+        return _main_methods(opts, method, argv)
     try:
         rep = run(opts, argv)
     except BenchError as e:
@@ -176,6 +182,25 @@ def main(argv: list[str] | None = None) -> int:
         stem = f"drdc_bench_{rep['environment']['device'].split(':')[0]}_{rep['run']['config_name']}_{opts.date}"
         stem += f"_{opts.tag}" if opts.tag else ""
         jp, mp = report.write(rep, opts.out, stem)
+        print(f"wrote {jp} and {mp}", file=sys.stderr)
+    return 1 if rep["any_failed"] else 0
+
+
+def _main_methods(opts, method: str, argv) -> int:
+    """--method diffusionad / both (drdc_trt.benchmarking.diffusionad)."""
+    from .benchmarking import diffusionad as D
+
+    try:
+        rep = D.run(opts, method, argv)
+    except ValueError as e:
+        print(f"drdc-bench: error: {e}", file=sys.stderr)
+        return 2
+    print(D.markdown(rep))
+    if opts.write:
+        name = "drdc_vs_diffusionad" if method == "both" else "diffusionad"
+        stem = f"drdc_bench_cpu_{name}_{rep['run']['image_size']}px_{opts.date}"
+        stem += f"_{opts.tag}" if opts.tag else ""
+        jp, mp = D.write(rep, opts.out, stem)
         print(f"wrote {jp} and {mp}", file=sys.stderr)
     return 1 if rep["any_failed"] else 0
 

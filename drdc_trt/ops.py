@@ -3,7 +3,8 @@
 Each op has a ``reference_*`` function in plain PyTorch (the definition) and a
 dispatching entry (``prepare``, ``step``, ``fuse``) that runs either that
 reference (``impl="torch"``) or the compiled kernel of ``drdc_trt._C``
-(``impl="csrc"``) after checking dtype, device, contiguity and shape.
+(``impl="csrc"``) after checking dtype, device, contiguity and shape. DiffusionAD's
+norm-guided combination (``norm_guided``) is the one op outside the DDIM loop.
 
 Layout (shared by every implementation):
 

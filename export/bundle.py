@@ -14,6 +14,9 @@ A bundle is a folder::
     diff_pixel_mean.npy, diff_pixel_std.npy   S×S float32, per-pixel statistics (fusion.diff_norm = "pixel")
     base.plan, unet.plan, timing.cache   optional, TensorRT
 
+A DiffusionAD bundle (``"method": "diffusionad"``) holds other networks and fields; its
+manifest is checked by ``diffusionad_bundle.validate_manifest``. No method: DRDC's.
+
 This module imports no torch (the deploy runtime uses it). The writer stages
 every file in a hidden sibling folder and renames the finished folder into
 place, so a crash never leaves a half-written bundle where a good one was. The

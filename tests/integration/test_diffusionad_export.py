@@ -254,3 +254,23 @@ def test_tensorrt_bundle_runs_like_pytorch(exported, tmp_path):
     assert set(res.tensorrt["plans"]) == {"unet", "seg"}
     got = load_detector(res.path, backend="tensorrt").predict(images.numpy())
     np.testing.assert_allclose(got.anomaly_map, ref.anomaly_map.numpy(), atol=1e-3, rtol=0)  # TF32 kernels
+
+
+def test_bench_rows_and_speedups(tmp_path):
+    """drdc-bench --method diffusionad: the three rows at each batch, each speed-up the eager p50 over its own."""
+    from drdc_trt.bench import main as bench
+
+    rc = bench(["--method", "diffusionad", "--config", "tiny", "--batch", "1,2", "--max-seconds", "0", "--min-iters",
+                "2", "--threads", "1", "--out", str(tmp_path), "--date", "2026-01-01"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "drdc_bench_cpu_diffusionad_32px_2026-01-01.json").read_text())
+    rows = rep["rows"]
+    assert [(r["engine"], r["batch"]) for r in rows] == [
+        (e, b) for e in ("torch eager", "onnxruntime (numpy combination)", "onnxruntime (torch-free runtime)")
+        for b in (1, 2)]
+    for r in rows:
+        base = next(x for x in rows if x["baseline"] and x["batch"] == r["batch"])
+        assert r["status"] == "ok" and r["latency_ms"]["iterations"] == 2
+        assert r["speedup_vs_baseline"] == pytest.approx(base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"])
+    md = (tmp_path / "drdc_bench_cpu_diffusionad_32px_2026-01-01.md").read_text()
+    assert "| DiffusionAD | onnxruntime (torch-free runtime) | 2 |" in md
