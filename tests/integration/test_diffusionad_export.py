@@ -140,9 +140,12 @@ def test_runtime_score_is_the_top_k_mean(exported):
 def test_runtime_command_line(exported, tmp_path):
     _, _, path, images, ref = exported
     np.save(tmp_path / "x.npy", images.numpy())
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # run outside the checkout: `python -m` puts the working directory first on sys.path, and the
+    # source folder there is not the installed package (no compiled _C, no drdc_trt.export)
     p = subprocess.run([sys.executable, "-m", "drdc_trt.runtime", str(path), str(tmp_path / "x.npy"), "--out",
-                        str(tmp_path / "r.npz")], capture_output=True, text=True, env=env, timeout=300)
+                        str(tmp_path / "r.npz")], capture_output=True, text=True, env=env, timeout=300,
+                       cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["images"] == len(images)
     with np.load(tmp_path / "r.npz", allow_pickle=False) as r:
