@@ -486,13 +486,22 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--command-line", "commands", multiple=True,
               help="A command to list in the results, e.g. the training command (repeatable; this one is added).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="Check that the model is of this method [default: whatever the checkpoint holds]; a "
+                   "DiffusionAD model varies diffusionad.t_a / .t_b / .w (default 100,200,300 / 300,400,600 / "
+                   "0,0.5,1,2).")
+@click.option("--compare-model", type=click.Path(),
+              help="DiffusionAD: a DRDC checkpoint whose base, DRDC and kNN rows go beside it (its default pass "
+                   "and kNN maps read from --compare-work when cached there).")
+@click.option("--compare-work", type=click.Path(), help="The DRDC model's ablate work folder [default: <WORK>/drdc].")
 @_knn_options
 def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn,
-           no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet, knn_bank_size,
-           knn_sampling, knn_stride):
-    """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each)."""
+           no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet, method,
+           compare_model, compare_work, knn_bank_size, knn_sampling, knn_stride):
+    """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each);
+    on a DiffusionAD model its t_a / t_b / w, beside a DRDC model with --compare-model."""
     from .ablation import machine_info, run_ablation, write_results
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, load_config
     from .data import DatasetError
 
     try:
@@ -501,6 +510,19 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         raise click.BadParameter(f"{lams!r}: comma-separated numbers", param_hint="--lams") from None
     if not lam_values or not all(0.0 <= v <= 1.0 for v in lam_values):
         raise click.BadParameter(f"{lams!r}: every λ must lie in [0, 1]", param_hint="--lams")
+    try:
+        own = load_config(model_dir).method
+    except CheckpointError as e:
+        _fail(e)
+    if method is not None and method != own:
+        _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
+    if own == "diffusionad":
+        return _ablate_diffusionad(model_dir, data_root, work, prefix, report, categories, factors, grid, only,
+                                   no_knn, no_synthetic_lambda, batch_size, seed, device, title, per_type, notes,
+                                   commands, quiet, compare_model, compare_work, lam_values,
+                                   _knn_config(knn_bank_size, knn_sampling, knn_stride, seed))
+    if compare_model or compare_work:
+        raise click.BadParameter("for a DiffusionAD model only", param_hint="--compare-model")
     try:
         res = run_ablation(model_dir, data_root, work, _categories(categories), lam_values, _parse_factor(factors),
                            grid, list(only) or None, _knn_config(knn_bank_size, knn_sampling, knn_stride, seed),
@@ -517,6 +539,38 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         meta["train_seconds"] = json.loads(train_report.read_text()).get("seconds")
     report = report or str(Path(work) / "report.html")
     files = write_results(res, prefix or Path(work) / "results", meta, report, title=title, report_per_type=per_type)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
+def _ablate_diffusionad(model_dir, data_root, work, prefix, report, categories, factors, grid, only, no_knn,
+                       no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet,
+                       compare_model, compare_work, lams, knn_cfg):
+    from .ablation import machine_info
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .models.diffusionad.ablation import run_diffusionad_ablation, write_results
+
+    compare = None
+    if compare_model:
+        compare = {"model_dir": compare_model, "work": compare_work or str(Path(work) / "drdc"),
+                   "lams": lams, "knn_cfg": knn_cfg,
+                   "with_knn": not no_knn, "synthetic_lambda": not no_synthetic_lambda}
+    try:
+        res = run_diffusionad_ablation(model_dir, data_root, work, _categories(categories),
+                                       _parse_factor(factors) or None, grid, list(only) or None, batch_size, device,
+                                       seed, progress=not quiet, log=click.echo, compare=compare)
+    except (CheckpointError, DatasetError, KeyError, ValueError) as e:
+        _fail(e)
+    click.echo(res.eval.markdown())
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(device),
+            "model": str(model_dir), "data": str(data_root), "compare_model": compare_model,
+            "commands": [*commands, _invocation(click.get_current_context())], "notes": list(notes), "seed": seed}
+    train_report = Path(model_dir) / "train_report.json"
+    if train_report.is_file():
+        meta["train_seconds"] = json.loads(train_report.read_text()).get("seconds")
+    files = write_results(res, prefix or Path(work) / "results", meta, report or str(Path(work) / "report.html"),
+                          title=title, report_per_type=per_type)
     for f in files:
         click.echo(f"wrote {f}")
 
