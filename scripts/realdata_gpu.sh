@@ -19,11 +19,17 @@
 #    Unpacks into runs/<name>/ and writes benchmarks/results/<name>.md / .json /
 #    _report.html (base vs DRDC at λ = 0.9 and 0.5, per-defect rows) and _provenance.md.
 #
+# METHOD=diffusionad (both `gpu` and `report`): DiffusionAD instead (--method diffusionad, preset
+# fast: 224², U-Net width 64, segmentation width 64; DAD_UNET_LR / DAD_SEG_LR 1e-3, the CPU recipe's
+# short-budget rates); no maps: `drdc ablate` runs there (default pass, then the t_a / t_b / w
+# variants while time is left) and its tables, JSON and HTML report are packed;
+# name magnetic_tile_gpu_diffusionad_<date>. Never run on a GPU yet.
+#
 # Dry run of all three on this CPU (tiny preset, cpu device, a few training steps):
 #      bash scripts/realdata_gpu.sh gpu --dry-run && bash scripts/realdata_gpu.sh report build/realdata_out --dry-run
 # Settings (environment): REALDATA_BUDGET_S (total seconds of `gpu`, default 420), INFER_RESERVE_S
 # (seconds kept for inference and packing, default 120), UNET_ITERS (preset default), BATCH (16),
-# OUT (default build/realdata_out), DATE (UTC today), PY (python3).
+# OUT (default build/realdata_out), DATE (UTC today), PY (python3), METHOD (drdc | diffusionad).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -35,10 +41,16 @@ step=${1:-help}
 shift || true
 DRY=0
 for a in "$@"; do [ "$a" = "--dry-run" ] && DRY=1; done
+METHOD=${METHOD:-drdc}
+case "$METHOD" in
+  drdc) TAG= ;;
+  diffusionad) TAG=_diffusionad ;;
+  *) echo "METHOD=$METHOD: drdc or diffusionad" >&2; exit 2 ;;
+esac
 if [ $DRY = 1 ]; then
-  PRESET=${PRESET:-tiny}; DEVICE=cpu; NAME=magnetic_tile_gpu_${DATE}_dry; UNET_ITERS=${UNET_ITERS:-20}
+  PRESET=${PRESET:-tiny}; DEVICE=cpu; NAME=magnetic_tile_gpu${TAG}_${DATE}_dry; UNET_ITERS=${UNET_ITERS:-20}
 else
-  PRESET=${PRESET:-fast}; DEVICE=${DEVICE:-cuda}; NAME=magnetic_tile_gpu_$DATE
+  PRESET=${PRESET:-fast}; DEVICE=${DEVICE:-cuda}; NAME=magnetic_tile_gpu${TAG}_$DATE
 fi
 RUN=runs/$NAME                       # checkpoint (git-ignored)
 BATCH=${BATCH:-16}
@@ -91,8 +103,12 @@ EOF
     record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$STEPS"; echo "[realdata] $1: $2 (${3}s)" | tee -a "$LOG"; }
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } \
       >> "$LOG" 2>&1
-    SETS=(--set train.checkpoint_every=100)
+    SETS=(--method "$METHOD" --set train.checkpoint_every=100)
     [ -n "${UNET_ITERS:-}" ] && SETS+=(--set "train.unet_iters=$UNET_ITERS")
+    if [ "$METHOD" = diffusionad ]; then
+      SETS+=(--set "diffusionad.unet_lr=${DAD_UNET_LR:-1e-3}" --set "diffusionad.seg_lr=${DAD_SEG_LR:-1e-3}")
+      [ -n "${UNET_ITERS:-}" ] && SETS+=(--set "diffusionad.seg_lr_t_max=$UNET_ITERS")
+    fi
     TRAIN_LIMIT=$(($(left) - RESERVE))
     t0=$SECONDS
     # SIGINT: training saves its state and stops; the model is only complete with stats.json
@@ -102,7 +118,24 @@ EOF
     record "train ($PRESET, limit ${TRAIN_LIMIT}s)" "exit $rc" $((SECONDS - t0))
     for f in config.json stats.json train_report.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$STAGE/"; done
     status=0
-    if [ -f "$RUN/stats.json" ]; then
+    if [ -f "$RUN/stats.json" ] && [ "$METHOD" = diffusionad ]; then
+      # the metrics there (a few seconds per pass on 16 cores): the default pass first, written at
+      # once; then the t_a / t_b / w variants, which rewrite the files, while time is left
+      ABLATE=("$PY" -m drdc_trt.cli ablate --model "$RUN" --data .data/magnetic_tile_defects
+              --work "runs/${NAME}_ablation" --device "$DEVICE" --results "${STAGE#"$ROOT"/}/$NAME"
+              --report "${STAGE#"$ROOT"/}/${NAME}_report.html" --per-type 2 --quiet
+              --title "DiffusionAD on magnetic-tile defects (GPU, preset $PRESET)")
+      t0=$SECONDS
+      timeout -k 10 $(($(left) - 25)) "${ABLATE[@]}" --only none >> "$LOG" 2>&1
+      rc=$?
+      record "ablate: default pass" "exit $rc" $((SECONDS - t0))
+      [ $rc -eq 0 ] || status=1
+      if [ $rc -eq 0 ] && [ "$(left)" -gt 90 ]; then
+        t0=$SECONDS
+        timeout -k 10 $(($(left) - 25)) "${ABLATE[@]}" >> "$LOG" 2>&1
+        record "ablate: t_a / t_b / w variants" "exit $?" $((SECONDS - t0))
+      fi
+    elif [ -f "$RUN/stats.json" ]; then
       t0=$SECONDS
       timeout -k 10 $(($(left) - 25)) "$PY" scripts/realdata_maps.py infer --model "$RUN" \
         --data .data/magnetic_tile_defects --out "$STAGE/maps" --device "$DEVICE" --batch "$BATCH" >> "$LOG" 2>&1
@@ -128,6 +161,13 @@ EOF
     mkdir -p "$RESULTS_DIR"
     "$PY" -m drdc_trt.gpu_results unpack "$FROM" --dest "$MAPS" || exit 1
     cp "$MAPS/${NAME}_provenance.md" "$RESULTS_DIR/" 2>/dev/null || true
+    if [ "$METHOD" = diffusionad ]; then  # the tables were made there: copy them
+      [ -f "$MAPS/$NAME.md" ] || { echo "$FROM holds no results (see $MAPS/realdata_gpu.log)" >&2; exit 3; }
+      cp "$MAPS/$NAME".md "$MAPS/$NAME".json "$MAPS/${NAME}"_report.html "$RESULTS_DIR/"
+      cp "$MAPS/${NAME}"_examples_*.png "$RESULTS_DIR/" 2>/dev/null || true
+      echo "wrote $RESULTS_DIR/$NAME.md"
+      exit 0
+    fi
     [ -f "$MAPS/maps/index.json" ] || { echo "$FROM holds no maps (see $MAPS/realdata_gpu.log)" >&2; exit 3; }
     "$PY" scripts/realdata_maps.py report --maps "runs/$NAME/maps" --data .data/magnetic_tile_defects \
       --results "$RESULTS_DIR/$NAME" --provenance "runs/$NAME/${NAME}_provenance.md" \
