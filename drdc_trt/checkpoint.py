@@ -119,6 +119,10 @@ def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> 
         from .models.diffusionad.model import load_diffusionad_checkpoint
 
         return load_diffusionad_checkpoint(folder, cfg)
+    if cfg.method == "glad":  # U-Net, the frozen backbone; τ and two thresholds
+        from .models.glad.model import load_glad_checkpoint
+
+        return load_glad_checkpoint(folder, cfg, backbone_weights)
     if backbone_weights is not None:
         cfg.backbone.weights = backbone_weights
     try:

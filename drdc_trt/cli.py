@@ -74,7 +74,8 @@ def main() -> None:
 @click.option("--device", default="cpu", show_default=True, help="Torch device to train on (cpu, cuda).")
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="drdc (base model + U-Net) or diffusionad (U-Net + segmentation net, the preset's sizes; "
-                   "docs/diffusionad.md) [default: drdc, or the --config file's].")
+                   "docs/diffusionad.md) or glad (U-Net with adaptive denoising steps; docs/glad.md) "
+                   "[default: drdc, or the --config file's].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data_root, out, preset, config_file, sets, categories, device, method, quiet):
     """Train a model: DRDC (base model, U-Net, fusion statistics) or DiffusionAD (--method)."""
@@ -165,6 +166,13 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
             from .models.diffusionad import DiffusionADDetector
 
             det = DiffusionADDetector(model, device, seed=0 if seed is None else seed)
+            return det.predict, model.cfg.image_size, model.stats
+        if model.cfg.method == "glad":
+            if backend != "torch" or loop not in ("auto", "torch"):
+                raise click.UsageError("a GLAD checkpoint runs with --backend torch and --loop auto/torch")
+            from .models.glad import GLADDetector
+
+            det = GLADDetector(model, device, seed=0 if seed is None else seed)
             return det.predict, model.cfg.image_size, model.stats
         runner = make_runner(backend, model=model, device=device)
         det = Detector(model.cfg, runner, model.stats, device, loop="torch" if loop == "auto" else loop,
@@ -263,6 +271,8 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
         records.append({"image": str(f), "pred_score": float(res.pred_score[i]),
                         "pred_label": int(res.pred_label[i]), "anomaly_map": map_path,
                         "pred_mask": mask_path, "overlay": ov_path})
+        if hasattr(res, "steps"):  # GLAD: the denoising steps this image took
+            records[-1]["steps"] = int(res.steps[i])
         click.echo(f"{f}: pred_score {records[-1]['pred_score']:.3f} "
                    f"{'ANOMALOUS' if records[-1]['pred_label'] else 'normal'}")
     atomic_write_text(out / "results.json", json.dumps({"image_threshold": st.image_threshold,
@@ -367,10 +377,16 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
         method = method or own
         if method in METHODS and method != own:
             _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
-        if own == "diffusionad" and method != own:
+        if own in ("diffusionad", "glad") and method != own:
             _fail(ValueError(f"--method {method}: the kNN baseline runs on a DRDC model's backbone; "
-                             f"{model_dir} holds a DiffusionAD model"))
-        if own == "diffusionad":
+                             f"{model_dir} holds a {'DiffusionAD' if own == 'diffusionad' else 'GLAD'} model"))
+        if own == "glad":
+            if loop != "torch":
+                _fail(ValueError(f"--loop {loop}: a GLAD model runs its adaptive loop in PyTorch"))
+            from .models.glad import GLADDetector
+
+            det = GLADDetector(model, device, seed)
+        elif own == "diffusionad":
             if loop != "torch":
                 _fail(ValueError(f"--loop {loop}: a DiffusionAD model has no inpainting loop"))
             from .models.diffusionad import DiffusionADDetector
@@ -393,8 +409,10 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": model.cfg.to_dict(),
             "knn_config": knn.cfg.to_dict() if knn is not None else None,
             "knn_seconds": res.knn.seconds if res.knn is not None else None}
+    if own == "glad":  # the distribution of adaptive denoising steps over the test images
+        meta["glad_steps"] = res.out.step_report(model.cfg.glad.num_steps)
     save_results(res, out, meta)
-    title = "DiffusionAD evaluation" if own == "diffusionad" else "DRDC evaluation"
+    title = {"diffusionad": "DiffusionAD evaluation", "glad": "GLAD evaluation"}.get(own, "DRDC evaluation")
     atomic_write_text(Path(out) / "report.html", report_html(res, title, model.stats,
                                                              [f"model {model_dir}, data {data_root}"]))
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEAT_NORMS = ("none", "image_std", "local_std")
-METHODS = ("drdc", "diffusionad")
+METHODS = ("drdc", "diffusionad", "glad")
 # Source textures of the synthetic training anomalies (drdc_trt/data/anomalies.py:SOURCES).
 ANOMALY_SOURCES = ("procedural", "shuffled")
 DIFF_NORMS = ("global", "pixel")
@@ -223,6 +223,60 @@ class DiffusionADConfig:
 
 
 @dataclass
+class GLADConfig:
+    """GLAD (Yao et al., "Global and Local Adaptive Diffusion Models for Unsupervised Anomaly
+    Detection"), read when ``ModelConfig.method == "glad"``; docs/glad.md.
+
+    The official code fine-tunes Stable Diffusion 1.4 in its latent space and measures distances
+    in DINO ViT-B/8 features; neither set of weights is available offline. Ours runs in pixel
+    space on the ADM U-Net ``unet`` (``in_channels = 3``: no condition, the official U-Net takes
+    none; measured choice in docs/glad.md), on the schedule of ``diffusion`` (num_train_timesteps,
+    beta_start, beta_end), and measures distances in the frozen ``backbone``'s feature stages.
+    Training reads ``train.seed, batch_size, unet_iters, crop_size, checkpoint_every,
+    calib_fraction, ema_decay``. Defaults are the official code's unless a comment says otherwise.
+    """
+
+    # Adaptive denoising ("global"): x_T = q(x, t0, ε); DDIM (η = 0) over ``num_steps`` equally
+    # spaced steps from t0. Official: t0 = 750 for one class per model, 650 multi-class (ours: one
+    # model for all categories); 25 steps at 224² (the presets tiny / small take 5 / 10, to keep
+    # CPU inference short; the step spacing grows accordingly).
+    t0: int = 650
+    num_steps: int = 25
+    # A row that has not triggered by the first step with t < min_step falls back to x0 = x0_in
+    # (the input's own one-step estimate) and is done: its remaining steps are not run.
+    min_step: int = 350
+    # τ, the trigger threshold of the score (mean of the trigger_top_k largest patch distances A
+    # between x0_in and x0_gen): chosen at calibration on held-out normal training images, never
+    # on test labels, as this quantile of their largest score over the steps a row checks (so
+    # about 1 − tau_quantile of normal images trigger). Stored in the checkpoint's stats.json.
+    tau_quantile: float = 0.9
+    trigger_top_k: int = 10
+    # A is the nearest-patch cosine distance (1 − cos, min over the other image's patches) in this
+    # backbone stage (0..3 = strides 2, 4, 8, 16): stage 2, stride 8, as DINO ViT-B/8's patches.
+    trigger_stage: int = 2
+    # Anomaly map: the same distance between the input's and the reconstruction's features in
+    # these stages, each up-sampled to the image and summed, then a Gaussian blur of σ = 6 px at
+    # 256² (official), scaled with the side; image score = mean of the top-k map pixels, k = 250
+    # at 256² (official), scaled with the area (ModelConfig.glad_blur_sigma, glad_top_k).
+    # Strides 4 and 8: on the synthetic set at 64² (docs/glad.md) adding stage 3 (stride 16, 4×4
+    # patches there) lowered pixel AUROC from 69.5 to 63.7 (300 iterations), 86.3 to 84.4 (600).
+    map_stages: tuple[int, ...] = (1, 2)
+    blur_sigma_at_256: float = 6.0
+    top_k_at_256: int = 250
+    # Anomaly-aware training target ("local"): an image gets a synthetic anomaly with this
+    # probability: Perlin mask thresholded at 0.3, blend β ~ U[0, 0.8), source a procedural
+    # texture (the official code's DTD is not available offline) or the image itself shuffled as
+    # an 8×8 grid of cells ("grid"; drdc_trt/data/anomalies.py), equally likely.
+    anomaly_prob: float = 0.5
+    anomaly_threshold: float = 0.3
+    beta_range: tuple[float, ...] = (0.0, 0.8)
+    anomaly_sources: tuple[str, ...] = ("procedural", "grid")
+    # Adam on the U-Net, constant lr (the official fine-tunes a pretrained SD U-Net at 1e-5; ours
+    # trains from scratch).
+    lr: float = 1e-4
+
+
+@dataclass
 class ModelConfig:
     image_size: int = 224
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -234,6 +288,7 @@ class ModelConfig:
     # "drdc" (the paper this engine serves) or "diffusionad" (DiffusionADConfig).
     method: str = "drdc"
     diffusionad: DiffusionADConfig = field(default_factory=DiffusionADConfig)
+    glad: GLADConfig = field(default_factory=GLADConfig)
 
     # ---- derived sizes -------------------------------------------------------
     @property
@@ -254,6 +309,16 @@ class ModelConfig:
     def top_k(self) -> int:
         """DiffusionAD's image score: mean of this many top map pixels (scaled by the area)."""
         return max(1, round(self.diffusionad.top_k_at_256 * self.image_size ** 2 / 256 ** 2))
+
+    @property
+    def glad_top_k(self) -> int:
+        """GLAD's image score: mean of this many top map pixels (250 at 256², scaled by the area)."""
+        return max(1, round(self.glad.top_k_at_256 * self.image_size ** 2 / 256 ** 2))
+
+    @property
+    def glad_blur_sigma(self) -> float:
+        """GLAD's map blur: σ = 6 px at 256², scaled with the side."""
+        return self.glad.blur_sigma_at_256 * self.image_size / 256
 
     @property
     def score_window(self) -> int:
@@ -312,6 +377,7 @@ class ModelConfig:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r}: choose one of {METHODS}")
         _check_diffusionad(self)
+        _check_glad(self)
         return self
 
     # ---- JSON ----------------------------------------------------------------
@@ -468,6 +534,46 @@ def _check_diffusionad(cfg: ModelConfig) -> None:
                          f"{cfg.train.crop_size} must be multiples of 32 (the segmentation net pools 5 times)")
 
 
+GLAD_SOURCES = ("procedural", "shuffled", "grid")
+
+
+def _check_glad(cfg: ModelConfig) -> None:
+    """The GLAD section's own ranges; with ``method = "glad"`` also what it needs of the U-Net."""
+    g, T = cfg.glad, cfg.diffusion.num_train_timesteps
+    if not 0 < g.t0 < T:
+        raise ValueError(f"glad.t0={g.t0} must lie in (0, num_train_timesteps={T})")
+    if not 1 <= g.num_steps <= g.t0:
+        raise ValueError(f"glad.num_steps={g.num_steps} must lie in [1, t0={g.t0}]")
+    if not 0 <= g.min_step <= g.t0:
+        raise ValueError(f"glad.min_step={g.min_step} must lie in [0, t0={g.t0}]")
+    if not 0 <= g.tau_quantile <= 1:
+        raise ValueError(f"glad.tau_quantile={g.tau_quantile} must lie in [0, 1]")
+    for name in ("trigger_top_k", "top_k_at_256"):
+        if getattr(g, name) < 1:
+            raise ValueError(f"glad.{name}={getattr(g, name)} must be a positive integer")
+    if not 0 <= g.trigger_stage <= 3:
+        raise ValueError(f"glad.trigger_stage={g.trigger_stage}: a backbone stage 0..3")
+    if not g.map_stages or any(not 0 <= s <= 3 for s in g.map_stages):
+        raise ValueError(f"glad.map_stages={list(g.map_stages)}: a non-empty list of backbone stages 0..3")
+    if not g.blur_sigma_at_256 >= 0:
+        raise ValueError(f"glad.blur_sigma_at_256={g.blur_sigma_at_256} must be >= 0 (0 = no blur)")
+    if not 0 <= g.anomaly_prob <= 1:
+        raise ValueError(f"glad.anomaly_prob={g.anomaly_prob} must lie in [0, 1]")
+    if not 0 <= g.anomaly_threshold < 1:
+        raise ValueError(f"glad.anomaly_threshold={g.anomaly_threshold} must lie in [0, 1)")
+    if len(g.beta_range) != 2 or not 0 <= g.beta_range[0] < g.beta_range[1] <= 1:
+        raise ValueError(f"glad.beta_range={list(g.beta_range)}: need [lo, hi) with 0 <= lo < hi <= 1")
+    if not g.anomaly_sources or set(g.anomaly_sources) - set(GLAD_SOURCES):
+        raise ValueError(f"glad.anomaly_sources={list(g.anomaly_sources)}: choose from {GLAD_SOURCES}")
+    if not g.lr > 0:
+        raise ValueError(f"glad.lr={g.lr} must be positive")
+    if cfg.method != "glad":
+        return
+    if cfg.unet.in_channels != 3 or cfg.unet.out_channels != 3:
+        raise ValueError(f"method='glad': the U-Net takes x_t alone, unet.in_channels=3 and out_channels=3 "
+                         f"(got {cfg.unet.in_channels}, {cfg.unet.out_channels})")
+
+
 def missing_fields(d: dict[str, Any]) -> list[str]:
     """Dotted names of the fields a config dict lacks, besides those ``LEGACY_VALUES`` supplies
     (from_dict fills any other gap with a default: right for a partial config a user writes,
@@ -479,7 +585,8 @@ def missing_fields(d: dict[str, Any]) -> list[str]:
         # "method" came with DiffusionAD: a config without it is a DRDC one, which never reads
         # the "diffusionad" section
         if key not in d:
-            if not (key == "method" or key == "diffusionad" and d.get("method", "drdc") == "drdc"):
+            if not (key == "method" or key == "diffusionad" and d.get("method", "drdc") == "drdc"
+                    or key == "glad" and d.get("method", "drdc") != "glad"):  # came with GLAD
                 out.append(key)
         elif isinstance(value, dict) and isinstance(d[key], dict):
             out += [f"{key}.{k}" for k in value if k not in d[key] and (key, k) not in LEGACY_VALUES]
@@ -489,7 +596,7 @@ def missing_fields(d: dict[str, Any]) -> list[str]:
 _DATACLASSES = {
     c.__name__: c
     for c in (BackboneConfig, TransformerConfig, UNetConfig, DiffusionConfig, FusionConfig, TrainConfig,
-              DiffusionADConfig)
+              DiffusionADConfig, GLADConfig)
 }
 
 
@@ -500,6 +607,8 @@ def preset(name: str, method: str = "drdc") -> ModelConfig:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if method == "diffusionad":
         return diffusionad_preset(preset(name))
+    if method == "glad":
+        return glad_preset(preset(name))
     if name == "fast":
         return ModelConfig().validate()
     if name == "paper":
@@ -558,4 +667,17 @@ def diffusionad_preset(cfg: ModelConfig) -> ModelConfig:
     widths = {32: 16, 16: 8}  # U-Net model_channels of small / tiny → segmentation base width
     cfg.diffusionad.seg_base_width = widths.get(cfg.unet.model_channels, 64)
     cfg.diffusionad.seg_lr_t_max = max(1, cfg.train.unet_iters)
+    return cfg.validate()
+
+
+def glad_preset(cfg: ModelConfig) -> ModelConfig:
+    """A DRDC preset's sizes for GLAD: its U-Net with 3 input channels, its batch size, iterations
+    and crops (no base model), and fewer DDIM steps on the small presets (25 fast/paper, as the
+    official code; 10 small, 5 tiny)."""
+    cfg = ModelConfig.from_dict(cfg.to_dict())
+    cfg.method = "glad"
+    cfg.unet.in_channels = 3
+    cfg.train.base_epochs = 0
+    steps = {32: 10, 16: 5}  # U-Net model_channels of small / tiny → DDIM steps
+    cfg.glad.num_steps = steps.get(cfg.unet.model_channels, 25)
     return cfg.validate()

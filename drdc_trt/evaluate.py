@@ -15,6 +15,7 @@ from . import metrics, ops, viz
 from .data import Loaded, load_split
 from .fusion import normalised_blend
 from .models.diffusionad import DiffusionADBatch
+from .models.glad import GLADBatch
 from .pipeline import Detector, InferenceBatch
 
 COLUMNS = ["category", "method", *metrics.METRICS]
@@ -55,6 +56,8 @@ def method_outputs(out: InferenceBatch | None, stats, lam: float, window: int,
     methods = {}
     if isinstance(out, DiffusionADBatch):  # its own row: no base model behind it
         methods["DiffusionAD"] = (out.pred_score, out.anomaly_map)
+    elif isinstance(out, GLADBatch):
+        methods["GLAD"] = (out.pred_score, out.anomaly_map)
     elif out is not None:
         base = normalised_blend(out.diff_map, out.base_map, stats, 0.0)
         methods["base (UniAD)"] = (ops.image_score(base, window), base)
@@ -145,7 +148,7 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
     statistics (mean … mean + 6 std of the raw map); red outline = ground truth."""
     data, out, knn = result.data, result.out, result.knn
     headers = ["input", "ground truth"]
-    if isinstance(out, DiffusionADBatch):
+    if isinstance(out, (DiffusionADBatch, GLADBatch)):
         headers += ["reconstruction", "anomaly map"]
     elif out is not None:
         headers += ["base map", "diffusion map", "final map"]
@@ -160,8 +163,9 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
         img, m = data.images[i], data.masks[i, 0]
         row = [viz.to_uint8_image(img), viz.mask_image(m)]
         cap = data.samples[i].path.name
-        if isinstance(out, DiffusionADBatch):  # maps are probabilities: a fixed 0..1 range
-            row += [viz.to_uint8_image(out.reconstruction[i]), viz.overlay(img, out.anomaly_map[i], 0.0, 1.0, mask=m)]
+        if isinstance(out, (DiffusionADBatch, GLADBatch)):  # DiffusionAD: probabilities, a fixed 0..1 range
+            hi = 1.0 if isinstance(out, DiffusionADBatch) else 1.5 * float(out.anomaly_map.max())  # GLAD: distances
+            row += [viz.to_uint8_image(out.reconstruction[i]), viz.overlay(img, out.anomaly_map[i], 0.0, hi, mask=m)]
             cap += f" score {float(out.pred_score[i]):.2f}"
         elif out is not None:
             row += [viz.overlay(img, out.base_map[i], b_lo, b_hi, mask=m),

@@ -401,6 +401,10 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
         from .models.diffusionad.train import train as train_diffusionad
 
         return train_diffusionad(data_root, out, cfg, categories, progress, log, device)
+    if cfg.method == "glad":
+        from .models.glad.train import train as train_glad
+
+        return train_glad(data_root, out, cfg, categories, progress, log, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tc = cfg.train

@@ -61,11 +61,11 @@ def _lattice(size: int, gen: torch.Generator) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def perlin_mask(size: int, gen: torch.Generator, tries: int = 50) -> torch.Tensor:
-    """size×size {0, 1} float mask, never empty."""
+def perlin_mask(size: int, gen: torch.Generator, tries: int = 50, threshold: float = THRESHOLD) -> torch.Tensor:
+    """size×size {0, 1} float mask (noise > ``threshold``; GLAD: 0.3), never empty."""
     for _ in range(tries):
         noise = torch.rot90(perlin(size, _lattice(size, gen), gen), int(torch.randint(0, 4, (1,), generator=gen)))
-        m = (noise > THRESHOLD).float()
+        m = (noise > threshold).float()
         if m.any():
             return m
     # a smooth field that never passes the threshold in `tries` draws: a centred square
@@ -106,7 +106,27 @@ def self_shuffled(img01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _shuffle_strips(_shuffle_strips(img01, 2, gen), 1, gen)
 
 
+def grid_shuffled(img01: torch.Tensor, gen: torch.Generator, cells: int = 8) -> torch.Tensor:
+    """The image (3×S×S) cut into a cells×cells grid and the cells permuted (GLAD's self-source;
+    cell edges at round(i·S/cells), so any S works; cells of unequal sizes only swap with their own size)."""
+    size = img01.shape[-1]
+    b = [round(i * size / cells) for i in range(cells + 1)]
+    boxes = [(b[i], b[i + 1], b[j], b[j + 1]) for i in range(cells) for j in range(cells)]
+    out = img01.clone()
+    by_shape: dict[tuple[int, int], list] = {}
+    for box in boxes:
+        by_shape.setdefault((box[1] - box[0], box[3] - box[2]), []).append(box)
+    for group in by_shape.values():
+        perm = torch.randperm(len(group), generator=gen).tolist()
+        for dst, p in zip(group, perm):
+            y0, y1, x0, x1 = group[p]
+            out[:, dst[0]:dst[1], dst[2]:dst[3]] = img01[:, y0:y1, x0:x1]
+    return out
+
+
 SOURCES = ("procedural", "shuffled")
+# Sources a caller may name besides the default set: "grid" (grid_shuffled, GLAD's).
+ALL_SOURCES = SOURCES + ("grid",)
 
 
 def paste_anomalies(images: torch.Tensor, seed: int = 0, sources: tuple[str, ...] = SOURCES
@@ -131,24 +151,26 @@ def blend(x01: torch.Tensor, src: torch.Tensor, m: torch.Tensor, beta: float) ->
 
 
 def _one_anomaly(x: torch.Tensor, gen: torch.Generator, sources: tuple[str, ...],
-                 beta_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, float]:
+                 beta_range: tuple[float, float], threshold: float = THRESHOLD
+                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One image (3×S×S in [-1, 1]) with one anomaly: (image, mask S×S, β)."""
     x01 = (x + 1) / 2
-    m = perlin_mask(x.shape[-1], gen)
+    m = perlin_mask(x.shape[-1], gen, threshold=threshold)
     pick = sources[int(torch.randint(len(sources), (1,), generator=gen))] if len(sources) > 1 else sources[0]
-    src = procedural_texture(x.shape[-1], gen) if pick == "procedural" else self_shuffled(x01, gen)
+    src = (procedural_texture(x.shape[-1], gen) if pick == "procedural" else
+           grid_shuffled(x01, gen) if pick == "grid" else self_shuffled(x01, gen))
     beta = beta_range[0] + (beta_range[1] - beta_range[0]) * float(torch.rand(1, generator=gen))
     return blend(x01, src, m, beta) * 2 - 1, m, beta
 
 
 def anomaly_batch(images: torch.Tensor, gen: torch.Generator, prob: float = 0.5,
-                  beta_range: tuple[float, float] = (0.2, 0.8), sources: tuple[str, ...] = SOURCES
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  beta_range: tuple[float, float] = (0.2, 0.8), sources: tuple[str, ...] = SOURCES,
+                  threshold: float = THRESHOLD) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training anomalies (DRAEM / DiffusionAD): each image of B×3×S×S in [-1, 1] gets one with
     probability ``prob`` and stays clean otherwise. Returns (images, masks B×1×S×S in {0, 1}, zero
     for clean images, β per image: U[beta_range), 1 for a clean image, which the blend leaves as it is)."""
-    if not sources or set(sources) - set(SOURCES):
-        raise ValueError(f"sources {sources!r}: choose from {SOURCES}")
+    if not sources or set(sources) - set(ALL_SOURCES):
+        raise ValueError(f"sources {sources!r}: choose from {ALL_SOURCES}")
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images: expected B×3×S×S, got {tuple(images.shape)}")
     size = images.shape[-1]
@@ -156,5 +178,5 @@ def anomaly_batch(images: torch.Tensor, gen: torch.Generator, prob: float = 0.5,
     betas = torch.ones(images.shape[0])
     for i in range(images.shape[0]):
         if float(torch.rand(1, generator=gen)) < prob:
-            out[i], masks[i, 0], betas[i] = _one_anomaly(out[i], gen, sources, beta_range)
+            out[i], masks[i, 0], betas[i] = _one_anomaly(out[i], gen, sources, beta_range, threshold)
     return out.to(images.device), masks.to(images.device), betas

@@ -1,5 +1,5 @@
 """Networks of the methods: backbone, reconstruction transformer, conditioned U-Net (DRDC);
-DiffusionAD's U-Net and segmentation net (``diffusionad/``)."""
+DiffusionAD's U-Net and segmentation net (``diffusionad/``); GLAD's (``glad/``)."""
 
 from .base import BaseModel
 from .diffusionad import DiffusionADModel

@@ -1,0 +1,141 @@
+"""The trained GLAD: the ε-prediction U-Net, the frozen backbone whose features measure the patch
+distances, and the calibrated τ and thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ...config import ModelConfig
+from ...diffusion import Schedule
+from ..backbone import Backbone
+from ..unet import UNet
+from .features import anomaly_map, nearest_patch_distance
+
+
+@dataclass
+class GLADStats:
+    """Measured on held-out normal training images: ``tau`` the trigger threshold (the
+    ``glad.tau_quantile`` quantile of their largest trigger score), ``image_threshold`` the largest
+    image score and ``pixel_threshold`` the 99.9th percentile of map pixels (DRDC's meaning),
+    both with that τ."""
+
+    tau: float = math.inf
+    image_threshold: float = math.inf
+    pixel_threshold: float = math.inf
+    num_images: int = 0
+    detector_seed: int = 0  # the Detector seed (the noise ε) they were measured with
+
+    def to_json(self) -> str:
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in plain.items()},
+                          indent=2)
+
+    @classmethod
+    def from_dict(cls, d, where: str = "stats") -> "GLADStats":
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown, missing = set(d) - set(names), [n for n in names if n not in d]
+        if unknown or missing:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}, missing {missing}")
+        for key in ("tau", "image_threshold", "pixel_threshold"):
+            v = d[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v)):
+                raise ValueError(f"{where}: {key} must be a number or null (+inf), got {v!r}")
+        for key in ("num_images", "detector_seed"):
+            if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 0:
+                raise ValueError(f"{where}: {key} must be a non-negative integer, got {d[key]!r}")
+        return cls(**{k: (math.inf if v is None else v) for k, v in d.items()})
+
+
+class GLADModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, stats: GLADStats | None = None):
+        super().__init__()
+        self.cfg = cfg.validate()
+        if cfg.method != "glad":
+            raise ValueError(f"GLADModel: config has method={cfg.method!r}, expected 'glad'")
+        self.unet = UNet(cfg.unet)
+        self.backbone = Backbone(cfg.backbone, cfg.feature_size)  # frozen; not in the checkpoint
+        self.stats = stats or GLADStats()
+        self.register_buffer("alphas_cumprod", torch.from_numpy(Schedule.from_config(cfg.diffusion).alphas_cumprod)
+                             .float(), persistent=False)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod[t.to(self.alphas_cumprod.device).long()]
+
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """ε̂ = U(x_t, t); t one timestep for all rows or one per row."""
+        if not isinstance(t, torch.Tensor):
+            t = torch.full((x_t.shape[0],), float(t), device=x_t.device)
+        return self.unet(x_t, t.to(x_t.device).float())
+
+    def stages(self, x: torch.Tensor, which) -> list[torch.Tensor]:
+        feats = self.backbone.stages(x)
+        return [feats[s] for s in which]
+
+    def trigger_distance(self, x0_in: torch.Tensor, x0_gen: torch.Tensor) -> torch.Tensor:
+        """A: each patch of x0_in's trigger-stage features to its nearest patch of x0_gen's (B×h×w)."""
+        s = self.cfg.glad.trigger_stage
+        f = self.backbone.stages(torch.cat([x0_in, x0_gen]))[s]
+        return nearest_patch_distance(f[:x0_in.shape[0]], f[x0_in.shape[0]:])
+
+    def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """The blurred multi-stage distance map of the input to its reconstruction (B×S×S)."""
+        f = self.backbone.stages(torch.cat([x, recon]))
+        b = x.shape[0]
+        st = self.cfg.glad.map_stages
+        return anomaly_map([f[s][:b] for s in st], [f[s][b:] for s in st], x.shape[-1], self.cfg.glad_blur_sigma)
+
+    def trainable_state_dict(self) -> dict:
+        return {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+
+    def load_trainable_state_dict(self, sd: dict, where: str = "weights") -> None:
+        other = [k for k in sd if not k.startswith("unet.")]
+        if other:
+            raise ValueError(f"{where}: unexpected tensors {sorted(other)[:5]}")
+        try:
+            result = self.unet.load_state_dict({k[5:]: v for k, v in sd.items()}, strict=False)
+        except RuntimeError as e:  # shape mismatch
+            raise ValueError(f"{where}: weights do not match the config ({e})") from None
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{where}: weights do not match the config (missing "
+                             f"{['unet.' + k for k in result.missing_keys][:5]}, unexpected "
+                             f"{['unet.' + k for k in result.unexpected_keys][:5]})")
+
+
+def load_glad_checkpoint(folder: Path, cfg: ModelConfig, backbone_weights: str | None = None) -> GLADModel:
+    """The model of a checkpoint folder whose config.json (``cfg``) has method = "glad"
+    (drdc_trt.checkpoint.load_checkpoint dispatches here)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ...checkpoint import STATS, WEIGHTS, CheckpointError, read_json
+
+    folder = Path(folder)
+    if backbone_weights is not None:
+        cfg.backbone.weights = backbone_weights
+    try:
+        stats = GLADStats.from_dict(read_json(folder / STATS, "statistics"), str(folder / STATS))
+    except ValueError as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(str(e)) from None
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing weights")
+    try:
+        sd = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
+    model = GLADModel(cfg, stats)
+    try:
+        model.load_trainable_state_dict(sd, where=str(weights))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    return model.eval()

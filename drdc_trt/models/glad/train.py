@@ -1,0 +1,196 @@
+"""GLAD training: the U-Net on the anomaly-aware target, then τ and the thresholds on held-out
+normal images.
+
+Per iteration: a batch of normal images x_n (random crops of ``train.crop_size`` if set), each
+given a synthetic anomaly with probability ``glad.anomaly_prob`` (x_a; x_a = x_n otherwise;
+drdc_trt.data.anomalies.anomaly_batch with GLAD's threshold, β range and sources), t ~ U{0..T−1},
+ε ~ N(0, I); (x_t, ε*) from target.anomaly_aware_target; loss MSE(U(x_t, t), ε*). Adam, constant lr.
+
+Resumable exactly like DRDC's training (drdc_trt.train.TrainState: one snapshot of weights, the
+optimizer, the EMA and the counter ``unet_iter``); every iteration's batch, anomalies, timesteps
+and noise come from a generator seeded by its index, so a resumed run ends with the weights of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ...checkpoint import atomic_write_text, save_checkpoint
+from ...config import ModelConfig
+from ...data import load_split
+from ...data.anomalies import anomaly_batch
+from ...ema import EMA
+from ...train import TrainState, _bar, _remove_stale_temps, split_calibration
+from .detector import GLADDetector
+from .model import GLADModel, GLADStats
+from .target import anomaly_aware_target
+
+
+@dataclass
+class GLADReport:
+    losses: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    resumed_from: dict | None = None
+    calibration: dict = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    x_t: torch.Tensor     # B×3×s×s
+    t: torch.Tensor       # B
+    target: torch.Tensor  # B×3×s×s, ε*
+    mask: torch.Tensor    # B×1×s×s, the synthetic anomalies (0: a clean image)
+
+    def to(self, device) -> "Batch":
+        return Batch(*(v.to(device) for v in (self.x_t, self.t, self.target, self.mask)))
+
+
+def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig, alphas_cumprod: torch.Tensor) -> Batch:
+    """Iteration ``it``'s batch, from its own generator (a resumed run draws the same ones)."""
+    tc, g = cfg.train, cfg.glad
+    gen = torch.Generator().manual_seed(tc.seed * 7_919 + it)
+    n = tc.batch_size
+    x = images[torch.randint(0, len(images), (n,), generator=gen)]
+    crop = tc.crop_size or cfg.image_size
+    if crop < cfg.image_size:
+        ys = torch.randint(0, cfg.image_size - crop + 1, (n,), generator=gen).tolist()
+        xs = torch.randint(0, cfg.image_size - crop + 1, (n,), generator=gen).tolist()
+        x = torch.stack([img[:, y:y + crop, xx:xx + crop] for img, y, xx in zip(x, ys, xs)])
+    x_a, mask, _ = anomaly_batch(x, gen, g.anomaly_prob, tuple(g.beta_range), tuple(g.anomaly_sources),
+                                 g.anomaly_threshold)
+    T = cfg.diffusion.num_train_timesteps
+    t = torch.randint(0, T, (n,), generator=gen)
+    noise = torch.randn(x.shape, generator=gen)
+    x_t, target = anomaly_aware_target(x, x_a, t, alphas_cumprod[t], noise, T)
+    return Batch(x_t, t, target, mask)
+
+
+def _train_loop(model, images, cfg, state, opt, report, progress, save) -> None:
+    tc = cfg.train
+    dev = next(model.unet.parameters()).device
+    ab = model.alphas_cumprod.cpu()
+    model.unet.train()
+    bar = _bar(tc.unet_iters, "GLAD U-Net", progress, state.info["unet_iter"])
+    pending: list[torch.Tensor] = []
+
+    def read_losses() -> None:
+        if pending:
+            report.losses += torch.stack(pending).tolist()  # one wait for the device
+            bar.set_postfix(loss=f"{report.losses[-1]:.4f}")
+            pending.clear()
+
+    for it in range(state.info["unet_iter"], tc.unet_iters):
+        torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)  # dropout, if the U-Net has any
+        b = training_batch(it, images, cfg, ab).to(dev)
+        loss = (model.eps(b.x_t, b.t) - b.target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        state.consistent = False  # until the step is counted
+        opt.step()
+        if state.ema is not None:
+            state.ema.update(model.unet, it)
+        state.info["unet_iter"] = it + 1
+        state.consistent = True
+        pending.append(loss.detach())
+        snapshot = (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
+        if snapshot or len(pending) >= 50:
+            read_losses()
+        if snapshot:
+            save()
+        bar.update(1)
+    read_losses()
+    bar.close()
+    model.unet.eval()
+
+
+@torch.no_grad()
+def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed: int = 0,
+              progress: bool = False) -> dict:
+    """τ, then the thresholds, on normal images (stored in the model). τ: the loop is run with
+    τ = +inf (no row triggers; each falls back at the first step below min_step) and τ is the
+    ``glad.tau_quantile`` quantile of each image's largest trigger score. Then the loop with that
+    τ: the image threshold is the largest image score, the pixel threshold the 99.9th percentile
+    of the map pixels (as DRDC's FusionStats). Returns the step report of the second pass."""
+    dev = next(model.parameters()).device
+    probe = GLADDetector(model, dev, seed, tau=float("inf")).predict(images, batch_size, progress)
+    tau = float(torch.quantile(probe.max_score.double(), model.cfg.glad.tau_quantile))
+    model.stats = GLADStats(tau=tau, num_images=int(images.shape[0]), detector_seed=seed)
+    out = GLADDetector(model, dev, seed).predict(images, batch_size, progress)
+    maps = out.anomaly_map.flatten()
+    model.stats.image_threshold = float(out.pred_score.max())
+    model.stats.pixel_threshold = float(torch.quantile(maps[:: max(1, maps.numel() // 1_000_000)].float(), 0.999))
+    return {"tau": tau, "normal_max_scores": probe.max_score.tolist(), **out.step_report(model.cfg.glad.num_steps)}
+
+
+def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
+          progress: bool = True, log: Callable[[str], None] = print,
+          device: str | torch.device = "cpu") -> tuple[GLADModel, GLADReport]:
+    """Train GLAD on ``device``; resumable (module doc); the checkpoint is written to ``out``."""
+    cfg.validate()
+    if cfg.method != "glad":
+        raise ValueError(f"config method={cfg.method!r}: this trains 'glad' (drdc_trt.train.train: DRDC)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    report = GLADReport()
+    t_start = time.perf_counter()
+    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
+    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
+    images = data.images[train_idx]
+    calib = data.images[calib_idx] if calib_idx else images
+    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
+        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+
+    model = GLADModel(cfg).to(device)
+    opt = torch.optim.Adam(model.unet.parameters(), lr=cfg.glad.lr)
+    opts = {"unet": opt}
+    state = TrainState(out, cfg)
+    state.info["stage"] = "glad"
+    if tc.ema_decay > 0:
+        state.ema = EMA(model.unet, tc.ema_decay)
+    if state.load(model, opts):
+        report.resumed_from = dict(state.info)
+        log(f"resuming from {state.dir}: iteration {state.info['unet_iter']}/{tc.unet_iters}")
+
+    def save() -> None:
+        state.save(model, opts)
+
+    try:
+        t0 = time.perf_counter()
+        if state.info["unet_iter"] < tc.unet_iters:
+            _train_loop(model, images, cfg, state, opt, report, progress, save)
+        report.seconds["train"] = time.perf_counter() - t0
+    except KeyboardInterrupt:
+        if state.consistent:
+            save()
+            log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
+        else:  # stopped inside an optimizer step: the last snapshot is the way back
+            log(f"interrupted: the last snapshot in {state.dir} is kept; run the same command to resume")
+        raise
+    if state.ema is not None:  # inference uses the averaged U-Net
+        state.ema.copy_to(model.unet)
+    model.eval()
+    _remove_stale_temps(out)
+    t0 = time.perf_counter()
+    report.calibration = calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress)
+    report.seconds["calibration"] = time.perf_counter() - t0
+    report.seconds["total"] = time.perf_counter() - t_start
+    save_checkpoint(model, out)
+    last = report.losses[-50:]
+    atomic_write_text(out / "train_report.json", json.dumps({
+        "method": "glad", "loss_first": report.losses[:1], "loss_last50_mean": sum(last) / max(1, len(last)),
+        "seconds": report.seconds, "resumed_from": report.resumed_from, "calibration": report.calibration,
+        "thresholds": {"tau": model.stats.tau, "image": model.stats.image_threshold,
+                       "pixel": model.stats.pixel_threshold},
+    }, indent=2))
+    log(f"checkpoint written to {out} ({report.seconds['total']:.0f} s); τ = {model.stats.tau:.4g}, "
+        f"mean steps on the calibration images {report.calibration['mean_steps']:.1f}")
+    return model, report
