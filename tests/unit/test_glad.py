@@ -156,9 +156,10 @@ def test_decide_triggers_above_tau_and_falls_back_below_min_step():
     assert not bool(trig[0])                                       # strictly above τ
 
 
-def _eps_stub(x, t):
-    """Elementwise, bounded, no transcendental functions: a row's value does not depend on its batch."""
-    return 1.5 * x / (1 + x.abs()) - 0.5 * x + t / 2000.0
+def _eps_stub(x, t, image):
+    """Elementwise, bounded, no transcendental functions: a row's value does not depend on its batch
+    (it reads its own input image, as a conditioned U-Net does: rows must stay aligned when compacted)."""
+    return 1.5 * x / (1 + x.abs()) - 0.5 * x + t / 2000.0 + 0.05 * image
 
 
 def _dist_stub(x0_in, x0_gen):
@@ -198,7 +199,7 @@ def test_loop_on_a_hand_made_score_sequence():
 
     def x0s(x_t, row, k):
         ab = float(AB[ts[k]])
-        e = _eps_stub(x_t[row:row + 1], ts[k])
+        e = _eps_stub(x_t[row:row + 1], ts[k], x[row:row + 1])
         gen = predict_x0(x_t[row:row + 1], ab, e).clamp(-1, 1)
         inp = predict_x0(q_sample(x[row:row + 1], ab, noise[row:row + 1]), ab, e).clamp(-1, 1)
         return gen, inp, e
@@ -252,9 +253,9 @@ def test_compact_loop_skips_unet_rows_of_finished_images():
     noise = torch.randn(x.shape, generator=g)
     rows = []
 
-    def eps(x_t, t):
+    def eps(x_t, t, image):
         rows.append(x_t.shape[0])
-        return _eps_stub(x_t, t)
+        return _eps_stub(x_t, t, image)
 
     st = adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=True)
     assert rows == [6] * 6 + [3] * 4 and sum(rows) == int(st.steps.sum()) == 48  # 60 − 12 rows saved
@@ -291,6 +292,33 @@ def test_detector_scores_maps_and_steps():
     assert NONE == 0 and isinstance(inf, GLADBatch)
     with pytest.raises(ValueError, match=r"B×3×32×32"):
         det.predict_batch(torch.zeros(1, 3, 16, 16))
+
+
+def test_conditioned_unet_reads_each_rows_own_image():
+    cfg = preset("tiny", "glad").replace(**{"glad.conditioned": True, "unet.in_channels": 6})
+    torch.manual_seed(0)
+    model = GLADModel(cfg, GLADStats(tau=0.02, image_threshold=0.5, pixel_threshold=0.5))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    x = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    x_t = torch.randn(3, 3, 32, 32, generator=g)
+    want = model.unet(torch.cat([x_t, x], 1), torch.full((3,), 100.0))
+    assert torch.equal(model.eps(x_t, 100, x), want) and not torch.allclose(model.eps(x_t, 100, -x), want)
+    with pytest.raises(ValueError, match="condition"):
+        model.eps(x_t, 100)
+    # rows that finish early leave the batch: each image keeps its own condition. τ between the
+    # images' largest scores: the image above it triggers (5 steps), the others fall back (4)
+    probe = GLADDetector(model, tau=math.inf).predict(x)
+    model.stats.tau = float(probe.max_score.median())
+    out = GLADDetector(model, compact=True).predict(x)
+    assert len(set(out.steps.tolist())) > 1, out.steps  # a mix of fallback and full-length rows
+    for i in range(3):
+        one = GLADDetector(model, compact=True).predict(x[i:i + 1])
+        torch.testing.assert_close(one.reconstruction[0], out.reconstruction[i], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unet.in_channels=6"):
+        preset("tiny", "glad").replace(**{"glad.conditioned": True})
 
 
 # ----------------------------------------------------------------- config and checkpoints

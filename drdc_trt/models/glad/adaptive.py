@@ -99,7 +99,7 @@ def ddim_next(x0: torch.Tensor, eps: torch.Tensor, ab_next: float) -> torch.Tens
     return ab_next ** 0.5 * x0 + (1 - ab_next) ** 0.5 * eps
 
 
-EpsFn = Callable[[torch.Tensor, int], torch.Tensor]          # (x_t rows, t) → ε̂ rows
+EpsFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]  # (x_t rows, t, input rows) → ε̂ rows
 DistFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x0_in rows, x0_gen rows) → A rows, h×w
 
 
@@ -124,7 +124,7 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
     active = ~state.done
     checking = active & ~state.triggered
     act_idx = active.nonzero()[:, 0] if compact else None
-    eps = _on_rows(lambda xt: eps_fn(xt, t), act_idx, b, state.x_t)
+    eps = _on_rows(lambda xt, xx: eps_fn(xt, t, xx), act_idx, b, state.x_t, x)
     x0_gen = predict_x0(state.x_t, ab, eps)
     x0_in = predict_x0(q_sample(x, ab, noise), ab, eps)
     if clip:

@@ -69,10 +69,15 @@ class GLADModel(nn.Module):
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod[t.to(self.alphas_cumprod.device).long()]
 
-    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """ε̂ = U(x_t, t); t one timestep for all rows or one per row."""
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """ε̂ = U(x_t, t), or U(concat(x_t, cond), t) with glad.conditioned (cond: the image being
+        reconstructed; ignored otherwise); t one timestep for all rows or one per row."""
         if not isinstance(t, torch.Tensor):
             t = torch.full((x_t.shape[0],), float(t), device=x_t.device)
+        if self.cfg.glad.conditioned:
+            if cond is None:
+                raise ValueError("glad.conditioned: the U-Net needs the image as its condition")
+            x_t = torch.cat([x_t, cond], 1)
         return self.unet(x_t, t.to(x_t.device).float())
 
     def stages(self, x: torch.Tensor, which) -> list[torch.Tensor]:

@@ -47,9 +47,10 @@ class Batch:
     t: torch.Tensor       # B
     target: torch.Tensor  # B×3×s×s, ε*
     mask: torch.Tensor    # B×1×s×s, the synthetic anomalies (0: a clean image)
+    x_a: torch.Tensor     # B×3×s×s, the images with their anomalies (the condition, glad.conditioned)
 
     def to(self, device) -> "Batch":
-        return Batch(*(v.to(device) for v in (self.x_t, self.t, self.target, self.mask)))
+        return Batch(*(v.to(device) for v in (self.x_t, self.t, self.target, self.mask, self.x_a)))
 
 
 def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig, alphas_cumprod: torch.Tensor) -> Batch:
@@ -69,7 +70,7 @@ def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig, alphas_cumpr
     t = torch.randint(0, T, (n,), generator=gen)
     noise = torch.randn(x.shape, generator=gen)
     x_t, target = anomaly_aware_target(x, x_a, t, alphas_cumprod[t], noise, T)
-    return Batch(x_t, t, target, mask)
+    return Batch(x_t, t, target, mask, x_a)
 
 
 def _train_loop(model, images, cfg, state, opt, report, progress, save) -> None:
@@ -89,7 +90,7 @@ def _train_loop(model, images, cfg, state, opt, report, progress, save) -> None:
     for it in range(state.info["unet_iter"], tc.unet_iters):
         torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)  # dropout, if the U-Net has any
         b = training_batch(it, images, cfg, ab).to(dev)
-        loss = (model.eps(b.x_t, b.t) - b.target).pow(2).mean()
+        loss = (model.eps(b.x_t, b.t, b.x_a) - b.target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         state.consistent = False  # until the step is counted
