@@ -319,6 +319,11 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
     if any(b < 1 for b in batches):
         raise click.BadParameter(f"{check_batches!r}: batch sizes must be >= 1", param_hint="--check-batches")
     try:
+        from .checkpoint import load_config
+
+        if load_config(model_dir).method == "glad":
+            raise ValueError(f"{model_dir} holds a GLAD model: drdc export does not export GLAD yet "
+                             "(drdc detect --model runs it)")
         res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,
                             opset=opset, exporter=exporter, check_batches=batches, timing_cache=timing_cache,
                             log=click.echo)
@@ -534,6 +539,8 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         _fail(e)
     if method is not None and method != own:
         _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
+    if own == "glad":
+        _fail(ValueError(f"{model_dir} holds a GLAD model: drdc ablate does not run GLAD yet (drdc eval does)"))
     if own == "diffusionad":
         return _ablate_diffusionad(model_dir, data_root, work, prefix, report, categories, factors, grid, only,
                                    no_knn, no_synthetic_lambda, batch_size, seed, device, title, per_type, notes,
