@@ -10,7 +10,17 @@
 # on that one model, with the border / lighting diagnostics.
 # The CPU counterpart of scripts/realdata_gpu.sh.
 #
-#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|all]   (default: all)
+#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|diffusionad|all]   (default: all)
+#
+# `diffusionad` trains DiffusionAD (--method diffusionad, preset small, 64²) for about the
+# CPU minutes DRDC's training takes (DAD_ITERS=300 joint iterations at ~2.5 s each on one
+# thread ≈ DRDC's 751 s), then evaluates it on the test split beside the DRDC model in
+# runs/$DRDC_RUN (DRDC, base, kNN rows: drdc ablate --compare-model, read from the cache of
+# that model's own ablate run in runs/$DRDC_WORK; without it they cost ~27 min more), plus the
+# t_a / t_b / w variants. CPU-recipe choice: U-Net and segmentation lr 1e-3 (the preset's
+# 1e-4 / 1e-5 move the focal loss by ~7 % in 40 iterations, 1e-3 by ~77 %; a 300-iteration
+# budget needs the larger steps). Here: training 12 CPU min (23 wall min, CPU shared), test
+# pass + 7 variants ~5 min.
 #
 # `seed N` trains and evaluates one more model with training and detector seed N
 # (~25 min each); `seeds` writes the headline rows' mean ± std over seed 0 and those.
@@ -27,7 +37,9 @@
 # Settings (environment): DRDC_MAGNETIC_TILE (the data set; default
 # ../shared/data/magnetic_tile_defects), RUN (mt_cpu), UNET_ITERS (1200),
 # DATE (UTC today), NAME (magnetic_tile_cpu_v2_$DATE), THREADS (1), PY (python3),
-# LAMS (post-hoc λ values, 0,0.25,0.5,0.75,0.9,1), FACTORS (new | all).
+# LAMS (post-hoc λ values, 0,0.25,0.5,0.75,0.9,1), FACTORS (new | all); for `diffusionad`:
+# DAD_RUN (mt_dad), DAD_ITERS (300), DAD_UNET_LR (1e-3), DAD_SEG_LR (1e-3), DRDC_RUN (mt_v2_s0_cal),
+# DRDC_WORK (mt_v2_s0_ablation), DAD_NAME (magnetic_tile_cpu_diffusionad_$DATE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DRDC_MAGNETIC_TILE:-../shared/data/magnetic_tile_defects}
@@ -92,6 +104,30 @@ seeds_summary() {  # the default model (seed 0) and every seed run done so far
     --note "Each seed: its own training run (train.seed) and detector masks/noise (--seed); the kNN baseline does not depend on the trained model and is in the seed-0 file only."
 }
 
+DAD_RUN=${DAD_RUN:-mt_dad}
+DAD_ITERS=${DAD_ITERS:-300}
+DAD_SETS=(--set "train.unet_iters=$DAD_ITERS" --set "diffusionad.seg_lr_t_max=$DAD_ITERS"
+          --set "diffusionad.unet_lr=${DAD_UNET_LR:-1e-3}" --set "diffusionad.seg_lr=${DAD_SEG_LR:-1e-3}"
+          --set train.checkpoint_every=50)
+DRDC_RUN=${DRDC_RUN:-mt_v2_s0_cal}
+DRDC_WORK=${DRDC_WORK:-mt_v2_s0_ablation}
+DAD_NAME=${DAD_NAME:-magnetic_tile_cpu_diffusionad_$DATE}
+diffusionad() {  # train (resumes from runs/$DAD_RUN/train_state), then the test pass beside DRDC
+  [ -f "runs/$DAD_RUN/stats.json" ] ||
+    drdc train --method diffusionad --data "$DATA" --out "runs/$DAD_RUN" --preset small "${DAD_SETS[@]}" --quiet
+  [ -f "runs/$DRDC_RUN/stats.json" ] || { echo "no DRDC model in runs/$DRDC_RUN: run '$0 train' (or set DRDC_RUN)" >&2; exit 1; }
+  # DRDC's default pass, kNN maps and λ selection come from runs/$DRDC_WORK when '$0 eval' cached them there
+  drdc ablate --model "runs/$DAD_RUN" --data "$DATA" --work "runs/${DAD_RUN}_ablation" \
+    --compare-model "runs/$DRDC_RUN" --compare-work "runs/$DRDC_WORK" --lams "$LAMS" \
+    --results "benchmarks/results/$DAD_NAME" --report "benchmarks/results/${DAD_NAME}_report.html" --quiet \
+    --title "DiffusionAD vs DRDC on magnetic-tile defects (CPU, preset small, 64²)" \
+    --command-line "drdc train --method diffusionad --data $DATA --out runs/$DAD_RUN --preset small ${DAD_SETS[*]}" \
+    --note "CPU recipe: DiffusionAD preset small (64², U-Net width 32, segmentation width 16, batch 16), $DAD_ITERS joint iterations, U-Net lr ${DAD_UNET_LR:-1e-3}, segmentation lr ${DAD_SEG_LR:-1e-3} (cosine over the run); one thread per job (OMP_NUM_THREADS=${THREADS:-1}), the CPU shared with other jobs." \
+    --note "DRDC, base and kNN rows: the DRDC model runs/$DRDC_RUN (seed 0 of the v2 recipe, trained in 751 s on one thread) on the same test split, its passes read from the cache of its own drdc ablate run (runs/$DRDC_WORK)." \
+    --note "Per-image latency at 64², batch 1, one thread, from one drdc-bench --method both run on this machine (benchmarks/results/diffusionad_vs_drdc_latency_cpu_2026-12-01.md): DRDC 455 ms eager PyTorch / 324 ms torch-free runtime on ONNX Runtime, DiffusionAD 52.6 / 33.1 ms (8.6× / 9.8×). The base model alone and the kNN baseline are not in that run." \
+    --note "Source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+}
+
 step=${1:-all}
 shift || true
 case "$step" in
@@ -108,6 +144,7 @@ case "$step" in
     for n in "$@"; do seed_run "$n"; done
     ;;
   seeds) seeds_summary ;;
+  diffusionad) diffusionad ;;
   all) train && ablate ;;
   *) sed -n '2,24p' "$0"; exit 2 ;;
 esac
