@@ -146,5 +146,5 @@ case "$step" in
   seeds) seeds_summary ;;
   diffusionad) diffusionad ;;
   all) train && ablate ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  *) sed -n '2,42p' "$0"; exit 2 ;;
 esac
