@@ -158,3 +158,15 @@ def test_compare_model_only_for_diffusionad(tiny_checkpoint, synthetic_root, tmp
     r = CliRunner().invoke(main, ["ablate", "--model", str(tiny_checkpoint), "--data", str(synthetic_root),
                                   "--work", str(tmp_path / "w"), "--compare-model", str(tiny_checkpoint)])
     assert r.exit_code != 0 and "--compare-model" in r.output, r.output
+
+
+def test_only_runs_the_named_factor(dad_checkpoint, synthetic_root, tmp_path):
+    r = CliRunner().invoke(main, ["ablate", "--model", str(dad_checkpoint), "--data", str(synthetic_root),
+                                  "--work", str(tmp_path / "w"), "--results", str(tmp_path / "res"), "--quiet",
+                                  "--factor", "diffusionad.w=0", "--factor", "diffusionad.t_b=300",
+                                  "--only", "diffusionad.w"])
+    assert r.exit_code == 0, r.output
+    rows = {row["setting"]: row for row in json.loads((tmp_path / "res.json").read_text())["ablation"]}
+    assert rows["diffusionad.t_b=300"].get("status") == "not run" and "image_AUROC" not in rows["diffusionad.t_b=300"]
+    assert 0.0 <= rows["diffusionad.w=0"]["image_AUROC"] <= 1.0
+    assert "| diffusionad.t_b=300 | not run |" in (tmp_path / "res.md").read_text()

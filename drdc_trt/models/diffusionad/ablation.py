@@ -22,7 +22,7 @@ import torch
 
 from ... import viz
 from ...checkpoint import atomic_write_text, load_checkpoint
-from ...data import Loaded, load_split
+from ...data import load_split
 from ...evaluate import COLUMNS, EvalResult, example_rows, method_outputs, report_html, table
 from ...train import split_calibration
 from .detector import DiffusionADBatch, DiffusionADDetector
@@ -186,8 +186,9 @@ def ablation_markdown(rows: Sequence[dict]) -> str:
     cols = ["setting", *COLUMNS[2:], "ms_per_image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [str(r["setting"])] + [r.get("status") or _pct(r.get(k)) if k == COLUMNS[2] else _pct(r.get(k))
-                                       for k in COLUMNS[2:]]
+        cells = [str(r["setting"])] + [_pct(r.get(k)) for k in COLUMNS[2:]]
+        if "status" in r:  # a variant not run yet: say so in its first metric column
+            cells[1] = r["status"]
         cells.append("–" if r.get("ms_per_image") is None else f"{r['ms_per_image']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
