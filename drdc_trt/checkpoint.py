@@ -125,28 +125,43 @@ def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> 
         return load_glad_checkpoint(folder, cfg, backbone_weights)
     if backbone_weights is not None:
         cfg.backbone.weights = backbone_weights
+    def parse(raw: dict) -> FusionStats:
+        _check_stats(raw, folder / STATS)
+        return FusionStats.from_dict(raw)
+
+    model = load_weights(DRDCModel(cfg, load_stats(folder, parse)), folder)
+    model.stats.pixel = load_pixel_stats(folder, cfg)
+    return model.eval()
+
+
+def load_stats(folder: Path, parse):
+    """parse(the dict of ``stats.json``) → the method's statistics; a CheckpointError naming the
+    file when it is missing, not JSON or refused by ``parse``."""
+    path = Path(folder) / STATS
     try:
-        raw_stats = read_json(folder / STATS, "statistics")
-        _check_stats(raw_stats, folder / STATS)
-        stats = FusionStats.from_dict(raw_stats)
+        return parse(read_json(path, "statistics"))
     except (TypeError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
-        raise CheckpointError(f"{folder / STATS}: {e}") from None
-    weights = folder / WEIGHTS
+        raise CheckpointError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+
+
+def load_weights(model, folder: Path):
+    """The checkpoint's ``model.safetensors`` loaded into ``model`` (any method's:
+    ``load_trainable_state_dict``); a CheckpointError naming the file when it is missing,
+    unreadable or does not match the config."""
+    weights = Path(folder) / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing weights")
     try:
         sd = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
-    model = DRDCModel(cfg, stats)
     try:
         model.load_trainable_state_dict(sd, where=str(weights))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    model.stats.pixel = load_pixel_stats(folder, cfg)
-    return model.eval()
+    return model
 
 
 def load_pixel_stats(folder: Path, cfg: ModelConfig) -> PixelStats | None:

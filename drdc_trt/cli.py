@@ -319,9 +319,10 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
     if any(b < 1 for b in batches):
         raise click.BadParameter(f"{check_batches!r}: batch sizes must be >= 1", param_hint="--check-batches")
     try:
-        from .checkpoint import load_config
+        from .checkpoint import CONFIG, load_config
 
-        if load_config(model_dir).method == "glad":
+        # (a folder without a config: export_bundle names what is missing, weights first)
+        if (Path(model_dir) / CONFIG).is_file() and load_config(model_dir).method == "glad":
             raise ValueError(f"{model_dir} holds a GLAD model: drdc export does not export GLAD yet "
                              "(drdc detect --model runs it)")
         res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,

@@ -110,6 +110,13 @@ def _std(t: torch.Tensor) -> float:
     return max(float(t.double().std()), 1e-8)
 
 
+def pixel_threshold(maps: torch.Tensor) -> float:
+    """The 99.9th percentile of the pixels of normal images' final maps (every method's pixel
+    threshold; at most ~1M pixels, sampled evenly, go into the quantile)."""
+    flat = maps.flatten()
+    return float(torch.quantile(flat[:: max(1, flat.numel() // 1_000_000)].float(), 0.999))
+
+
 def measure_stats(diff_maps: torch.Tensor, base_maps: torch.Tensor, lam: float,
                   score_window: int) -> FusionStats:
     """Statistics from the raw maps (B×S×S each) of normal calibration images."""
@@ -120,7 +127,7 @@ def measure_stats(diff_maps: torch.Tensor, base_maps: torch.Tensor, lam: float,
     )
     final = normalised_blend(diff_maps, base_maps, stats, lam)
     stats.image_threshold = float(ops.image_score(final, score_window).max())
-    stats.pixel_threshold = float(torch.quantile(final.flatten()[:: max(1, final.numel() // 1_000_000)].float(), 0.999))
+    stats.pixel_threshold = pixel_threshold(final)
     base_norm = (base_maps - stats.base_mean) / stats.base_std
     stats.base_image_threshold = float(ops.image_score(base_norm, score_window).max())
     return stats

@@ -32,6 +32,21 @@ def check_image_range(x: torch.Tensor) -> None:
         raise ValueError(f"images: values span [{lo:.4g}, {hi:.4g}], expected [-1, 1]{hint}")
 
 
+def check_images(images, size: int, device: torch.device) -> torch.Tensor:
+    """Images are B×3×S×S floats in [-1, 1] (``data.load_image``; 8-bit pixels v: v / 127.5 − 1);
+    returns them as contiguous float32 on ``device``. Every method's detector checks with this."""
+    s = size
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images: expected a torch.Tensor B×3×{s}×{s}, got {type(images).__name__}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s) or images.shape[0] < 1:
+        raise ValueError(f"images: expected B×3×{s}×{s} (B ≥ 1), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images: dtype {images.dtype}; expected floats in [-1, 1] (8-bit pixels v: v / 127.5 - 1)")
+    x = images.to(device, torch.float32).contiguous()
+    check_image_range(x)
+    return x
+
+
 @dataclass
 class InferenceBatch:
     pred_score: torch.Tensor   # B, image anomaly score (max of the average-pooled final map)
@@ -92,17 +107,7 @@ class Detector:
                          n.steps.repeat(1, batch, 1, 1, 1))
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Images are B×3×S×S floats in [-1, 1] (``data.load_image``; 8-bit pixels v: v / 127.5 − 1)."""
-        s = self.cfg.image_size
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images: expected a torch.Tensor B×3×{s}×{s}, got {type(images).__name__}")
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s) or images.shape[0] < 1:
-            raise ValueError(f"images: expected B×3×{s}×{s} (B ≥ 1), got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images: dtype {images.dtype}; expected floats in [-1, 1] (8-bit pixels v: v / 127.5 - 1)")
-        x = images.to(self.device, torch.float32).contiguous()
-        check_image_range(x)
-        return x
+        return check_images(images, self.cfg.image_size, self.device)
 
     @torch.no_grad()
     def loop_heat(self, x: torch.Tensor) -> LoopResult:

@@ -385,6 +385,19 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
     return model
 
 
+def training_split(data_root: str | Path, cfg: ModelConfig, categories: Sequence[str] | None, progress: bool,
+                   log: Callable[[str], None] = print) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training images, held-out calibration images) of ``data_root``'s normal training split,
+    as every method's training divides it (``split_calibration``); logs the counts."""
+    tc = cfg.train
+    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
+    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
+    images = data.images[train_idx]
+    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
+        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+    return images, (data.images[calib_idx] if calib_idx else images)
+
+
 def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train indices, calibration indices); at least one of each when n ≥ 2."""
     k = min(max(1, round(n * fraction)), n - 1) if n >= 2 and fraction > 0 else 0
@@ -411,12 +424,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     torch.manual_seed(tc.seed)
     report = TrainReport()
     t_start = time.perf_counter()
-    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
-    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
-    images = data.images[train_idx]
-    calib = data.images[calib_idx] if calib_idx else images
-    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
-        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+    images, calib = training_split(data_root, cfg, categories, progress, log)
 
     model = DRDCModel(cfg).to(device)
     opts = {

@@ -7,6 +7,7 @@ import torch.nn as nn
 from ..config import ModelConfig
 from ..fusion import FusionStats
 from .base import BaseModel
+from .state import load_parts
 from .unet import UNet
 
 
@@ -24,19 +25,4 @@ class DRDCModel(nn.Module):
         return sd
 
     def load_trainable_state_dict(self, sd: dict, where: str = "weights") -> None:
-        parts = {"transformer.": self.base.transformer, "unet.": self.unet}
-        other = [k for k in sd if not k.startswith(tuple(parts))]
-        if other:
-            raise ValueError(f"{where}: unexpected tensors {sorted(other)[:5]}")
-        missing, unexpected = [], []
-        for prefix, module in parts.items():
-            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-            try:
-                result = module.load_state_dict(sub, strict=False)
-            except RuntimeError as e:  # shape mismatch
-                raise ValueError(f"{where}: weights do not match the config ({e})") from None
-            missing += [prefix + k for k in result.missing_keys]
-            unexpected += [prefix + k for k in result.unexpected_keys]
-        if missing or unexpected:
-            raise ValueError(f"{where}: weights do not match the config "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        load_parts({"transformer.": self.base.transformer, "unet.": self.unet}, sd, where)

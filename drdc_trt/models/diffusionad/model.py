@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from ...config import ModelConfig
 from ...diffusion import Schedule
+from ..state import load_parts
 from ..unet import UNet
 from .norm_guided import norm_guided_x0, q_sample
 from .segmentation import SegmentationNet
@@ -95,49 +96,13 @@ class DiffusionADModel(nn.Module):
         return sd
 
     def load_trainable_state_dict(self, sd: dict, where: str = "weights") -> None:
-        parts = {"unet.": self.unet, "seg.": self.seg}
-        other = [k for k in sd if not k.startswith(tuple(parts))]
-        if other:
-            raise ValueError(f"{where}: unexpected tensors {sorted(other)[:5]}")
-        missing, unexpected = [], []
-        for prefix, module in parts.items():
-            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-            try:
-                result = module.load_state_dict(sub, strict=False)
-            except RuntimeError as e:  # shape mismatch
-                raise ValueError(f"{where}: weights do not match the config ({e})") from None
-            missing += [prefix + k for k in result.missing_keys]
-            unexpected += [prefix + k for k in result.unexpected_keys]
-        if missing or unexpected:
-            raise ValueError(f"{where}: weights do not match the config "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        load_parts({"unet.": self.unet, "seg.": self.seg}, sd, where)
 
 
 def load_diffusionad_checkpoint(folder: Path, cfg: ModelConfig) -> DiffusionADModel:
     """The model of a checkpoint folder whose config.json (``cfg``) has method = "diffusionad"
     (drdc_trt.checkpoint.load_checkpoint dispatches here)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ...checkpoint import STATS, load_stats, load_weights
 
-    from ...checkpoint import STATS, WEIGHTS, CheckpointError, read_json
-
-    folder = Path(folder)
-    try:
-        stats = DiffusionADStats.from_dict(read_json(folder / STATS, "statistics"), str(folder / STATS))
-    except ValueError as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(str(e)) from None
-    weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing weights")
-    try:
-        sd = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
-    model = DiffusionADModel(cfg, stats)
-    try:
-        model.load_trainable_state_dict(sd, where=str(weights))
-    except ValueError as e:
-        raise CheckpointError(str(e)) from None
-    return model.eval()
+    stats = load_stats(folder, lambda raw: DiffusionADStats.from_dict(raw, str(Path(folder) / STATS)))
+    return load_weights(DiffusionADModel(cfg, stats), folder).eval()

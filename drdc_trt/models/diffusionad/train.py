@@ -28,10 +28,10 @@ import torch
 
 from ...checkpoint import atomic_write_text, save_checkpoint
 from ...config import ModelConfig
-from ...data import load_split
 from ...data.anomalies import anomaly_batch
 from ...ema import EMA
-from ...train import TrainState, _bar, _remove_stale_temps, split_calibration
+from ...fusion import pixel_threshold
+from ...train import TrainState, _bar, _remove_stale_temps, training_split
 from .detector import DiffusionADDetector
 from .loss import segmentation_loss
 from .model import DiffusionADModel, DiffusionADStats
@@ -154,10 +154,8 @@ def calibrate(model: DiffusionADModel, images: torch.Tensor, batch_size: int = 8
     99.9th percentile of the map pixels (as DRDC's FusionStats)."""
     det = DiffusionADDetector(model, next(model.parameters()).device, seed)
     out = det.predict(images, batch_size, progress)
-    maps = out.anomaly_map.flatten()
     model.stats = DiffusionADStats(
-        image_threshold=float(out.pred_score.max()),
-        pixel_threshold=float(torch.quantile(maps[:: max(1, maps.numel() // 1_000_000)].float(), 0.999)),
+        image_threshold=float(out.pred_score.max()), pixel_threshold=pixel_threshold(out.anomaly_map),
         num_images=int(images.shape[0]), detector_seed=seed)
     return model.stats
 
@@ -175,12 +173,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     torch.manual_seed(tc.seed)
     report = DiffusionADReport()
     t_start = time.perf_counter()
-    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
-    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
-    images = data.images[train_idx]
-    calib = data.images[calib_idx] if calib_idx else images
-    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
-        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+    images, calib = training_split(data_root, cfg, categories, progress, log)
 
     model = DiffusionADModel(cfg).to(device)
     opts = make_optimizers(model)

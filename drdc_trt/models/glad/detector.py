@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ...diffusion import ddim_timesteps
-from ...pipeline import check_image_range
+from ...pipeline import check_images
 from .adaptive import adaptive_loop, steps_histogram
 from .features import top_k_score
 from .model import GLADModel
@@ -67,16 +67,7 @@ class GLADDetector:
         return cls(model, device, seed)
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        s = self.cfg.image_size
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images: expected a torch.Tensor B×3×{s}×{s}, got {type(images).__name__}")
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s) or images.shape[0] < 1:
-            raise ValueError(f"images: expected B×3×{s}×{s} (B ≥ 1), got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images: dtype {images.dtype}; expected floats in [-1, 1] (8-bit pixels v: v / 127.5 - 1)")
-        x = images.to(self.device, torch.float32).contiguous()
-        check_image_range(x)
-        return x
+        return check_images(images, self.cfg.image_size, self.device)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor) -> GLADBatch:

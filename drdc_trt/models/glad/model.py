@@ -14,6 +14,7 @@ import torch.nn as nn
 from ...config import ModelConfig
 from ...diffusion import Schedule
 from ..backbone import Backbone
+from ..state import load_parts
 from ..unet import UNet
 from .features import anomaly_map, nearest_patch_distance
 
@@ -101,46 +102,15 @@ class GLADModel(nn.Module):
         return {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
 
     def load_trainable_state_dict(self, sd: dict, where: str = "weights") -> None:
-        other = [k for k in sd if not k.startswith("unet.")]
-        if other:
-            raise ValueError(f"{where}: unexpected tensors {sorted(other)[:5]}")
-        try:
-            result = self.unet.load_state_dict({k[5:]: v for k, v in sd.items()}, strict=False)
-        except RuntimeError as e:  # shape mismatch
-            raise ValueError(f"{where}: weights do not match the config ({e})") from None
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(f"{where}: weights do not match the config (missing "
-                             f"{['unet.' + k for k in result.missing_keys][:5]}, unexpected "
-                             f"{['unet.' + k for k in result.unexpected_keys][:5]})")
+        load_parts({"unet.": self.unet}, sd, where)
 
 
 def load_glad_checkpoint(folder: Path, cfg: ModelConfig, backbone_weights: str | None = None) -> GLADModel:
     """The model of a checkpoint folder whose config.json (``cfg``) has method = "glad"
     (drdc_trt.checkpoint.load_checkpoint dispatches here)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ...checkpoint import STATS, load_stats, load_weights
 
-    from ...checkpoint import STATS, WEIGHTS, CheckpointError, read_json
-
-    folder = Path(folder)
     if backbone_weights is not None:
         cfg.backbone.weights = backbone_weights
-    try:
-        stats = GLADStats.from_dict(read_json(folder / STATS, "statistics"), str(folder / STATS))
-    except ValueError as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(str(e)) from None
-    weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing weights")
-    try:
-        sd = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
-    model = GLADModel(cfg, stats)
-    try:
-        model.load_trainable_state_dict(sd, where=str(weights))
-    except ValueError as e:
-        raise CheckpointError(str(e)) from None
-    return model.eval()
+    stats = load_stats(folder, lambda raw: GLADStats.from_dict(raw, str(Path(folder) / STATS)))
+    return load_weights(GLADModel(cfg, stats), folder).eval()

@@ -24,10 +24,10 @@ import torch
 
 from ...checkpoint import atomic_write_text, save_checkpoint
 from ...config import ModelConfig
-from ...data import load_split
 from ...data.anomalies import anomaly_batch
 from ...ema import EMA
-from ...train import TrainState, _bar, _remove_stale_temps, split_calibration
+from ...fusion import pixel_threshold
+from ...train import TrainState, _bar, _remove_stale_temps, training_split
 from .detector import GLADDetector
 from .model import GLADModel, GLADStats
 from .target import anomaly_aware_target
@@ -124,9 +124,8 @@ def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed:
     tau = float(torch.quantile(probe.max_score.double(), model.cfg.glad.tau_quantile))
     model.stats = GLADStats(tau=tau, num_images=int(images.shape[0]), detector_seed=seed)
     out = GLADDetector(model, dev, seed).predict(images, batch_size, progress)
-    maps = out.anomaly_map.flatten()
     model.stats.image_threshold = float(out.pred_score.max())
-    model.stats.pixel_threshold = float(torch.quantile(maps[:: max(1, maps.numel() // 1_000_000)].float(), 0.999))
+    model.stats.pixel_threshold = pixel_threshold(out.anomaly_map)
     return {"tau": tau, "normal_max_scores": probe.max_score.tolist(), **out.step_report(model.cfg.glad.num_steps)}
 
 
@@ -143,12 +142,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     torch.manual_seed(tc.seed)
     report = GLADReport()
     t_start = time.perf_counter()
-    data = load_split(data_root, "train", cfg.image_size, categories, progress=progress)
-    train_idx, calib_idx = split_calibration(len(data), tc.calib_fraction, tc.seed)
-    images = data.images[train_idx]
-    calib = data.images[calib_idx] if calib_idx else images
-    log(f"data: {len(data)} normal images from {sorted({s.category for s in data.samples})}, "
-        f"{len(train_idx)} for training, {len(calib_idx) or len(images)} for calibration")
+    images, calib = training_split(data_root, cfg, categories, progress, log)
 
     model = GLADModel(cfg).to(device)
     opt = torch.optim.Adam(model.unet.parameters(), lr=cfg.glad.lr)
