@@ -29,6 +29,7 @@ import torch
 from . import report as R
 from .machine import environment, load_average
 from .stats import summarize
+from .suite import thread_count
 from .timing import Clock, MemoryProbe, measure
 
 
@@ -122,11 +123,11 @@ def run(opts, method: str, argv: list[str] | None = None, log: Callable[[str], N
     """The report of ``--method diffusionad`` or ``both``."""
     if opts.device != "cpu":
         raise ValueError("--method diffusionad/both measures on the CPU here (--device cpu)")
-    if opts.threads is not None:
-        torch.set_num_threads(opts.threads)
-        from drdc_trt import _C
+    with thread_count(opts.threads):
+        return _run(opts, method, argv, log)
 
-        _C.set_num_threads(opts.threads)
+
+def _run(opts, method: str, argv: list[str] | None, log: Callable[[str], None]) -> dict:
     t0 = time.perf_counter()
     env = environment(torch.device("cpu"), argv)
     drdc_rep = None

@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -160,7 +161,34 @@ def _row(spec: E.EngineSpec, label: str, precision: str, batch, status: str, **e
             "batch": batch, "baseline": spec.baseline, "status": status, **extra}
 
 
+@contextmanager
+def thread_count(n: int | None):
+    """torch's and the compiled kernels' CPU threads set to ``n`` for the block, then restored:
+    the bench also runs in-process (tests, notebooks), where a changed count would change the
+    floating-point sums of whatever runs next."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise BenchError(f"--threads must be >= 1, got {n}")
+    from drdc_trt import _C
+
+    before = torch.get_num_threads(), _C.num_threads()
+    torch.set_num_threads(n)
+    _C.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        _C.set_num_threads(before[1])
+
+
 def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None] = _log) -> dict:
+    with thread_count(opts.threads):
+        return _run(opts, argv, log)
+
+
+def _run(opts: Options, argv: list[str] | None, log: Callable[[str], None]) -> dict:
     t_start = time.perf_counter()
     deadline = t_start + opts.budget_s if opts.budget_s else None
     device = torch.device(opts.device)
@@ -169,16 +197,6 @@ def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None]
     for b in opts.batches:
         if b < 1:
             raise BenchError(f"--batch: sizes must be >= 1, got {b}")
-    if opts.threads is not None:
-        if opts.threads < 1:
-            raise BenchError(f"--threads must be >= 1, got {opts.threads}")
-        torch.set_num_threads(opts.threads)
-        try:
-            from drdc_trt import _C
-
-            _C.set_num_threads(opts.threads)
-        except ImportError:
-            pass
     cfg, model, stats, bundle, name, source = load_subject(opts, device, log)
     env = environment(device, argv)
     env["threads"] = _threads(opts)

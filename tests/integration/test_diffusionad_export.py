@@ -261,11 +261,14 @@ def test_tensorrt_bundle_runs_like_pytorch(exported, tmp_path):
 
 def test_bench_rows_and_speedups(tmp_path):
     """drdc-bench --method diffusionad: the three rows at each batch, each speed-up the eager p50 over its own."""
+    from drdc_trt import _C
     from drdc_trt.bench import main as bench
 
+    before = torch.get_num_threads(), _C.num_threads()
     rc = bench(["--method", "diffusionad", "--config", "tiny", "--batch", "1,2", "--max-seconds", "0", "--min-iters",
                 "2", "--threads", "1", "--out", str(tmp_path), "--date", "2026-01-01"])
     assert rc == 0
+    assert (torch.get_num_threads(), _C.num_threads()) == before  # --threads holds for the run only
     rep = json.loads((tmp_path / "drdc_bench_cpu_diffusionad_32px_2026-01-01.json").read_text())
     rows = rep["rows"]
     assert [(r["engine"], r["batch"]) for r in rows] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -280,3 +281,21 @@ def test_a_failing_row_and_a_failing_end_measurement_keep_the_report(monkeypatch
     assert ("csrc", "failed") in by
     assert rep["any_failed"] and any("ceilings not measured again" in n for n in rep["notes"])
     assert rep["limits"]["gemm_peaks"]["float32"]["tflops"] > 0
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["returns", "raises"])
+def test_thread_count_is_restored_after_the_run(fail):
+    """--threads holds inside the bench only: tests and notebooks that run it in-process keep
+    their own thread counts (and so their floating-point sums) afterwards."""
+    from drdc_trt import _C
+    from drdc_trt.benchmarking.suite import thread_count
+
+    before = torch.get_num_threads(), _C.num_threads()
+    want = 1 if before != (1, 1) else 2
+    with pytest.raises(RuntimeError) if fail else contextlib.nullcontext():
+        with thread_count(want):
+            assert (torch.get_num_threads(), _C.num_threads()) == (want, want)
+            if fail:
+                raise RuntimeError("a row failed")
+    assert (torch.get_num_threads(), _C.num_threads()) == before
+
