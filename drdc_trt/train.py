@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -385,6 +386,22 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
     return model
 
 
+@contextmanager
+def snapshot_on_interrupt(state: TrainState, save: Callable[[], None], log: Callable[[str], None]):
+    """Every method's Ctrl-C rule: between steps the progress is saved as a snapshot; inside an
+    epoch or an optimizer step (``state.consistent`` False: the weights hold a partly applied
+    step) the last snapshot is kept. Re-raises either way."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if state.consistent:
+            save()
+            log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
+        else:
+            log(f"interrupted: the last snapshot in {state.dir} is kept; run the same command to resume")
+        raise
+
+
 def training_split(data_root: str | Path, cfg: ModelConfig, categories: Sequence[str] | None, progress: bool,
                    log: Callable[[str], None] = print) -> tuple[torch.Tensor, torch.Tensor]:
     """(training images, held-out calibration images) of ``data_root``'s normal training split,
@@ -442,7 +459,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     def save() -> None:
         state.save(model, opts)
 
-    try:
+    with snapshot_on_interrupt(state, save, log):
         t0 = time.perf_counter()
         if state.info["base_epoch"] < tc.base_epochs:
             feats = _backbone_features(model, images)
@@ -452,13 +469,6 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
         if state.info["unet_iter"] < tc.unet_iters:
             _train_unet(model, images, cfg, state, opts, report, progress, save)
         report.seconds["unet"] = time.perf_counter() - t0
-    except KeyboardInterrupt:
-        if state.consistent:
-            save()
-            log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
-        else:  # stopped inside an epoch or an optimizer step: the last snapshot is the way back
-            log(f"interrupted: the last snapshot in {state.dir} is kept; run the same command to resume")
-        raise
     if state.ema is not None:  # inference and export use the averaged U-Net
         state.ema.copy_to(model.unet)
     t0 = time.perf_counter()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -13,43 +10,14 @@ import torch.nn as nn
 from ...config import ModelConfig
 from ...diffusion import Schedule
 from ..state import load_parts
+from ..thresholds import Thresholds
 from ..unet import UNet
 from .norm_guided import norm_guided_x0, q_sample
 from .segmentation import SegmentationNet
 
 
-@dataclass
-class DiffusionADStats:
-    """Decision thresholds measured on held-out normal images, with the meaning of DRDC's
-    FusionStats: ``image_threshold`` the largest image score, ``pixel_threshold`` the 99.9th
-    percentile of anomaly-map pixels."""
-
-    image_threshold: float = math.inf
-    pixel_threshold: float = math.inf
-    num_images: int = 0
-    detector_seed: int = 0  # the Detector seed (the two noises) they were measured with
-
-    def to_json(self) -> str:
-        plain = {f.name: getattr(self, f.name) for f in fields(self)}
-        return json.dumps({k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in plain.items()},
-                          indent=2)
-
-    @classmethod
-    def from_dict(cls, d, where: str = "stats") -> "DiffusionADStats":
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown, missing = set(d) - set(names), [n for n in names if n not in d]
-        if unknown or missing:
-            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}, missing {missing}")
-        for key in ("image_threshold", "pixel_threshold"):
-            v = d[key]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v)):
-                raise ValueError(f"{where}: {key} must be a number or null (+inf), got {v!r}")
-        for key in ("num_images", "detector_seed"):
-            if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 0:
-                raise ValueError(f"{where}: {key} must be a non-negative integer, got {d[key]!r}")
-        return cls(**{k: (math.inf if v is None else v) for k, v in d.items()})
+class DiffusionADStats(Thresholds):
+    """DiffusionAD's calibration: the two thresholds (its detector seed fixes the two noises)."""
 
 
 class DiffusionADModel(nn.Module):

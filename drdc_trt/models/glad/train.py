@@ -27,7 +27,7 @@ from ...config import ModelConfig
 from ...data.anomalies import anomaly_batch
 from ...ema import EMA
 from ...fusion import pixel_threshold
-from ...train import TrainState, _bar, _remove_stale_temps, training_split
+from ...train import TrainState, _bar, _remove_stale_temps, snapshot_on_interrupt, training_split
 from .detector import GLADDetector
 from .model import GLADModel, GLADStats
 from .target import anomaly_aware_target
@@ -158,18 +158,11 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     def save() -> None:
         state.save(model, opts)
 
-    try:
+    with snapshot_on_interrupt(state, save, log):
         t0 = time.perf_counter()
         if state.info["unet_iter"] < tc.unet_iters:
             _train_loop(model, images, cfg, state, opt, report, progress, save)
         report.seconds["train"] = time.perf_counter() - t0
-    except KeyboardInterrupt:
-        if state.consistent:
-            save()
-            log(f"interrupted: progress saved in {state.dir}; run the same command to resume")
-        else:  # stopped inside an optimizer step: the last snapshot is the way back
-            log(f"interrupted: the last snapshot in {state.dir} is kept; run the same command to resume")
-        raise
     if state.ema is not None:  # inference uses the averaged U-Net
         state.ema.copy_to(model.unet)
     model.eval()
