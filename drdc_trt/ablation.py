@@ -491,6 +491,17 @@ def pick_examples(data: Loaded, defect: str, n: int) -> list[int]:
     return [idx[round(j * (len(idx) - 1) / max(1, n - 1))] for j in range(n)]
 
 
+def report_header(title: str, meta: Mapping[str, Any], num_test: int) -> list[str]:
+    """The first lines of every method's ablation report: title, date, machine, data."""
+    md = [f"# {title}", "", f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
+    m = meta.get("machine", {})
+    if m:
+        md.append("- machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+    if meta.get("data"):
+        md.append(f"- data: `{meta['data']}` ({num_test} test images)")
+    return md
+
+
 def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, Any],
                   report: str | Path | None = None, png_defects: Sequence[str] = ("blowhole", "crack", "uneven"),
                   png_per_type: int = 4, title: str = "DRDC on real data", report_per_type: int = 4) -> list[Path]:
@@ -504,13 +515,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
     cfg = res.cfg
     notes = list(meta.get("notes", ()))
     main_md = res.eval.markdown()
-    md = [f"# {title}", ""]
-    md += [f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
-    m = meta.get("machine", {})
-    if m:
-        md.append("- machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
-    if meta.get("data"):
-        md.append(f"- data: `{meta['data']}` ({len(res.eval.data)} test images)")
+    md = report_header(title, meta, len(res.eval.data))
     md.append(f"- model: `{meta.get('model', '')}`, image size {cfg.image_size}, U-Net width "
               f"{cfg.unet.model_channels} (channel_mult {list(cfg.unet.channel_mult)}), transformer "
               f"{cfg.transformer.hidden_dim}-d {cfg.transformer.num_encoder_layers}+{cfg.transformer.num_decoder_layers} "
@@ -581,6 +586,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
         report.parent.mkdir(parents=True, exist_ok=True)
         head = [f"{k}: {v}" for k, v in (("date", meta.get("date")), ("data", meta.get("data")),
                                           ("model", meta.get("model"))) if v]
+        m = meta.get("machine", {})
         if m:
             head.append("machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
         extra = ["<h2>Ablation (one trained model, %)</h2><p class='note'>λ rows re-blend the default pass; "

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .bundle import BundleWriter, load_bundle
+from .bundle import BundleWriter
 from .diffusionad_bundle import NOISE_FILES, ROWS_PER_IMAGE, SEG_INPUT, SEG_OUTPUT, UNET_INPUTS, UNET_OUTPUT, io_specs
 from .numerics import NumericsReport, Tolerance, _compare, sample_images
 from .onnx_export import DEFAULT_OPSET, OnnxInfo, _stamp, _torch_export, check_onnx
@@ -148,8 +148,7 @@ def export_diffusionad_bundle(model, out: str | Path, fp16: bool = False, tensor
     mean what they mean for ``exporter.export_bundle``, which calls this for DiffusionAD models."""
     from drdc_trt.models.diffusionad import DiffusionADDetector
 
-    from .exporter import ExportResult, _versions
-    from .tensorrt_build import TensorRTUnavailable
+    from .exporter import engine_fields, finish
 
     model = model.float().eval().cpu()
     cfg, a = model.cfg, model.cfg.diffusionad
@@ -201,17 +200,10 @@ def export_diffusionad_bundle(model, out: str | Path, fp16: bool = False, tensor
                             f".manual_seed({seed}), randn noise_a then noise_b, each 3×S×S",
             "thresholds": {"image_threshold": st.image_threshold, "pixel_threshold": st.pixel_threshold,
                            "num_images": st.num_images, "detector_seed": st.detector_seed},
-            "max_batch": max_batch,
-            "precision": {"onnx": "float32", "tensorrt_fp16": bool(fp16 and section is not None)},
-            "numerics": report.to_dict() if report else None,
-            "versions": _versions(),
-            "tensorrt": section,
+            **engine_fields(max_batch, fp16, report, section),
         }
         path = w.commit(manifest)
-    load_bundle(path)  # what was written must load
-    if blocker is not None:
-        raise TensorRTUnavailable(f"wrote the ONNX bundle {path} without TensorRT plans: {blocker}")
-    return ExportResult(path=path, numerics=report, tensorrt=section)
+    return finish(path, report, section, blocker)
 
 
 __all__ = ["build_diffusionad_plans", "compare_diffusionad", "detector_rows",

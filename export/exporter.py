@@ -53,6 +53,23 @@ def _versions() -> dict:
             "tensorrt": trt}
 
 
+def engine_fields(max_batch: int, fp16: bool, report, section: dict | None) -> dict:
+    """The manifest fields every method's bundle shares: batch limit, precisions, the numerics
+    report, versions and the TensorRT section."""
+    return {"max_batch": max_batch,
+            "precision": {"onnx": "float32", "tensorrt_fp16": bool(fp16 and section is not None)},
+            "numerics": report.to_dict() if report else None, "versions": _versions(), "tensorrt": section}
+
+
+def finish(path: Path, report, section: dict | None, blocker: Exception | None) -> "ExportResult":
+    """A committed bundle: loaded once (what was written must load); TensorRTUnavailable when plans
+    were asked for and could not be built (the ONNX bundle stays)."""
+    load_bundle(path)
+    if blocker is not None:
+        raise TensorRTUnavailable(f"wrote the ONNX bundle {path} without TensorRT plans: {blocker}")
+    return ExportResult(path=path, numerics=report, tensorrt=section)
+
+
 def _tensorrt_blocker() -> Exception | None:
     """Why plans cannot be built here (None: they can)."""
     from drdc_trt.backends.cuda_util import CudaUnavailable, device_info
@@ -156,15 +173,8 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
             "pixel_stats": pixel_stats,
             "fusion": {"pool_factors": list(f.pool_factors), "mean_filter": f.mean_filter, "lam": f.lam,
                        "score_window": cfg.score_window, "score_window_at_224": f.score_window_at_224},
-            "max_batch": max_batch,
-            "precision": {"onnx": "float32", "tensorrt_fp16": bool(fp16 and section is not None)},
-            "numerics": report.to_dict() if report else None,
-            "versions": _versions(),
-            "tensorrt": section,
+            **engine_fields(max_batch, fp16, report, section),
         }
         path = w.commit(manifest)
-    load_bundle(path)  # what was written must load
-    if blocker is not None:
-        raise TensorRTUnavailable(f"wrote the ONNX bundle {path} without TensorRT plans: {blocker}")
-    return ExportResult(path=path, numerics=report, tensorrt=section)
+    return finish(path, report, section, blocker)
 

@@ -12,7 +12,6 @@ metrics (AUROC, AUPRO and F1Max sweep every threshold), so variants are not re-c
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from ... import viz
 from ...checkpoint import atomic_write_text, load_checkpoint
 from ...data import load_split
 from ...evaluate import COLUMNS, EvalResult, example_rows, method_outputs, report_html, table
+from ...ablation import _pct, report_header
 from ...train import split_calibration
 from .detector import DiffusionADBatch, DiffusionADDetector
 
@@ -178,10 +178,6 @@ def per_defect_rows(res: DiffusionADAblation) -> list[dict]:
     return sorted(rows, key=lambda r: (r["defect"], order[r["method"]]))
 
 
-def _pct(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
 def ablation_markdown(rows: Sequence[dict]) -> str:
     cols = ["setting", *COLUMNS[2:], "ms_per_image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -209,12 +205,7 @@ def write_results(res: DiffusionADAblation, prefix: str | Path, meta: Mapping[st
     abl = ablation_rows(res)
     per_defect = per_defect_rows(res)
     notes = list(meta.get("notes", ()))
-    md = [f"# {title}", "", f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
-    m = meta.get("machine", {})
-    if m:
-        md.append("- machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
-    if meta.get("data"):
-        md.append(f"- data: `{meta['data']}` ({len(res.eval.data)} test images)")
+    md = report_header(title, meta, len(res.eval.data))
     md.append(f"- model: `{meta.get('model', '')}` (DiffusionAD), image size {cfg.image_size}, U-Net width "
               f"{cfg.unet.model_channels} (channel_mult {list(cfg.unet.channel_mult)}), segmentation width "
               f"{a.seg_base_width}; trained {cfg.train.unet_iters} joint iterations (batch {cfg.train.batch_size}, "
@@ -263,6 +254,7 @@ def write_results(res: DiffusionADAblation, prefix: str | Path, meta: Mapping[st
         report.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"{k}: {v}" for k, v in (("date", meta.get("date")), ("data", meta.get("data")),
                                            ("model", meta.get("model"))) if v]
+        m = meta.get("machine", {})
         if m:
             lines.append("machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
         extra = ["<h2>DiffusionAD inference settings (%)</h2>",
