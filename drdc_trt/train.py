@@ -145,6 +145,15 @@ class TrainState:
                 raise ValueError(f"{self.dir}: holds a run already {done} long, more than "
                                  f"train.{key}={want['train'][key]}; use a new --out folder")
 
+    def count_iteration(self, it: int) -> bool:
+        """U-Net iteration ``it`` is applied (optimizer and EMA stepped): count it, so the weights
+        and the counters agree again; True when a snapshot is due (every ``train.checkpoint_every``
+        iterations and at the last)."""
+        self.info["unet_iter"] = it + 1
+        self.consistent = True
+        tc = self.cfg.train
+        return (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
+
     def save(self, model: DRDCModel, opts: dict[str, torch.optim.Optimizer]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         # A save interrupted by KeyboardInterrupt after its record: finish it before new
@@ -312,10 +321,8 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
             opt.step()
             if state.ema is not None:
                 state.ema.update(model.unet, it)
-            state.info["unet_iter"] = it + 1
-            state.consistent = True
+            snapshot = state.count_iteration(it)
             pending.append(loss.detach())
-            snapshot = (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
             if snapshot or len(pending) >= LOSS_READ_EVERY:
                 read_losses()
             if snapshot:

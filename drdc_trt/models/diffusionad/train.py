@@ -31,7 +31,7 @@ from ...config import ModelConfig
 from ...data.anomalies import anomaly_batch
 from ...ema import EMA
 from ...fusion import pixel_threshold
-from ...train import TrainState, _bar, _remove_stale_temps, snapshot_on_interrupt, training_split
+from ...train import LOSS_READ_EVERY, TrainState, _bar, _remove_stale_temps, snapshot_on_interrupt, training_split
 from .detector import DiffusionADDetector
 from .loss import segmentation_loss
 from .model import DiffusionADModel, DiffusionADStats
@@ -133,11 +133,9 @@ def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None
             opt.step()
         if state.ema is not None:
             state.ema.update(model, it)
-        state.info["unet_iter"] = it + 1
-        state.consistent = True
+        snapshot = state.count_iteration(it)
         pending.append(torch.stack([terms[k].detach() for k in LOSS_TERMS]))
-        snapshot = (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
-        if snapshot or len(pending) >= 50:
+        if snapshot or len(pending) >= LOSS_READ_EVERY:
             read_losses()
         if snapshot:
             save()
