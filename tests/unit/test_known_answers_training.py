@@ -4,6 +4,7 @@ backbone's input normalisation and the base heatmap ‖f − f̂‖ on hand-made
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +16,7 @@ from drdc_trt.config import BackboneConfig, preset
 from drdc_trt.diffusion import Schedule
 from drdc_trt.models.backbone import Backbone
 from drdc_trt.models.base import BaseModel
-from drdc_trt.train import TrainReport, _train_base, _train_unet, _unet_batch_for, unet_batch
+from drdc_trt.train import TrainReport, TrainState, _train_base, _train_unet, _unet_batch_for, unet_batch
 
 SIZE, CROP, N = 8, 4, 6
 AB = torch.tensor([0.64, 0.36])  # √ᾱ = 0.8 / 0.6 and √(1 − ᾱ) = 0.6 / 0.8
@@ -117,7 +118,7 @@ def test_unet_loss_weights_each_sample_by_min_snr():
     assert gamma == 5.0
     images = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     stub = _Scale()
-    state = SimpleNamespace(info={"unet_iter": 0}, ema=None)
+    state = TrainState(Path("never-written"), cfg)  # no snapshot is saved: save is a no-op below
     report = TrainReport()
     _train_unet(SimpleNamespace(unet=stub), images, cfg, state, {"unet": torch.optim.SGD(stub.parameters(), lr=0.0)},
                 report, False, lambda: None)
