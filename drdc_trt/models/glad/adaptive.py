@@ -17,7 +17,9 @@ A triggered row runs plain DDIM (x0 = x0_gen, no features) to the end. Every act
 done moves to x_t' = √ᾱ'·x0 + √(1 − ᾱ')·ε̂ (η = 0; t' = −1: ᾱ' = 1, x0 itself, and the row is done).
 
 All tensors keep their B rows (fixed shapes): rows that are done are left as they are (torch.where
-on the row masks), so a finished row stays bit-identical while the others continue. With
+on the row masks), so a finished row stays bit-identical while the others continue. The step's
+element-wise part and its per-row rule are the fused ops ``drdc_trt.ops.glad_predict`` and
+``glad_update`` (defined with the functions below; compiled in drdc_trt._C, CPU and CUDA). With
 ``compact=True`` the U-Net and the feature network run on the rows that need them only
 (index_select / index_copy); the per-row rule is the same.
 """
@@ -30,8 +32,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ... import ops
 from .features import top_k_score
-from .target import predict_x0, q_sample
+from .target import q_sample
 
 # Row decisions of one step (RowState.trigger_kind): the codes of the per-row rule.
 NONE, TRIGGERED, FALLBACK = 0, 1, 2
@@ -114,8 +117,11 @@ def _on_rows(fn, idx: torch.Tensor | None, b: int, *args: torch.Tensor) -> torch
 
 def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int, timesteps: list[int],
                   alphas_cumprod: torch.Tensor, eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int,
-                  top_k: int, clip: bool = True, compact: bool = False) -> RowState:
-    """One DDIM step of every row that is not done (module doc). ``alphas_cumprod``: the T-vector ᾱ."""
+                  top_k: int, clip: bool = True, compact: bool = False, impl: str = "torch") -> RowState:
+    """One DDIM step of every row that is not done (module doc). ``alphas_cumprod``: the T-vector ᾱ.
+    The element-wise and per-row parts are the fused ops ``drdc_trt.ops.glad_predict`` and
+    ``glad_update`` (``impl`` "torch": their PyTorch definitions; "csrc": the compiled kernels,
+    which update ``state``'s tensors in place)."""
     b = x.shape[0]
     t = timesteps[k]
     t_next = timesteps[k + 1] if k + 1 < len(timesteps) else -1
@@ -125,39 +131,26 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
     checking = active & ~state.triggered
     act_idx = active.nonzero()[:, 0] if compact else None
     eps = _on_rows(lambda xt, xx: eps_fn(xt, t, xx), act_idx, b, state.x_t, x)
-    x0_gen = predict_x0(state.x_t, ab, eps)
-    x0_in = predict_x0(q_sample(x, ab, noise), ab, eps)
-    if clip:
-        x0_gen, x0_in = x0_gen.clamp(-1, 1), x0_in.clamp(-1, 1)
-    x0 = x0_gen
-    trig = fall = torch.zeros_like(active)
+    x0_gen, x0_in = ops.glad_predict(state.x_t, x, noise, eps, ab, clip, impl=impl)
     if bool(checking.any()):
         chk_idx = checking.nonzero()[:, 0] if compact else None
         A = _on_rows(dist_fn, chk_idx, b, x0_in, x0_gen)
         score = trigger_score(A, top_k)
-        trig, fall = decide(score, checking, tau, t, min_step)
-        blended = saff_blend(x0_gen, x0_in, saff_weight(A, tuple(x.shape[-2:])))
-        x0 = torch.where(rows(trig, x0), blended, x0_gen)
-        state.max_score = torch.where(checking, torch.maximum(state.max_score, score), state.max_score)
-    x_next = ddim_next(x0, eps, ab_next)
-    finish = fall | (active & torch.tensor(t_next < 0, device=active.device))
-    moving = active & ~fall
-    state.x_t = torch.where(rows(moving, x_next), x_next, state.x_t)
-    state.recon = torch.where(rows(fall, x0_in), x0_in,
-                              torch.where(rows(moving & finish, x0), x0, state.recon))
-    state.steps = state.steps + active.long()
-    state.trigger_step = torch.where(trig | fall, torch.full_like(state.trigger_step, k), state.trigger_step)
-    state.trigger_kind = torch.where(trig, TRIGGERED, torch.where(fall, FALLBACK, state.trigger_kind))
-    state.triggered = state.triggered | trig
-    state.done = state.done | finish
-    return state
+        w = saff_weight(A, tuple(x.shape[-2:]))
+    else:  # no row looks for its step: nothing triggers, the score and the weight are not read
+        score = torch.zeros(b, dtype=x0_gen.dtype, device=x0_gen.device)
+        w = torch.zeros(b, 1, *x.shape[-2:], dtype=x0_gen.dtype, device=x0_gen.device)
+    return ops.glad_update(state, x0_gen, x0_in, eps.contiguous(), w.contiguous(), score.contiguous(), k, t,
+                           ab_next, tau, min_step, last=t_next < 0, impl=impl)
 
 
 def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor,
                   eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int, top_k: int, clip: bool = True,
-                  compact: bool = False, on_step: Callable[[int, RowState], None] | None = None) -> RowState:
+                  compact: bool = False, on_step: Callable[[int, RowState], None] | None = None,
+                  impl: str = "torch") -> RowState:
     """The whole loop for images x (B×C×H×W) and their noise ε; returns the final RowState
-    (``recon`` the reconstructions, ``steps`` the U-Net evaluations each row took)."""
+    (``recon`` the reconstructions, ``steps`` the U-Net evaluations each row took). ``impl``: the
+    fused ops' implementation (adaptive_step)."""
     if x.shape != noise.shape:
         raise ValueError(f"noise: shape {tuple(noise.shape)} differs from the images' {tuple(x.shape)}")
     state = RowState.start(q_sample(x, float(alphas_cumprod[timesteps[0]]), noise))
@@ -165,7 +158,7 @@ def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], al
         if bool(state.done.all()):
             break
         state = adaptive_step(state, x, noise, k, timesteps, alphas_cumprod, eps_fn, dist_fn, tau, min_step,
-                              top_k, clip, compact)
+                              top_k, clip, compact, impl)
         if on_step is not None:
             on_step(k, state)
     return state

@@ -48,16 +48,18 @@ class GLADDetector:
     ε drawn from ``seed`` and used for every image (an image's result does not depend on its
     batch), then the map and score. ``compact``: finished rows leave the U-Net batch (same
     results up to the U-Net's batch-size rounding; fewer U-Net rows). ``tau`` overrides the
-    calibrated τ (calibration runs with τ = +inf: no trigger)."""
+    calibrated τ (calibration runs with τ = +inf: no trigger). ``kernels``: the per-row step's
+    implementation, "torch" or "csrc" (drdc_trt.ops.glad_predict / glad_update)."""
 
     def __init__(self, model: GLADModel, device: str | torch.device = "cpu", seed: int = 0, compact: bool = True,
-                 tau: float | None = None):
+                 tau: float | None = None, kernels: str = "torch"):
         self.model, self.cfg, self.stats = model, model.cfg, model.stats
         self.device = torch.device(device)
         model.to(self.device).eval()
         s = self.cfg.image_size
         self.noise = torch.randn(3, s, s, generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.compact = compact
+        self.kernels = kernels
         self.tau = model.stats.tau if tau is None else tau
         g = self.cfg.glad
         self.timesteps = ddim_timesteps(g.t0, g.num_steps)
@@ -74,7 +76,8 @@ class GLADDetector:
         x = self._check_images(images)
         g, m = self.cfg.glad, self.model
         state = adaptive_loop(x, self.noise.expand_as(x).contiguous(), self.timesteps, m.alphas_cumprod, m.eps,
-                              m.trigger_distance, self.tau, g.min_step, g.trigger_top_k, compact=self.compact)
+                              m.trigger_distance, self.tau, g.min_step, g.trigger_top_k, compact=self.compact,
+                              impl=self.kernels)
         maps = m.anomaly_map(x, state.recon)
         score = top_k_score(maps, self.cfg.glad_top_k)
         return GLADBatch(pred_score=score, pred_label=score > self.stats.image_threshold, anomaly_map=maps,
