@@ -189,7 +189,7 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
     bundle = load_bundle(bundle_dir)
     if method is not None and bundle.method != method:
         raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
-    seed_key = "noise_seed" if bundle.method == "diffusionad" else "label_seed"
+    seed_key = "noise_seed" if bundle.method in ("diffusionad", "glad") else "label_seed"
     if seed is not None and seed != bundle.manifest[seed_key]:
         raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest[seed_key]} "
                                f"(drdc export --seed); got --seed {seed}")
@@ -208,6 +208,15 @@ def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuil
 
         th = bundle.manifest["thresholds"]
         return predict_diffusionad, bundle.image_size, DiffusionADStats.from_dict(th, "manifest.json: thresholds")
+    if bundle.method == "glad":
+        from .models.glad import GLADBatch, GLADStats
+
+        def predict_glad(x, batch_size=8, progress=False):
+            r = det.predict(x.numpy(), batch_size=batch_size)
+            return GLADBatch(*(torch.from_numpy(getattr(r, f)) for f in GLADBatch.__dataclass_fields__))
+
+        return predict_glad, bundle.image_size, GLADStats.from_dict(bundle.manifest["thresholds"],
+                                                                    "manifest.json: thresholds")
 
     def predict(x, batch_size=8, progress=False):
         r = det.predict(x.numpy(), batch_size=batch_size)
@@ -319,12 +328,6 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
     if any(b < 1 for b in batches):
         raise click.BadParameter(f"{check_batches!r}: batch sizes must be >= 1", param_hint="--check-batches")
     try:
-        from .checkpoint import CONFIG, load_config
-
-        # (a folder without a config: export_bundle names what is missing, weights first)
-        if (Path(model_dir) / CONFIG).is_file() and load_config(model_dir).method == "glad":
-            raise ValueError(f"{model_dir} holds a GLAD model: drdc export does not export GLAD yet "
-                             "(drdc detect --model runs it)")
         res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,
                             opset=opset, exporter=exporter, check_batches=batches, timing_cache=timing_cache,
                             log=click.echo)
@@ -513,17 +516,23 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="Check that the model is of this method [default: whatever the checkpoint holds]; a "
                    "DiffusionAD model varies diffusionad.t_a / .t_b / .w (default 100,200,300 / 300,400,600 / "
-                   "0,0.5,1,2).")
-@click.option("--compare-model", type=click.Path(),
-              help="DiffusionAD: a DRDC checkpoint whose base, DRDC and kNN rows go beside it (its default pass "
-                   "and kNN maps read from --compare-work when cached there).")
-@click.option("--compare-work", type=click.Path(), help="The DRDC model's ablate work folder [default: <WORK>/drdc].")
+                   "0,0.5,1,2); a GLAD model glad.tau_quantile / glad.tau (τ itself, inf/-inf: the bounds) / "
+                   "glad.t0 / glad.min_step (default 0.5,0.75,0.95,0.99 / inf,-inf / 500,800 / 250,450), τ "
+                   "re-calibrated on the held-out normal training images for each variant.")
+@click.option("--compare-model", "compare_models", multiple=True, type=click.Path(),
+              help="DiffusionAD or GLAD: another checkpoint whose rows go beside it (repeatable): a DRDC model "
+                   "brings its base, DRDC and kNN rows, a DiffusionAD or GLAD model its default pass; each read "
+                   "from its --compare-work when cached there.")
+@click.option("--compare-work", "compare_works", multiple=True, type=click.Path(),
+              help="The ablate work folder of each --compare-model, in the same order [default: <WORK>/<its "
+                   "method>].")
 @_knn_options
 def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors, grid, only, no_knn,
            no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet, method,
-           compare_model, compare_work, knn_bank_size, knn_sampling, knn_stride):
+           compare_models, compare_works, knn_bank_size, knn_sampling, knn_stride):
     """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each);
-    on a DiffusionAD model its t_a / t_b / w, beside a DRDC model with --compare-model."""
+    on a DiffusionAD model its t_a / t_b / w, on a GLAD model its τ / t0 / min_step, beside other
+    models with --compare-model."""
     from .ablation import machine_info, run_ablation, write_results
     from .checkpoint import CheckpointError, load_config
     from .data import DatasetError
@@ -540,15 +549,13 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         _fail(e)
     if method is not None and method != own:
         _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
-    if own == "glad":
-        _fail(ValueError(f"{model_dir} holds a GLAD model: drdc ablate does not run GLAD yet (drdc eval does)"))
-    if own == "diffusionad":
-        return _ablate_diffusionad(model_dir, data_root, work, prefix, report, categories, factors, grid, only,
-                                   no_knn, no_synthetic_lambda, batch_size, seed, device, title, per_type, notes,
-                                   commands, quiet, compare_model, compare_work, lam_values,
-                                   _knn_config(knn_bank_size, knn_sampling, knn_stride, seed))
-    if compare_model or compare_work:
-        raise click.BadParameter("for a DiffusionAD model only", param_hint="--compare-model")
+    if own in ("diffusionad", "glad"):
+        return _ablate_method(own, model_dir, data_root, work, prefix, report, categories, factors, grid, only,
+                              no_knn, no_synthetic_lambda, batch_size, seed, device, title, per_type, notes,
+                              commands, quiet, compare_models, compare_works, lam_values,
+                              _knn_config(knn_bank_size, knn_sampling, knn_stride, seed))
+    if compare_models or compare_works:
+        raise click.BadParameter("for a DiffusionAD or GLAD model only", param_hint="--compare-model")
     try:
         res = run_ablation(model_dir, data_root, work, _categories(categories), lam_values, _parse_factor(factors),
                            grid, list(only) or None, _knn_config(knn_bank_size, knn_sampling, knn_stride, seed),
@@ -569,28 +576,49 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
         click.echo(f"wrote {f}")
 
 
-def _ablate_diffusionad(model_dir, data_root, work, prefix, report, categories, factors, grid, only, no_knn,
-                       no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet,
-                       compare_model, compare_work, lams, knn_cfg):
+def _ablate_method(own, model_dir, data_root, work, prefix, report, categories, factors, grid, only, no_knn,
+                   no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet,
+                   compare_models, compare_works, lams, knn_cfg):
+    """drdc ablate on a DiffusionAD or GLAD model (drdc_trt.models.study), other models beside it."""
     from .ablation import machine_info
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, load_config
     from .data import DatasetError
-    from .models.diffusionad.ablation import run_diffusionad_ablation, write_results
+    from .models.diffusionad import ablation as dad_ablation
+    from .models.glad import ablation as glad_ablation
+    from .models.study import run_method_study, write_results
 
-    compare = None
-    if compare_model:
-        compare = {"model_dir": compare_model, "work": compare_work or str(Path(work) / "drdc"),
-                   "lams": lams, "knn_cfg": knn_cfg,
-                   "with_knn": not no_knn, "synthetic_lambda": not no_synthetic_lambda}
+    studies = {"diffusionad": dad_ablation.STUDY, "glad": glad_ablation.STUDY}
+    if len(compare_works) > len(compare_models):
+        raise click.BadParameter(f"{len(compare_works)} work folders for {len(compare_models)} models",
+                                 param_hint="--compare-work")
+    compare, others, other_dirs = None, [], []
+    for i, other in enumerate(compare_models):
+        try:
+            kind = load_config(other).method
+        except CheckpointError as e:
+            _fail(e)
+        other_work = compare_works[i] if i < len(compare_works) else str(Path(work) / kind)
+        if kind == "drdc":
+            if compare is not None:
+                raise click.BadParameter("one DRDC model at most", param_hint="--compare-model")
+            compare = {"model_dir": other, "work": other_work, "lams": lams, "knn_cfg": knn_cfg,
+                       "with_knn": not no_knn, "synthetic_lambda": not no_synthetic_lambda}
+        else:
+            others.append((studies[kind], other, other_work))
+            other_dirs.append(other)
+    study = studies[own]
+    if title == "DRDC on real data":  # the option's default names DRDC
+        title = f"{study.name} on real data"
     try:
-        res = run_diffusionad_ablation(model_dir, data_root, work, _categories(categories),
-                                       _parse_factor(factors) or None, grid, list(only) or None, batch_size, device,
-                                       seed, progress=not quiet, log=click.echo, compare=compare)
+        res = run_method_study(study, model_dir, data_root, work, _categories(categories),
+                               _parse_factor(factors) or None, grid, list(only) or None, batch_size, device,
+                               seed, progress=not quiet, log=click.echo, compare=compare, others=others)
     except (CheckpointError, DatasetError, KeyError, ValueError) as e:
         _fail(e)
     click.echo(res.eval.markdown())
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(device),
-            "model": str(model_dir), "data": str(data_root), "compare_model": compare_model,
+            "model": str(model_dir), "data": str(data_root),
+            "compare_model": compare["model_dir"] if compare else None, "other_models": other_dirs,
             "commands": [*commands, _invocation(click.get_current_context())], "notes": list(notes), "seed": seed}
     train_report = Path(model_dir) / "train_report.json"
     if train_report.is_file():

@@ -28,6 +28,27 @@ def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def dad_checkpoint(tmp_path_factory) -> Path:
+    """A DiffusionAD checkpoint: the tiny preset with every weight perturbed (a barely trained U-Net
+    predicts ε ≈ 0, and a map that hardly moves with t_a or w would let a variant that ignores its
+    setting pass); detector seed 0."""
+    from drdc_trt.checkpoint import save_checkpoint
+    from drdc_trt.config import preset
+    from drdc_trt.models.diffusionad import DiffusionADModel, DiffusionADStats
+
+    torch.manual_seed(0)
+    model = DiffusionADModel(preset("tiny", "diffusionad"))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    model.stats = DiffusionADStats(0.5, 0.5, 1, 0)
+    out = tmp_path_factory.mktemp("dad_ckpt") / "ckpt"
+    save_checkpoint(model.eval(), out)
+    return out
+
+
 def _perturb_unet(model, scale: float = 0.05, seed: int = 3):
     """The U-Net's zero-initialised output layers make a barely trained model's ε̂ tiny
     (~0.05 everywhere, whatever the timestep); perturb every weight so comparisons of

@@ -11,31 +11,13 @@ import torch
 from click.testing import CliRunner
 
 from drdc_trt import metrics
-from drdc_trt.checkpoint import load_checkpoint, save_checkpoint
+from drdc_trt.checkpoint import load_checkpoint
 from drdc_trt.cli import main
-from drdc_trt.config import preset
 from drdc_trt.data import load_split
 from drdc_trt.evaluate import evaluate
-from drdc_trt.models.diffusionad import DiffusionADModel, DiffusionADStats
 from drdc_trt.pipeline import Detector
 
 SEED = 0
-
-
-@pytest.fixture(scope="module")
-def dad_checkpoint(tmp_path_factory):
-    """The tiny preset with every weight perturbed (a barely trained U-Net predicts ε ≈ 0, and a map
-    that hardly moves with t_a or w would let a variant that ignores its setting pass)."""
-    torch.manual_seed(0)
-    model = DiffusionADModel(preset("tiny", "diffusionad"))
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    model.stats = DiffusionADStats(0.5, 0.5, 1, SEED)
-    out = tmp_path_factory.mktemp("dad_ablate") / "ckpt"
-    save_checkpoint(model.eval(), out)
-    return out
 
 
 def reference(model, images: torch.Tensor, t_a: int, t_b: int, w: float, seed: int):
