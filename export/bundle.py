@@ -15,7 +15,8 @@ A bundle is a folder::
     base.plan, unet.plan, timing.cache   optional, TensorRT
 
 A DiffusionAD bundle (``"method": "diffusionad"``) holds other networks and fields; its
-manifest is checked by ``diffusionad_bundle.validate_manifest``. No method: DRDC's.
+manifest is checked by ``diffusionad_bundle.validate_manifest`` (a GLAD bundle's, ``"method":
+"glad"``, by ``glad_bundle.validate_manifest``). No method: DRDC's.
 
 This module imports no torch (the deploy runtime uses it). The writer stages
 every file in a hidden sibling folder and renames the finished folder into
@@ -241,7 +242,7 @@ class Bundle:
     # ---- settings -------------------------------------------------------------
     @property
     def method(self) -> str:
-        """``drdc`` or ``diffusionad`` (export.diffusionad_bundle)."""
+        """``drdc``, ``diffusionad`` (export.diffusionad_bundle) or ``glad`` (export.glad_bundle)."""
         return str(self.manifest.get("method", "drdc"))
 
     @property
@@ -309,9 +310,9 @@ class Bundle:
     def check_images(self, images) -> None:
         """Images for the whole pipeline: B×3×S×S float32, finite, in [-1, 1] (8-bit pixels v:
         v / 127.5 − 1; a slack of RANGE_SLACK covers float rounding)."""
-        if self.method == "diffusionad":  # no network takes the plain image
+        if self.method in ("diffusionad", "glad"):  # no network takes the plain image alone
             s = self.image_size
-            TensorSpec("image", ("batch", 3, s, s), "float32").check(images, "diffusionad")
+            TensorSpec("image", ("batch", 3, s, s), "float32").check(images, self.method)
         else:
             self.check_inputs("base", [images])
         finite = np.isfinite(images)
@@ -437,8 +438,16 @@ def _validate_references(m: dict, where: Path, files: set[str]) -> None:
             m, where, files, BundleError, MANIFEST,
             check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
             check_array=lambda spec, field: _check_array_spec(spec, field, where))
+    if method == "glad":
+        from .glad_bundle import validate_manifest as validate_glad
+
+        return validate_glad(
+            m, where, files, BundleError, MANIFEST,
+            check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
+            check_array=lambda spec, field: _check_array_spec(spec, field, where))
     if method != "drdc":
-        raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of ['drdc', 'diffusionad']")
+        raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of ['drdc', 'diffusionad', "
+                          "'glad']")
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise BundleError(f"bundle {where}: {MANIFEST} lacks field(s) {missing}")

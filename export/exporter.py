@@ -115,6 +115,11 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
 
         return export_diffusionad_bundle(model, out, fp16, tensorrt, max_batch, seed, opset, exporter, check_batches,
                                          tolerance, timing_cache, source, blocker, log)
+    if cfg.method == "glad":  # U-Net + backbone stages: export.glad
+        from .glad import export_glad_bundle
+
+        return export_glad_bundle(model, out, fp16, tensorrt, max_batch, seed, opset, exporter, check_batches,
+                                  tolerance, timing_cache, source, blocker, log)
 
     with BundleWriter(out) as w:
         log("exporting base model to ONNX")

@@ -7,8 +7,9 @@ the compiled ``drdc_trt._C`` kernels; nothing on this path imports torch::
     det = BundleDetector("bundle/", backend="onnxruntime")
     res = det.predict(images)   # B×3×S×S float32 in [-1, 1] → Result (numpy)
 
-A DiffusionAD bundle (manifest method "diffusionad") runs on
-``DiffusionADBundleDetector``; :func:`load_detector` picks the one the manifest names.
+A DiffusionAD bundle (manifest method "diffusionad") runs on ``DiffusionADBundleDetector``, a
+GLAD bundle ("glad") on ``GLADBundleDetector``; :func:`load_detector` picks the one the manifest
+names.
 
 From a shell: ``python -m drdc_trt.runtime BUNDLE IMAGES.npy --out RESULTS.npz``.
 """
@@ -21,15 +22,17 @@ from drdc_trt.export.bundle import Bundle, BundleError, load_bundle
 
 from .detector import RUNTIME_BACKENDS, BundleDetector, Result
 from .diffusionad import DiffusionADBundleDetector, DiffusionADResult
+from .glad import GLADBundleDetector, GLADResult
 
 
 def load_detector(bundle: Bundle | str | Path, backend: str = "onnxruntime", kernels: str = "auto",
                   verify: bool = True, **kwargs):
-    """The detector of a bundle's method: BundleDetector (DRDC) or DiffusionADBundleDetector."""
+    """The detector of a bundle's method: BundleDetector (DRDC), DiffusionADBundleDetector or
+    GLADBundleDetector."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=verify)
-    cls = DiffusionADBundleDetector if bundle.method == "diffusionad" else BundleDetector
+    cls = {"diffusionad": DiffusionADBundleDetector, "glad": GLADBundleDetector}.get(bundle.method, BundleDetector)
     return cls(bundle, backend=backend, kernels=kernels, **kwargs)
 
 
 __all__ = ["RUNTIME_BACKENDS", "Bundle", "BundleDetector", "BundleError", "DiffusionADBundleDetector",
-           "DiffusionADResult", "Result", "load_bundle", "load_detector"]
+           "DiffusionADResult", "GLADBundleDetector", "GLADResult", "Result", "load_bundle", "load_detector"]

@@ -2,7 +2,8 @@
 
 IMAGES.npy: B×3×S×S float32 in [-1, 1] (RGB). RESULTS.npz: the Result fields
 (pred_score, pred_label, anomaly_map, pred_mask, base_map, diff_map, base_score; a DiffusionAD
-bundle: pred_score, pred_label, anomaly_map, pred_mask, reconstruction).
+bundle: pred_score, pred_label, anomaly_map, pred_mask, reconstruction; a GLAD bundle adds steps,
+trigger_step, trigger_kind, max_score).
 """
 
 from __future__ import annotations
