@@ -127,9 +127,14 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads of torch, the compiled kernels, ONNX Runtime and OpenVINO [their defaults: one per "
                         "core]; "
                         "on a busy machine fewer threads than cores avoid oversubscription stalls")
-    p.add_argument("--method", choices=("drdc", "diffusionad", "both"), default="drdc",
-                   help="drdc (the rows above), diffusionad (torch eager, onnxruntime, the torch-free runtime), or "
-                        "both side by side at the same image size, each against its own eager fp32 PyTorch [drdc]")
+    p.add_argument("--method", choices=("drdc", "diffusionad", "glad", "both", "all"), default="drdc",
+                   help="drdc (the rows above), diffusionad or glad (torch eager, onnxruntime, the torch-free "
+                        "runtime; glad also its loop without early exits and the steps each image took), both "
+                        "(drdc and diffusionad) or all three side by side at the same image size, each against "
+                        "its own eager fp32 PyTorch [drdc]")
+    p.add_argument("--images", metavar="DIR",
+                   help="--method glad/all: a folder of images for the inputs (read as drdc detect reads them, "
+                        "cycled to fill a batch) instead of random ones: GLAD's steps depend on the images")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
     p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")
     p.add_argument("--tag", default="", help="suffix of the result file names")
@@ -157,7 +162,8 @@ def options(argv: list[str] | None = None):
         min_iters=a.min_iters or d["min_iters"],
         max_seconds=d["max_seconds"] if a.max_seconds is None else a.max_seconds,
         max_iters=max(a.max_iters, a.min_iters or d["min_iters"]), budget_s=a.budget_s,
-        compile_mode=a.compile_mode, seed=a.seed, threads=a.threads, tag=a.tag, write=not a.no_write)
+        compile_mode=a.compile_mode, seed=a.seed, threads=a.threads, tag=a.tag, write=not a.no_write,
+        images=a.images)
     if a.date:
         opts.date = a.date
     return opts
@@ -187,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_methods(opts, method: str, argv) -> int:
-    """--method diffusionad / both (drdc_trt.benchmarking.diffusionad)."""
-    from .benchmarking import diffusionad as D
+    """--method diffusionad / glad / both / all (drdc_trt.benchmarking.methods)."""
+    from .benchmarking import methods as D
 
     try:
         rep = D.run(opts, method, argv)
@@ -197,7 +203,7 @@ def _main_methods(opts, method: str, argv) -> int:
         return 2
     print(D.markdown(rep))
     if opts.write:
-        name = "drdc_vs_diffusionad" if method == "both" else "diffusionad"
+        name = {"both": "drdc_vs_diffusionad", "all": "drdc_vs_diffusionad_vs_glad"}.get(method, method)
         stem = f"drdc_bench_cpu_{name}_{rep['run']['image_size']}px_{opts.date}"
         stem += f"_{opts.tag}" if opts.tag else ""
         jp, mp = D.write(rep, opts.out, stem)

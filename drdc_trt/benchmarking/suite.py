@@ -44,6 +44,7 @@ class Options:
     date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date().isoformat())
     tag: str = ""
     write: bool = True
+    images: str | None = None          # --method glad/all: a folder of input images (random ones otherwise)
 
 
 OPENVINO_PRECISIONS = ("float32", "bfloat16")

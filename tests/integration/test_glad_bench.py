@@ -1,0 +1,67 @@
+"""drdc-bench --method glad / all: the GLAD rows at each batch with the steps their images took (known
+for a model that never triggers: the tiny preset's schedule 650, 520, 390, 260, 130 falls back at
+t = 260, the 4th step), each speed-up the eager p50 over its own, and the cross-method table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drdc_trt.bench import main as bench
+
+ENGINES = ("torch eager", "torch eager, every row all K steps", "torch, csrc kernels",
+           "onnxruntime (numpy kernels)", "onnxruntime (torch-free runtime)")
+
+
+def run_bench(tmp_path, *extra) -> tuple[dict, str, str]:
+    rc = bench(["--config", "tiny", "--max-seconds", "0", "--min-iters", "2", "--threads", "1",
+                "--out", str(tmp_path), "--date", "2026-01-01", *extra])
+    assert rc == 0
+    (jp,) = tmp_path.glob("*.json")
+    return json.loads(jp.read_text()), jp.with_suffix(".md").read_text(), jp.name
+
+
+def test_glad_rows_steps_and_speedups(tmp_path, synthetic_root):
+    rep, md, name = run_bench(tmp_path, "--method", "glad", "--batch", "1,3",
+                              "--images", str(synthetic_root / "woven" / "test"))
+    assert name == "drdc_bench_cpu_glad_32px_2026-01-01.json"
+    rows = rep["rows"]
+    assert [(r["engine"], r["batch"]) for r in rows] == [(e, b) for e in ENGINES for b in (1, 3)]
+    for r in rows:
+        assert r["status"] == "ok" and r["latency_ms"]["iterations"] == 2
+        base = next(x for x in rows if x["engine"] == "torch eager" and x["batch"] == r["batch"])
+        assert r["speedup_vs_baseline"] == pytest.approx(base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"])
+        b, st = r["batch"], r["steps"]
+        if r["loop"] == "torch-full":  # no early exit: every image runs all 5 steps
+            assert st["steps_histogram"] == {"5": b} and st["unet_rows_run"] == 5 * b
+        else:  # a random-init model has τ = +∞: every image falls back after 4 steps
+            assert st["steps_histogram"] == {"4": b} and st["unet_rows_run"] == 4 * b and st["fallback"] == b
+        assert st["unet_rows_full"] == 5 * b
+    eager = [r for r in rows if r["engine"] == "torch eager"]
+    for r in eager:
+        full = next(x for x in rows if x["loop"] == "torch-full" and x["batch"] == r["batch"])
+        assert r["full_k_over_row"] == pytest.approx(full["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"])
+    assert all("full_k_over_row" not in r for r in rows if r["engine"] != "torch eager")
+    assert rep["run"]["images"].endswith("test")
+    assert "| GLAD | onnxruntime (torch-free runtime) | 3 |" in md and "| torch eager | 3 | 4: 3 | 4.00 | 12 / 15 |" in md
+
+
+@pytest.mark.slow  # the DRDC suite runs too (~25 s); .ci/run's slow pass
+def test_all_methods_side_by_side(tmp_path):
+    rep, md, name = run_bench(tmp_path, "--method", "all", "--batch", "1")
+    assert name == "drdc_bench_cpu_drdc_vs_diffusionad_vs_glad_32px_2026-01-01.json"
+    assert {r["method"] for r in rep["rows"]} == {"drdc", "diffusionad", "glad"}
+    assert all(r["status"] == "ok" for r in rep["rows"] if r["method"] != "drdc")
+    assert all(r["status"] == "ok" or r["status"].startswith("not available") for r in rep["rows"])  # no TensorRT
+    p50 = {(r["method"], r["loop"]): r["latency_ms"]["p50_ms"] for r in rep["rows"] if r["status"] == "ok"
+           and (r["backend"], r["loop"]) in (("torch", "torch"), ("onnxruntime", "runtime"))}
+    want = f"| 1 | {p50['drdc', 'torch'] / p50['diffusionad', 'torch']:.1f}× | " \
+           f"{p50['drdc', 'runtime'] / p50['diffusionad', 'runtime']:.1f}× | " \
+           f"{p50['drdc', 'torch'] / p50['glad', 'torch']:.1f}× | {p50['drdc', 'runtime'] / p50['glad', 'runtime']:.1f}× |"
+    assert want in md
+
+
+def test_model_of_another_method_refused(tmp_path, dad_checkpoint, capsys):
+    assert bench(["--method", "glad", "--model", str(dad_checkpoint), "--no-write"]) == 2
+    assert "holds a diffusionad model" in capsys.readouterr().err
