@@ -377,7 +377,8 @@ def _alpha_bar(name: str, v) -> float:
 
 def glad_predict(x_t, x, noise, eps, ab: float, clip: bool = True, impl: str = "torch"):
     """Dispatching ``glad_predict``; see :func:`reference_glad_predict`. Returns (x0_gen, x0_in).
-    The csrc kernel takes float32 operands of one shape and ᾱ as a number in (0, 1]."""
+    The csrc kernel takes float32 operands of one shape and ᾱ as a number in (0, 1] (its √ᾱ and
+    √(1 − ᾱ) are formed here by torch, as the reference forms them)."""
     if impl == "torch":
         return reference_glad_predict(x_t, x, noise, eps, ab, clip)
     _require_impl(impl)
@@ -385,12 +386,15 @@ def glad_predict(x_t, x, noise, eps, ab: float, clip: bool = True, impl: str = "
     dev = x_t.device
     for name, t in (("x_t", x_t), ("x", x), ("noise", noise), ("eps", eps)):
         _check(name, t, shape, (torch.float32,), dev)
-    ab = _alpha_bar("ab", ab)
+    # √ᾱ and √(1 − ᾱ) by torch on the operands' device, as the reference forms them
+    # (target.predict_x0): torch's float32 √ on the CPU is not correctly rounded for every ᾱ
+    ab_t = torch.as_tensor(_alpha_bar("ab", ab), dtype=torch.float32, device=dev)
+    sqrt_ab, sqrt_1mab = float(ab_t.sqrt()), float((1 - ab_t).sqrt())
     x0_gen, x0_in = torch.empty_like(x_t), torch.empty_like(x_t)
     _csrc_with("glad_predict").glad_predict(
         device=dev.type, stream=_stream(dev), x_t=x_t.data_ptr(), x=x.data_ptr(), noise=noise.data_ptr(),
-        eps=eps.data_ptr(), x0_gen=x0_gen.data_ptr(), x0_in=x0_in.data_ptr(), count=x_t.numel(), ab=ab,
-        clip=bool(clip))
+        eps=eps.data_ptr(), x0_gen=x0_gen.data_ptr(), x0_in=x0_in.data_ptr(), count=x_t.numel(),
+        sqrt_ab=sqrt_ab, sqrt_1mab=sqrt_1mab, clip=bool(clip))
     return x0_gen, x0_in
 
 

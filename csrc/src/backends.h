@@ -22,12 +22,16 @@ void prepare_cpu(const PrepareArgs& args);
 void step_cpu(const StepArgs& args);
 void fuse_cpu(const FuseArgs& args);
 void norm_guided_cpu(const NormGuidedArgs& args);
+void glad_predict_cpu(const GladPredictArgs& args);
+void glad_update_cpu(const GladUpdateArgs& args);
 void gaussian_cpu(float* out, std::size_t count, uint64_t seed, uint64_t offset);
 
 void prepare_cuda(const PrepareArgs& args, void* stream);
 void step_cuda(const StepArgs& args, void* stream);
 void fuse_cuda(const FuseArgs& args, void* stream);
 void norm_guided_cuda(const NormGuidedArgs& args, void* stream);
+void glad_predict_cuda(const GladPredictArgs& args, void* stream);
+void glad_update_cuda(const GladUpdateArgs& args, void* stream);
 void gaussian_cuda(float* out, std::size_t count, uint64_t seed, uint64_t offset, void* stream);
 
 // ε = (x_t − √ᾱ_t·x_row)/√(1−ᾱ_t) with √ᾱ, √(1−ᾱ) looked up per row from

@@ -19,6 +19,8 @@ void prepare_cuda(const PrepareArgs&, void*) { no_cuda("prepare"); }
 void step_cuda(const StepArgs&, void*) { no_cuda("step"); }
 void fuse_cuda(const FuseArgs&, void*) { no_cuda("fuse"); }
 void norm_guided_cuda(const NormGuidedArgs&, void*) { no_cuda("norm_guided"); }
+void glad_predict_cuda(const GladPredictArgs&, void*) { no_cuda("glad_predict"); }
+void glad_update_cuda(const GladUpdateArgs&, void*) { no_cuda("glad_update"); }
 void gaussian_cuda(float*, std::size_t, uint64_t, uint64_t, void*) { no_cuda("gaussian"); }
 void analytic_eps_cuda(const AnalyticEpsArgs&, void*) { no_cuda("analytic runner"); }
 }  // namespace detail

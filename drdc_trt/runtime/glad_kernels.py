@@ -4,7 +4,11 @@
 One step of the adaptive loop is predict → [the feature network: A, score, SAFF weight w] →
 update. ``NumpyGladKernels`` does the same float32 operations in the same order as the PyTorch
 references (``reference_glad_predict`` / ``reference_glad_update``), so both give the same bits
-on the CPU; ``CsrcGladKernels`` calls the compiled kernels on the arrays in place.
+on the CPU, with one caveat: √ᾱ and √(1 − ᾱ) are correctly rounded here (np.sqrt), while torch's
+float32 √ on the CPU (its vectorised kernel) is off by one ulp for a few ᾱ (12 of the 1000
+timesteps of the linear schedule on an AVX-512 machine); at those timesteps the two differ by that
+rounding. ``CsrcGladKernels`` calls the compiled kernels on the arrays (in place for ``update``)
+with the numpy kernels' coefficients: the two always agree bit for bit.
 """
 
 from __future__ import annotations
@@ -154,11 +158,11 @@ class CsrcGladKernels:
         self._C = _C
 
     def predict(self, x_t, x, noise, eps, ab: float, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        ab = _check_predict(x_t, x, noise, eps, ab)
+        s, sm = coefficients(_check_predict(x_t, x, noise, eps, ab))  # the numpy kernels' coefficients
         x0_gen, x0_in = np.empty_like(x_t), np.empty_like(x_t)
         self._C.glad_predict(device="cpu", x_t=x_t.ctypes.data, x=x.ctypes.data, noise=noise.ctypes.data,
                              eps=eps.ctypes.data, x0_gen=x0_gen.ctypes.data, x0_in=x0_in.ctypes.data,
-                             count=x_t.size, ab=ab, clip=bool(clip))
+                             count=x_t.size, sqrt_ab=float(s), sqrt_1mab=float(sm), clip=bool(clip))
         return x0_gen, x0_in
 
     def update(self, rows: GladRows, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: float, tau: float,

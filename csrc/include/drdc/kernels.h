@@ -1,5 +1,6 @@
-// The three fused kernels of the DDIM inpainting loop (DESIGN §2), each with a
-// CPU and a CUDA implementation. Their definition is the PyTorch reference in
+// The three fused kernels of the DDIM inpainting loop (DESIGN §2), and those of
+// the other methods (DiffusionAD's norm_guided, GLAD's glad_predict/glad_update),
+// each with a CPU and a CUDA implementation. Their definition is the PyTorch reference in
 // drdc_trt/ops.py (reference_prepare / reference_step / reference_fuse).
 //
 // Layout (all buffers dense, NCHW, on the device the call names):
@@ -109,10 +110,71 @@ struct NormGuidedArgs {
 
 void norm_guided(Device device, const NormGuidedArgs& args, void* stream = nullptr);
 
+// GLAD's per-row step (definition: drdc_trt.ops.reference_glad_predict /
+// reference_glad_update; one step = predict → [feature network: A, score, w] → update).
+//
+// glad_predict, element-wise over `count` floats with sa = √ᾱ, sma = √(1−ᾱ):
+//   x0_gen = clamp((x_t − sma·ε̂)/sa)
+//   x0_in  = clamp(((sa·x + sma·noise) − sma·ε̂)/sa)
+// (clamps to [-1, 1] unless clip is false). Outputs may alias inputs. The caller
+// forms sa and sma (drdc_trt.ops forms them with torch, as the reference does: torch's
+// float32 √ is not correctly rounded for every ᾱ on every CPU).
+struct GladPredictArgs {
+  const float* x_t = nullptr;    // the rows' current sample
+  const float* x = nullptr;      // the input images
+  const float* noise = nullptr;  // the loop's noise ε
+  const float* eps = nullptr;    // U(x_t, t)
+  float* x0_gen = nullptr;       // out
+  float* x0_in = nullptr;        // out
+  int64_t count = 0;
+  float sqrt_ab = 0.f;           // √ᾱ_t in (0, 1]
+  float sqrt_1mab = 0.f;         // √(1−ᾱ_t) in [0, 1]
+  bool clip = true;
+};
+
+// glad_update, per row b of B (P = C·H·W elements, w broadcast over C), on the
+// row state in place; rows that are done are not written at all:
+//   active = !done, checking = active && !triggered
+//   trig = checking && score > tau (NaN: false), fall = checking && !trig && t < min_step
+//   x0 = trig ? w·x0_gen + (1−w)·x0_in : x0_gen
+//   x_next = ab_next >= 1 ? x0 : √ab_next·x0 + √(1−ab_next)·ε̂
+//   finish = fall || (active && last), moving = active && !fall
+//   x_t ← moving ? x_next : x_t;  recon ← fall ? x0_in : (moving && finish ? x0 : recon)
+//   steps += active; trigger_step ← k and trigger_kind ← 1 (trig) / 2 (fall) where either;
+//   max_score ← max(max_score, score) where checking (NaN propagates, as torch.maximum);
+//   triggered |= trig; done |= finish.
+// The DDIM coefficients are formed in double (std::pow(ab_next, 0.5), as Python's
+// ab_next ** 0.5) and rounded to float, as torch takes a Python-float factor.
+struct GladUpdateArgs {
+  const float* x0_gen = nullptr;  // B×C×H×W
+  const float* x0_in = nullptr;   // B×C×H×W
+  const float* eps = nullptr;     // B×C×H×W
+  const float* w = nullptr;       // B×1×H×W, the SAFF weight (up-sampled)
+  const float* score = nullptr;   // B, trigger score
+  float* x_t = nullptr;           // in/out B×C×H×W
+  float* recon = nullptr;         // in/out B×C×H×W
+  uint8_t* done = nullptr;        // in/out B (0/1)
+  uint8_t* triggered = nullptr;   // in/out B (0/1)
+  int64_t* steps = nullptr;       // in/out B
+  int64_t* trigger_step = nullptr;  // in/out B
+  int64_t* trigger_kind = nullptr;  // in/out B: 0 none, 1 triggered, 2 fallback
+  float* max_score = nullptr;     // in/out B
+  int B = 0, C = 0, H = 0, W = 0;
+  int64_t k = 0, t = 0, min_step = 0;  // step index, its timestep, the fallback bound
+  double ab_next = 1.0;           // ᾱ of the next timestep in (0, 1]; 1 past the last step
+  float tau = 0.f;                // trigger threshold (not NaN; +inf: never triggers)
+  bool last = false;              // no timestep follows (every active row finishes)
+};
+
+void glad_predict(Device device, const GladPredictArgs& args, void* stream = nullptr);
+void glad_update(Device device, const GladUpdateArgs& args, void* stream = nullptr);
+
 // Argument checks shared by both devices (throw Error kInvalidArgument).
 void validate(const PrepareArgs& args);
 void validate(const StepArgs& args);
 void validate(const FuseArgs& args);
 void validate(const NormGuidedArgs& args);
+void validate(const GladPredictArgs& args);
+void validate(const GladUpdateArgs& args);
 
 }  // namespace drdc

@@ -1,0 +1,405 @@
+"""GLAD's per-row step as fused ops (drdc_trt.ops.glad_predict / glad_update): hand-computed known
+answers, the compiled CPU kernels and the torch-free runtime's numpy transcription bit for bit
+against the PyTorch definitions over mixed row states (NaN scores included), finished rows left
+bit-identical in the whole loop, the real tiny GLAD U-Net through both implementations, refused
+arguments naming the culprit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from drdc_trt import ops
+from drdc_trt.config import preset
+from drdc_trt.diffusion import Schedule, ddim_timesteps
+from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
+from drdc_trt.models.glad.adaptive import FALLBACK, NONE, TRIGGERED, RowState, adaptive_loop
+from drdc_trt.runtime.glad_kernels import (CsrcGladKernels, GladRows, NumpyGladKernels, make_glad_kernels)
+
+from drdc_trt import _C  # a required part of the package: missing is a failure, not a skip
+
+AB = torch.from_numpy(Schedule.linear().alphas_cumprod).float()
+FIELDS = ("x_t", "recon", "done", "triggered", "steps", "trigger_step", "trigger_kind", "max_score")
+IMPLS = ("torch", "csrc", "numpy")
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-equal, except that any NaN equals any NaN (torch.maximum's scalar and vector paths
+    return different NaN payloads; what matters is where the NaNs are)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    na, nb = a.isnan(), b.isnan()
+    if not torch.equal(na, nb):
+        return False
+    return torch.equal(a.masked_fill(na, 0).view(torch.int32), b.masked_fill(nb, 0).view(torch.int32))
+
+
+def torch_sqrt_agrees(ab: float) -> bool:
+    """torch's float32 √ᾱ and √(1 − ᾱ) (as the reference forms them) are the correctly rounded ones
+    that numpy forms. Torch's vectorised CPU √ is off by one ulp for a few ᾱ (12 of the linear
+    schedule's 1000 on an AVX-512 machine, t = 260 among them)."""
+    from drdc_trt.runtime.diffusionad import coefficients
+
+    t = torch.tensor(ab, dtype=torch.float32)
+    s, sm = coefficients(ab)
+    return float(t.sqrt()) == float(s) and float((1 - t).sqrt()) == float(sm)
+
+
+def agreeing_table(ab: torch.Tensor) -> torch.Tensor:
+    """ᾱ with each value where torch's √ is not correctly rounded moved up by float32 ulps until it is."""
+    out = ab.clone()
+    for i in range(out.numel()):
+        while not torch_sqrt_agrees(float(out[i])):
+            out[i] = torch.nextafter(out[i], torch.tensor(1.0))
+    return out
+
+
+def clone_state(st) -> RowState:
+    return RowState(*(torch.as_tensor(getattr(st, f)).clone() for f in FIELDS))
+
+
+def as_rows(st: RowState) -> GladRows:
+    return GladRows(*(getattr(st, f).clone().numpy() for f in FIELDS))
+
+
+def as_state(rows: GladRows) -> RowState:
+    return RowState(*(torch.from_numpy(getattr(rows, f).copy()) for f in FIELDS))
+
+
+def predict(impl, x_t, x, noise, eps, ab, clip=True):
+    if impl == "numpy":
+        return tuple(torch.from_numpy(v) for v in NumpyGladKernels().predict(
+            x_t.numpy(), x.numpy(), noise.numpy(), eps.numpy(), ab, clip))
+    return ops.glad_predict(x_t, x, noise, eps, ab, clip, impl=impl)
+
+
+def update(impl, st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step) -> RowState:
+    """One glad_update on a copy of ``st`` by one implementation; the updated state."""
+    st = clone_state(st)
+    if impl == "numpy":
+        rows = as_rows(st)
+        NumpyGladKernels().update(rows, x0_gen.numpy(), x0_in.numpy(), eps.numpy(), w.numpy(), score.numpy(), k, t,
+                                  ab_next, tau, min_step)
+        return as_state(rows)
+    return ops.glad_update(st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, impl=impl)
+
+
+# ----------------------------------------------------------------- known answers
+@pytest.mark.parametrize("impl", IMPLS)
+def test_predict_hand_case(impl):
+    # ᾱ = 0.64: √ᾱ = 0.8, √(1 − ᾱ) = 0.6. x0_gen = (x_t − 0.6·ε)/0.8, x0_in = x + 0.75·(noise − ε)
+    x_t = torch.tensor([0.5, 0.5, 2.0, -1.0]).view(1, 1, 2, 2)
+    eps = torch.tensor([0.5, -0.5, 0.0, 1.0]).view(1, 1, 2, 2)
+    x = torch.tensor([0.2, -0.4, 0.9, 0.0]).view(1, 1, 2, 2)
+    noise = torch.tensor([0.5, 0.5, 1.0, -1.0]).view(1, 1, 2, 2)
+    gen, inp = predict(impl, x_t, x, noise, eps, 0.64)
+    np.testing.assert_allclose(gen.flatten().numpy(), [0.25, 1.0, 1.0, -1.0], atol=1e-6)  # 1.0 (clamped), 2.5 → 1
+    np.testing.assert_allclose(inp.flatten().numpy(), [0.2, 0.35, 1.0, -1.0], atol=1e-6)   # 1.65 → 1, −1.5 → −1
+    gen, inp = predict(impl, x_t, x, noise, eps, 0.64, clip=False)
+    np.testing.assert_allclose(gen.flatten().numpy(), [0.25, 1.0, 2.5, -2.0], atol=1e-6)
+    np.testing.assert_allclose(inp.flatten().numpy(), [0.2, 0.35, 1.65, -1.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_update_hand_case_trigger_blend_fallback_last_step(impl):
+    """Three rows of 1×1×2 pixels through three steps: k = 2 at t = 400 (ᾱ' = 0.64), k = 3 at t = 300
+    (< min_step 350, ᾱ' = 0.36), the last step k = 4 (ᾱ' = 1). Row 0 triggers at k = 2, row 1
+    falls back at k = 3, row 2 was done before and is never touched."""
+    def px(*v):
+        return torch.tensor(v, dtype=torch.float32).view(3, 1, 1, 2)
+
+    gen, inp = px(0.5, -0.5, 0.2, 0.4, 1.0, 0.0), px(0.1, 0.3, -0.2, 0.6, 0.0, 0.5)
+    eps, w = px(1.0, -1.0, 0.5, 0.5, 0.0, 2.0), px(0.25, 0.75, 0.5, 0.5, 1.0, 0.0)
+    st = RowState.start(torch.full((3, 1, 1, 2), 9.0))
+    st.done[2] = True
+    st.recon[2] = 7.0
+    st.steps[2], st.trigger_step[2], st.trigger_kind[2], st.max_score[2] = 3, 1, TRIGGERED, 0.8
+    frozen = clone_state(st)
+
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.9, 0.4, 0.99]), 2, 400, 0.64, 0.5, 350)
+    # row 0: x0 = w·gen + (1 − w)·in = (0.2, −0.3); x_t' = 0.8·x0 + 0.6·ε = (0.76, −0.84)
+    # row 1: 0.4 ≤ τ and t ≥ min_step: x0 = gen; x_t' = (0.8·0.2 + 0.3, 0.8·0.4 + 0.3) = (0.46, 0.62)
+    np.testing.assert_allclose(st.x_t[:2].flatten().numpy(), [0.76, -0.84, 0.46, 0.62], atol=1e-6)
+    assert st.triggered.tolist() == [True, False, False] and st.done.tolist() == [False, False, True]
+    assert st.trigger_step.tolist() == [2, -1, 1] and st.trigger_kind.tolist() == [TRIGGERED, NONE, TRIGGERED]
+    assert st.steps.tolist() == [1, 1, 3]
+    np.testing.assert_allclose(st.max_score.numpy(), [0.9, 0.4, 0.8], atol=1e-7)
+    assert torch.equal(st.recon[:2], torch.zeros(2, 1, 1, 2))
+
+    # k = 3, t = 300 < 350. Row 0 (triggered) runs plain DDIM with x0 = gen although its score is
+    # high; row 1 scores NaN: no trigger, falls back (recon = x0_in, x_t kept, done).
+    x_t1 = st.x_t.clone()
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.95, math.nan, 0.99]), 3, 300, 0.36, 0.5, 350)
+    np.testing.assert_allclose(st.x_t[0].flatten().numpy(), [0.6 * 0.5 + 0.8, 0.6 * -0.5 - 0.8], atol=1e-6)
+    assert torch.equal(st.x_t[1], x_t1[1]) and torch.equal(st.recon[1], inp[1])
+    assert st.done.tolist() == [False, True, True] and st.trigger_kind.tolist() == [TRIGGERED, FALLBACK, TRIGGERED]
+    assert st.trigger_step.tolist() == [2, 3, 1] and st.steps.tolist() == [2, 2, 3]
+    assert st.max_score[0] == pytest.approx(0.9) and math.isnan(float(st.max_score[1]))  # NaN propagates
+
+    # the last step: ᾱ' = 1, x_t' = x0 = gen, the reconstruction, and every active row is done
+    before = clone_state(st)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.1, 0.1, 0.1]), 4, 130, 1.0, 0.5, 350)
+    assert torch.equal(st.x_t[0], gen[0]) and torch.equal(st.recon[0], gen[0])
+    assert st.done.all() and st.steps.tolist() == [3, 2, 3]
+    for f in FIELDS:  # the rows done before the step: bit-identical, row 2 since the start
+        assert same_bits(getattr(st, f)[1:], getattr(before, f)[1:]), f
+        assert same_bits(getattr(st, f)[2:], getattr(frozen, f)[2:]), f
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_score_equal_to_tau_does_not_trigger_and_tau_is_float32(impl):
+    # torch compares a float32 score with τ rounded to float32: 0.1f > 0.1 is false there (true in double)
+    one = torch.zeros(2, 1, 1, 1)
+    st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.1, 0.2]), 0, 600, 0.5, 0.1, 350)
+    assert st.triggered.tolist() == [False, True]
+
+
+# ----------------------------------------------------------------- bit-equality, random mixed states
+def random_case(seed: int, b: int = 12, c: int = 3, h: int = 5, w: int = 7):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=g) * scale).contiguous()
+
+    st = RowState.start(r(b, c, h, w))
+    st.recon = r(b, c, h, w)
+    st.done = torch.rand(b, generator=g) < 0.3
+    st.triggered = (torch.rand(b, generator=g) < 0.3) & ~st.done
+    st.steps = torch.randint(0, 5, (b,), generator=g)
+    st.trigger_step = torch.where(st.triggered, torch.randint(0, 5, (b,), generator=g), -1)
+    st.trigger_kind = torch.where(st.triggered, TRIGGERED, NONE)
+    st.max_score = torch.where(torch.rand(b, generator=g) < 0.5, torch.rand(b, generator=g), -math.inf)
+    score = torch.rand(b, generator=g)
+    score[::5] = math.nan
+    # rows 0-4 fixed whatever the seed: done, triggered, checking with a NaN / high / low score
+    st.done[:5] = torch.tensor([True, False, False, False, False])
+    st.triggered[:5] = torch.tensor([False, True, False, False, False])
+    score[2:5] = torch.tensor([math.nan, 0.9, 0.1])
+    wgt = torch.rand(b, 1, h, w, generator=g)
+    return st, r(b, c, h, w, scale=2.0), r(b, c, h, w).clamp(-1, 1), r(b, c, h, w), r(b, c, h, w), wgt, score
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("clip", [True, False])
+def test_predict_bit_equal_across_implementations(seed, clip):
+    _, x_t, x, noise, eps, _, _ = random_case(seed)
+    t = [650, 390, 260, 5][seed]
+    ab = float(AB[t])
+    want = predict("torch", x_t, x, noise, eps, ab, clip)
+    if clip:
+        assert bool((want[0].abs() == 1).any()) and bool((want[1].abs() == 1).any())  # the clamps act
+    got = predict("csrc", x_t, x, noise, eps, ab, clip)  # coefficients formed by torch: any ᾱ
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    arrays = [v.numpy() for v in (x_t, x, noise, eps)]
+    num = NumpyGladKernels().predict(*arrays, ab, clip)
+    assert all(np.array_equal(a, b) for a, b in zip(CsrcGladKernels().predict(*arrays, ab, clip), num))
+    if torch_sqrt_agrees(ab):
+        assert all(np.array_equal(a, b.numpy()) for a, b in zip(num, want))
+    else:  # only the coefficients' last bit differs: a few ulps in the results
+        for a, b in zip(num, want):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("t,t_next", [(520, 390), (390, 260), (260, 130), (130, -1)],
+                         ids=["t>min", "t>min-next<min", "t<min", "last"])
+def test_update_bit_equal_across_implementations(seed, t, t_next):
+    st, x_t, x, noise, eps, wgt, score = random_case(seed)
+    st.x_t = x_t
+    ab = float(AB[t])
+    ab_next = 1.0 if t_next < 0 else float(AB[t_next])
+    gen, inp = predict("torch", x_t, x, noise, eps, ab)
+    k = 3
+    want = update("torch", st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
+    # the case mixes every kind of row: done, triggered, checking above and below τ, NaN scores
+    checking = ~st.done & ~st.triggered
+    assert bool(st.done.any()) and bool((st.triggered & ~st.done).any())
+    assert bool((checking & (score > 0.5)).any()) and bool((checking & ~(score > 0.5)).any())
+    assert bool((checking & score.isnan()).any())
+    if t < 350:
+        assert bool((want.trigger_kind == FALLBACK).any())
+    for impl in ("csrc", "numpy"):
+        got = update(impl, st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
+        for f in FIELDS:
+            assert same_bits(getattr(got, f), getattr(want, f)), (impl, f)
+    done = st.done
+    for f in FIELDS:  # rows done before the step keep every bit
+        assert same_bits(getattr(want, f)[done], getattr(st, f)[done]), f
+
+
+def test_csrc_update_writes_the_state_in_place():
+    st, x_t, x, noise, eps, wgt, score = random_case(5)
+    ptrs = [getattr(st, f).data_ptr() for f in FIELDS]
+    gen, inp = predict("torch", st.x_t, x, noise, eps, float(AB[260]))
+    out = ops.glad_update(st, gen, inp, eps, wgt, score, 1, 260, float(AB[130]), 0.5, 350, impl="csrc")
+    assert out is st and [getattr(st, f).data_ptr() for f in FIELDS] == ptrs
+
+
+# ----------------------------------------------------------------- the whole loop
+def _eps_stub(x, t, image):
+    """Elementwise and batch-independent (tests/unit/test_glad.py's stub)."""
+    return 1.5 * x / (1 + x.abs()) - 0.5 * x + t / 2000.0 + 0.05 * image
+
+
+def _dist_stub(x0_in, x0_gen):
+    return F.avg_pool2d((x0_in - x0_gen).abs().mean(1, keepdim=True), 4)[:, 0]
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact):
+    ts = ddim_timesteps(650, 10)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 1.0]).view(-1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=g)
+    runs = {}
+    for impl in ("torch", "csrc"):
+        snaps = []
+        st = adaptive_loop(x, noise, ts, AB, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=compact,
+                           impl=impl, on_step=lambda k, s: snaps.append(clone_state(s)))
+        runs[impl] = (st, snaps)
+        # a mix: three rows fall back at step 5 (6 U-Net steps), three trigger and run all 10
+        assert st.steps.tolist() == [6, 6, 6, 10, 10, 10], impl
+        assert st.trigger_kind.tolist() == [FALLBACK] * 3 + [TRIGGERED] * 3
+        for k, snap in enumerate(snaps):  # a row that is done never changes again, while others move
+            for later in snaps[k + 1:]:
+                for f in FIELDS:
+                    assert same_bits(getattr(later, f)[snap.done], getattr(snap, f)[snap.done]), (impl, k, f)
+                if not bool(later.done.all()):
+                    assert not torch.equal(later.x_t[~snap.done], snap.x_t[~snap.done])
+    (st_t, snaps_t), (st_c, snaps_c) = runs["torch"], runs["csrc"]
+    assert len(snaps_t) == len(snaps_c) == 10
+    for a, b in zip(snaps_t + [st_t], snaps_c + [st_c]):
+        for f in FIELDS:
+            assert same_bits(getattr(a, f), getattr(b, f)), f
+
+
+def test_numpy_loop_equals_torch_loop():
+    """The torch-free runtime's loop shape (predict → A, score, w → update) on GladRows, with the
+    numpy and the compiled kernels, against adaptive_loop (on a ᾱ table where torch's √ is
+    correctly rounded: t = 260 of this schedule is not, on an AVX-512 CPU)."""
+    from drdc_trt.models.glad.adaptive import saff_weight, trigger_score
+
+    ts = ddim_timesteps(650, 10)
+    table = agreeing_table(AB)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(5, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.4, 0.6, 0.9, 1.0]).view(-1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=g)
+    want = adaptive_loop(x, noise, ts, table, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3)
+    assert set(want.trigger_kind.tolist()) == {TRIGGERED, FALLBACK}
+    for kind in ("numpy", "csrc"):
+        kern = make_glad_kernels(kind)
+        assert kern.name == kind
+        xn, nn = x.numpy(), noise.numpy()
+        ab0 = np.float32(table[ts[0]])
+        rows = GladRows.start(np.sqrt(ab0) * xn + np.sqrt(np.float32(1) - ab0) * nn)
+        for k, t in enumerate(ts):
+            if rows.done.all():
+                break
+            ab = float(table[t])
+            ab_next = float(table[ts[k + 1]]) if k + 1 < len(ts) else 1.0
+            eps = _eps_stub(torch.from_numpy(rows.x_t), t, x).numpy()
+            gen, inp = kern.predict(rows.x_t, xn, nn, eps, ab)
+            A = _dist_stub(torch.from_numpy(inp), torch.from_numpy(gen))
+            score = trigger_score(A, 3).numpy()
+            w = saff_weight(A, (16, 16)).numpy()
+            kern.update(rows, gen, inp, eps, w, score, k, t, ab_next, 0.43, 350)
+        got = as_state(rows)
+        for f in FIELDS:
+            assert same_bits(getattr(got, f), getattr(want, f)), (kind, f)
+
+
+def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet):
+    """The real tiny U-Net and backbone, compacted loop, τ between the images' trigger scores:
+    kernels="csrc" gives the bits of kernels="torch" (same U-Net calls, same thread count)."""
+    torch.manual_seed(0)
+    model = perturb_unet(GLADModel(preset("tiny", "glad"), GLADStats(tau=math.inf, image_threshold=0.5,
+                                                                     pixel_threshold=0.5)), seed=1).eval()
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    x[2:] *= 0.2
+    probe = GLADDetector(model, tau=math.inf).predict(x)
+    tau = float(probe.max_score.median())
+    out = {k: GLADDetector(model, tau=tau, kernels=k).predict(x, batch_size=4) for k in ("torch", "csrc")}
+    kinds = out["torch"].trigger_kind.tolist()
+    assert TRIGGERED in kinds and FALLBACK in kinds, kinds
+    for f in ("reconstruction", "steps", "trigger_step", "trigger_kind", "max_score", "anomaly_map", "pred_score"):
+        assert same_bits(getattr(out["csrc"], f), getattr(out["torch"], f)), f
+
+
+# ----------------------------------------------------------------- arguments
+def _update_args(b=2):
+    st = RowState.start(torch.zeros(b, 3, 4, 4))
+    z = torch.zeros(b, 3, 4, 4)
+    return dict(state=st, x0_gen=z, x0_in=z.clone(), eps=z.clone(), w=torch.zeros(b, 1, 4, 4),
+                score=torch.zeros(b), k=0, t=400, ab_next=0.5, tau=0.5, min_step=350)
+
+
+@pytest.mark.parametrize("change,exc,match", [
+    (lambda a: {**a, "w": torch.zeros(2, 3, 4, 4)}, ValueError, r"w: shape \(2, 3, 4, 4\), expected \(2, 1, 4, 4\)"),
+    (lambda a: {**a, "score": torch.zeros(3)}, ValueError, r"score: shape"),
+    (lambda a: {**a, "eps": torch.zeros(2, 3, 4, 4, dtype=torch.float64)}, TypeError, r"eps: dtype"),
+    (lambda a: {**a, "x0_in": torch.zeros(2, 3, 4, 4).transpose(2, 3)}, ValueError, r"x0_in: must be contiguous"),
+    (lambda a: {**a, "x0_gen": torch.zeros(0, 3, 4, 4)}, ValueError, r"x0_gen: expected a non-empty"),
+    (lambda a: {**a, "ab_next": 0.0}, ValueError, r"ab_next .* \(0, 1\]"),
+    (lambda a: {**a, "ab_next": math.nan}, ValueError, r"ab_next"),
+    (lambda a: {**a, "tau": math.nan}, ValueError, r"tau: NaN"),
+    (lambda a: {**a, "min_step": -1}, ValueError, r"min_step: expected a non-negative int"),
+    (lambda a: {**a, "k": 1.5}, ValueError, r"k: expected a non-negative int"),
+])
+def test_update_refuses_bad_arguments_by_name(change, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.glad_update(**change(_update_args()), impl="csrc")
+
+
+@pytest.mark.parametrize("field,value,exc,match", [
+    ("done", torch.zeros(2, dtype=torch.uint8), TypeError, r"state.done: dtype"),
+    ("steps", torch.zeros(2, dtype=torch.int32), TypeError, r"state.steps: dtype"),
+    ("max_score", torch.zeros(3), ValueError, r"state.max_score: shape"),
+    ("x_t", torch.zeros(2, 3, 4, 5), ValueError, r"state.x_t: shape"),
+])
+def test_update_refuses_a_bad_state_field_by_name(field, value, exc, match):
+    a = _update_args()
+    setattr(a["state"], field, value)
+    with pytest.raises(exc, match=match):
+        ops.glad_update(**a, impl="csrc")
+
+
+def test_predict_refuses_bad_arguments_by_name():
+    z = torch.zeros(1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"noise: shape"):
+        ops.glad_predict(z, z, torch.zeros(1, 3, 4, 5), z, 0.5, impl="csrc")
+    with pytest.raises(ValueError, match=r"ab .* \(0, 1\]"):
+        ops.glad_predict(z, z, z, z, 1.5, impl="csrc")
+    with pytest.raises(TypeError, match=r"ab: expected a number"):
+        ops.glad_predict(z, z, z, z, torch.tensor(0.5), impl="csrc")
+    with pytest.raises(ValueError, match=r"impl='cuda'"):
+        ops.glad_predict(z, z, z, z, 0.5, impl="cuda")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "csrc"])
+def test_runtime_kernels_refuse_bad_arrays_by_name(kind):
+    kern = make_glad_kernels(kind)
+    z = np.zeros((2, 3, 4, 4), np.float32)
+    with pytest.raises(TypeError, match=r"eps: expected a float32"):
+        kern.predict(z, z, z, z.astype(np.float64), 0.5)
+    rows = GladRows.start(z)
+    w, score = np.zeros((2, 1, 4, 4), np.float32), np.zeros(2, np.float32)
+    with pytest.raises(ValueError, match=r"w: shape"):
+        kern.update(rows, z, z, z, z, score, 0, 400, 0.5, 0.5, 350)
+    rows.done = rows.done.astype(np.uint8)
+    with pytest.raises(TypeError, match=r"rows.done: expected a bool"):
+        kern.update(rows, z, z, z, w, score, 0, 400, 0.5, 0.5, 350)
+    with pytest.raises(ValueError, match=r"tau: NaN"):
+        kern.update(GladRows.start(z), z, z, z, w, score, 0, 400, 0.5, math.nan, 350)
+    with pytest.raises(ValueError, match=r"kernels='gpu'"):
+        make_glad_kernels("gpu")
+
+
+def test_compiled_kernels_are_picked_by_auto():
+    assert isinstance(make_glad_kernels("auto"), CsrcGladKernels)  # _C is built with them
