@@ -1,7 +1,7 @@
 // Known answers of the building blocks: labels and schedule (values produced
 // by drdc_trt/diffusion/masks.py and schedule.py), Philox (Random123 test
-// vectors), half conversion (IEEE rounding) and the fuse kernel on maps
-// whose result is known in closed form.
+// vectors), half conversion (IEEE rounding), the fuse kernel on maps
+// whose result is known in closed form and GLAD's per-row step on a hand case.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -213,6 +213,77 @@ static void test_fuse_cuda_width_limit() {
   }
 }
 
+// GLAD's per-row step on two rows of 1×1×2 pixels (the hand case of
+// tests/unit/test_glad_kernels.py): row 0 triggers at k = 2, row 1 falls back at k = 3
+// on a NaN score, the last step finishes row 0 with its x0.
+static void test_glad_known() {
+  // predict: √ᾱ = 0.8, √(1−ᾱ) = 0.6: x0_gen = (x_t − 0.6ε)/0.8, x0_in = x + 0.75(noise − ε), clamped
+  float xt[4] = {0.5f, 0.5f, 2.f, -1.f}, x[4] = {0.2f, -0.4f, 0.9f, 0.f};
+  float noise[4] = {0.5f, 0.5f, 1.f, -1.f}, eps4[4] = {0.5f, -0.5f, 0.f, 1.f}, gen4[4], in4[4];
+  GladPredictArgs p;
+  p.x_t = xt, p.x = x, p.noise = noise, p.eps = eps4, p.x0_gen = gen4, p.x0_in = in4;
+  p.count = 4, p.sqrt_ab = 0.8f, p.sqrt_1mab = 0.6f;
+  glad_predict(Device::kCPU, p);
+  const float want_gen[4] = {0.25f, 1.f, 1.f, -1.f}, want_in[4] = {0.2f, 0.35f, 1.f, -1.f};
+  for (int i = 0; i < 4; ++i) {
+    CHECK_NEAR(gen4[i], want_gen[i], 1e-6);
+    CHECK_NEAR(in4[i], want_in[i], 1e-6);
+  }
+
+  float gen[4] = {0.5f, -0.5f, 0.2f, 0.4f}, in[4] = {0.1f, 0.3f, -0.2f, 0.6f};
+  float eps[4] = {1.f, -1.f, 0.5f, 0.5f}, w[4] = {0.25f, 0.75f, 0.5f, 0.5f};
+  float x_t[4] = {9.f, 9.f, 9.f, 9.f}, recon[4] = {0.f, 0.f, 0.f, 0.f};
+  uint8_t done[2] = {0, 0}, triggered[2] = {0, 0};
+  int64_t steps[2] = {0, 0}, trigger_step[2] = {-1, -1}, trigger_kind[2] = {0, 0};
+  float max_score[2] = {-INFINITY, -INFINITY};
+  float score[2] = {0.9f, 0.4f};
+  GladUpdateArgs a;
+  a.x0_gen = gen, a.x0_in = in, a.eps = eps, a.w = w, a.score = score, a.x_t = x_t, a.recon = recon;
+  a.done = done, a.triggered = triggered, a.steps = steps, a.trigger_step = trigger_step;
+  a.trigger_kind = trigger_kind, a.max_score = max_score;
+  a.B = 2, a.C = 1, a.H = 1, a.W = 2, a.k = 2, a.t = 400, a.min_step = 350, a.ab_next = 0.64, a.tau = 0.5f;
+  glad_update(Device::kCPU, a);
+  // row 0: x0 = w·gen + (1−w)·in = (0.2, −0.3), x_t' = 0.8·x0 + 0.6·ε; row 1: x0 = gen
+  const float want1[4] = {0.76f, -0.84f, 0.46f, 0.62f};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(x_t[i], want1[i], 1e-6);
+  CHECK(triggered[0] == 1 && triggered[1] == 0 && done[0] == 0 && done[1] == 0);
+  CHECK(trigger_step[0] == 2 && trigger_step[1] == -1 && trigger_kind[0] == 1 && trigger_kind[1] == 0);
+  CHECK(steps[0] == 1 && steps[1] == 1 && max_score[0] == 0.9f && max_score[1] == 0.4f);
+
+  // k = 3, t = 300 < min_step: row 0 plain DDIM (√0.36 = 0.6, √0.64 = 0.8), row 1 falls back on NaN
+  const float row1_xt[2] = {x_t[2], x_t[3]};
+  score[0] = 0.95f, score[1] = NAN;
+  a.k = 3, a.t = 300, a.ab_next = 0.36;
+  glad_update(Device::kCPU, a);
+  CHECK_NEAR(x_t[0], 0.6 * 0.5 + 0.8, 1e-6);
+  CHECK_NEAR(x_t[1], -0.6 * 0.5 - 0.8, 1e-6);
+  CHECK(x_t[2] == row1_xt[0] && x_t[3] == row1_xt[1] && recon[2] == in[2] && recon[3] == in[3]);
+  CHECK(done[0] == 0 && done[1] == 1 && trigger_kind[1] == 2 && trigger_step[1] == 3);
+  CHECK(max_score[0] == 0.9f && std::isnan(max_score[1]) && steps[0] == 2 && steps[1] == 2);
+
+  // the last step: ᾱ' = 1, row 0's x_t and recon are x0 = gen; row 1 (done) keeps every bit
+  float before[4];
+  std::memcpy(before, x_t, sizeof(before));
+  a.k = 4, a.t = 130, a.ab_next = 1.0, a.last = true;
+  glad_update(Device::kCPU, a);
+  CHECK(x_t[0] == gen[0] && x_t[1] == gen[1] && recon[0] == gen[0] && recon[1] == gen[1]);
+  CHECK(x_t[2] == before[2] && x_t[3] == before[3] && recon[2] == in[2] && recon[3] == in[3]);
+  CHECK(done[0] == 1 && steps[0] == 3 && steps[1] == 2);
+
+  GladUpdateArgs bad = a;
+  bad.tau = NAN;
+  CHECK_THROWS_STATUS(glad_update(Device::kCPU, bad), Status::kInvalidArgument);
+  bad = a;
+  bad.steps = nullptr;
+  CHECK_THROWS_STATUS(glad_update(Device::kCPU, bad), Status::kInvalidArgument);
+  bad = a;
+  bad.ab_next = 0.0;
+  CHECK_THROWS_STATUS(glad_update(Device::kCPU, bad), Status::kInvalidArgument);
+  GladPredictArgs badp = p;
+  badp.sqrt_ab = 0.f;
+  CHECK_THROWS_STATUS(glad_predict(Device::kCPU, badp), Status::kInvalidArgument);
+}
+
 static void test_build_info() {
   std::string message;
   const Status s = call([] { (void)parse_device("tpu"); }, &message);
@@ -237,6 +308,7 @@ int main() {
   drdc_test::run_case("fuse known answers", test_fuse_known);
   drdc_test::run_case("float max through integer atomics", test_float_max_op);
   drdc_test::run_case("fuse on CUDA: width limit", test_fuse_cuda_width_limit);
+  drdc_test::run_case("GLAD step known answers", test_glad_known);
   drdc_test::run_case("status and build info", test_build_info);
   return drdc_test::finish();
 }

@@ -149,3 +149,64 @@ def test_runner_exception_propagates():
     x, heat = torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8)
     with pytest.raises(Boom, match="from the network"):
         r.run(x=x.data_ptr(), heat=heat.data_ptr())
+
+
+def _glad_update_kw():
+    """Valid raw-pointer arguments of _C.glad_update: 2 rows of 1×2×2."""
+    f = [torch.zeros(2, 1, 2, 2) for _ in range(6)]  # x0_gen, x0_in, eps, w, x_t, recon
+    rows = dict(score=torch.zeros(2), done=torch.zeros(2, dtype=torch.bool), triggered=torch.zeros(2, dtype=torch.bool),
+                steps=torch.zeros(2, dtype=torch.long), trigger_step=torch.zeros(2, dtype=torch.long),
+                trigger_kind=torch.zeros(2, dtype=torch.long), max_score=torch.zeros(2))
+    keep = f + list(rows.values())
+    kw = dict(device="cpu", x0_gen=f[0].data_ptr(), x0_in=f[1].data_ptr(), eps=f[2].data_ptr(), w=f[3].data_ptr(),
+              x_t=f[4].data_ptr(), recon=f[5].data_ptr(), **{k: v.data_ptr() for k, v in rows.items()},
+              B=2, C=1, H=2, W=2, k=0, t=400, ab_next=0.5, tau=0.5, min_step=350, last=False)
+    return kw, keep
+
+
+@pytest.mark.parametrize("over,match", [
+    ({"recon": 0}, "recon is a null pointer"),
+    ({"triggered": 0}, "triggered is a null pointer"),
+    ({"max_score": 0}, "max_score is a null pointer"),
+    ({"B": 0}, "every dimension must be >= 1, got B=0"),
+    ({"W": -1}, "every dimension must be >= 1"),
+    ({"ab_next": 0.0}, r"ab_next .* must lie in \(0, 1\]"),
+    ({"ab_next": float("inf")}, "ab_next"),
+    ({"tau": float("nan")}, "tau must not be NaN"),
+    ({"min_step": -5}, "min_step must be >= 0, got -5"),
+    ({"t": -1}, r"t \(timestep\) must be >= 0"),
+    ({"k": -1}, r"k \(step index\) must be >= 0"),
+    ({"device": "tpu"}, "device 'tpu'"),
+])
+def test_glad_update_direct_calls_refuse_by_name(over, match):
+    kw, keep = _glad_update_kw()
+    _C.glad_update(**kw)  # valid
+    with pytest.raises(ValueError, match=match):
+        _C.glad_update(**{**kw, **over})
+    assert keep
+
+
+@pytest.mark.parametrize("over,match", [
+    ({"eps": 0}, "eps is a null pointer"),
+    ({"count": 0}, "count must be >= 1, got 0"),
+    ({"sqrt_ab": 0.0}, r"sqrt_ab .* must lie in \(0, 1\]"),
+    ({"sqrt_1mab": float("nan")}, r"sqrt_1mab .* must lie in \[0, 1\]"),
+    ({"sqrt_1mab": 1.5}, r"sqrt_1mab"),
+])
+def test_glad_predict_direct_calls_refuse_by_name(over, match):
+    a = torch.zeros(4)
+    outs = torch.empty(2, 4)
+    kw = dict(device="cpu", x_t=a.data_ptr(), x=a.data_ptr(), noise=a.data_ptr(), eps=a.data_ptr(),
+              x0_gen=outs[0].data_ptr(), x0_in=outs[1].data_ptr(), count=4, sqrt_ab=0.8, sqrt_1mab=0.6)
+    _C.glad_predict(**kw)  # valid
+    with pytest.raises(ValueError, match=match):
+        _C.glad_predict(**{**kw, **over})
+
+
+@pytest.mark.skipif(_C.build_info["cuda"] and _C.cuda_device_count() > 0, reason="a usable GPU is present")
+def test_glad_cuda_request_without_gpu_is_a_runtime_error():
+    kw, keep = _glad_update_kw()
+    msg = "CUDA error" if _C.build_info["cuda"] else "built without CUDA"
+    with pytest.raises(RuntimeError, match=msg):
+        _C.glad_update(**{**kw, "device": "cuda"})
+    assert keep
