@@ -10,7 +10,14 @@
 # on that one model, with the border / lighting diagnostics.
 # The CPU counterpart of scripts/realdata_gpu.sh.
 #
-#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|diffusionad|all]   (default: all)
+#   bash scripts/realdata_cpu.sh [train|eval|ablate KEY...|seed N...|seeds|diffusionad|glad|all]   (default: all)
+#
+# `glad` trains GLAD (--method glad, preset small, 64²) for about DRDC's CPU training minutes
+# (GLAD_ITERS=2400 iterations at ~0.3 s each on one thread ≈ 12 min; lr GLAD_LR=1e-3, a CPU-recipe
+# choice as for DiffusionAD), then `drdc ablate` on the test split: its default pass and the τ / t0
+# / min_step variants (τ re-calibrated on the held-out normal images for each), beside the DRDC
+# model (runs/$DRDC_RUN: DRDC, base, kNN) and the DiffusionAD model (runs/$DAD_RUN) from their caches.
+# Settings: GLAD_RUN (mt_glad), GLAD_ITERS (2400), GLAD_LR (1e-3), GLAD_NAME (magnetic_tile_cpu_glad_$DATE).
 #
 # `diffusionad` trains DiffusionAD (--method diffusionad, preset small, 64²) for about the
 # CPU minutes DRDC's training takes (DAD_ITERS=300 joint iterations at ~2.5 s each on one
@@ -128,6 +135,25 @@ diffusionad() {  # train (resumes from runs/$DAD_RUN/train_state), then the test
     --note "Source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
 }
 
+GLAD_RUN=${GLAD_RUN:-mt_glad}
+GLAD_ITERS=${GLAD_ITERS:-2400}
+GLAD_NAME=${GLAD_NAME:-magnetic_tile_cpu_glad_$DATE}
+GLAD_SETS=(--set "train.unet_iters=$GLAD_ITERS" --set "glad.lr=${GLAD_LR:-1e-3}" --set train.checkpoint_every=200)
+glad() {  # train (resumes from runs/$GLAD_RUN/train_state), then the test pass beside DRDC and DiffusionAD
+  [ -f "runs/$GLAD_RUN/stats.json" ] ||
+    drdc train --method glad --data "$DATA" --out "runs/$GLAD_RUN" --preset small "${GLAD_SETS[@]}" --quiet
+  [ -f "runs/$DRDC_RUN/stats.json" ] || { echo "no DRDC model in runs/$DRDC_RUN: run '$0 train' (or set DRDC_RUN)" >&2; exit 1; }
+  local beside=(--compare-model "runs/$DRDC_RUN" --compare-work "runs/$DRDC_WORK")
+  [ -f "runs/$DAD_RUN/stats.json" ] && beside+=(--compare-model "runs/$DAD_RUN" --compare-work "runs/${DAD_RUN}_ablation")
+  drdc ablate --model "runs/$GLAD_RUN" --data "$DATA" --work "runs/${GLAD_RUN}_ablation" "${beside[@]}" --lams "$LAMS" \
+    --results "benchmarks/results/$GLAD_NAME" --report "benchmarks/results/${GLAD_NAME}_report.html" --quiet \
+    --title "GLAD vs DRDC vs DiffusionAD on magnetic-tile defects (CPU, preset small, 64²)" \
+    --command-line "drdc train --method glad --data $DATA --out runs/$GLAD_RUN --preset small ${GLAD_SETS[*]}" \
+    --note "CPU recipe: GLAD preset small (64², U-Net width 32, 32² training crops, batch 16, 10 DDIM steps from t0 = 650, min_step 350), $GLAD_ITERS iterations with lr ${GLAD_LR:-1e-3} (the preset's 1e-4 is the official fine-tuning rate of a pretrained U-Net; ours starts from scratch in a short budget), EMA of the U-Net; τ the 0.9 quantile of the 76 held-out normal training images' largest trigger score; one thread per job (OMP_NUM_THREADS=${THREADS:-1}), the CPU shared with other jobs." \
+    --note "DRDC, base and kNN rows: the DRDC model runs/$DRDC_RUN, DiffusionAD: runs/$DAD_RUN (both from the 2026-12-01 CPU recipes, see magnetic_tile_cpu_diffusionad_2026-12-01.md), on the same test split, read from the caches of their own drdc ablate runs." \
+    --note "Source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+}
+
 step=${1:-all}
 shift || true
 case "$step" in
@@ -145,6 +171,7 @@ case "$step" in
     ;;
   seeds) seeds_summary ;;
   diffusionad) diffusionad ;;
+  glad) glad ;;
   all) train && ablate ;;
-  *) sed -n '2,42p' "$0"; exit 2 ;;
+  *) sed -n '2,50p' "$0"; exit 2 ;;
 esac

@@ -24,12 +24,16 @@
 # short-budget rates); no maps: `drdc ablate` runs there (default pass, then the t_a / t_b / w
 # variants while time is left) and its tables, JSON and HTML report are packed;
 # name magnetic_tile_gpu_diffusionad_<date>. Never run on a GPU yet.
+# METHOD=glad: GLAD the same way (--method glad, preset fast: 224², U-Net width 64, 25 DDIM steps from
+# t0 = 650, min_step 350, τ calibrated on the held-out normal images; GLAD_LR 1e-3, the CPU recipe's
+# short-budget rate); `drdc ablate` there: default pass, then the τ / t0 / min_step variants while
+# time is left; name magnetic_tile_gpu_glad_<date>. Never run on a GPU yet.
 #
 # Dry run of all three on this CPU (tiny preset, cpu device, a few training steps):
 #      bash scripts/realdata_gpu.sh gpu --dry-run && bash scripts/realdata_gpu.sh report build/realdata_out --dry-run
 # Settings (environment): REALDATA_BUDGET_S (total seconds of `gpu`, default 420), INFER_RESERVE_S
 # (seconds kept for inference and packing, default 120), UNET_ITERS (preset default), BATCH (16),
-# OUT (default build/realdata_out), DATE (UTC today), PY (python3), METHOD (drdc | diffusionad).
+# OUT (default build/realdata_out), DATE (UTC today), PY (python3), METHOD (drdc | diffusionad | glad).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -45,7 +49,8 @@ METHOD=${METHOD:-drdc}
 case "$METHOD" in
   drdc) TAG= ;;
   diffusionad) TAG=_diffusionad ;;
-  *) echo "METHOD=$METHOD: drdc or diffusionad" >&2; exit 2 ;;
+  glad) TAG=_glad ;;
+  *) echo "METHOD=$METHOD: drdc, diffusionad or glad" >&2; exit 2 ;;
 esac
 if [ $DRY = 1 ]; then
   PRESET=${PRESET:-tiny}; DEVICE=cpu; NAME=magnetic_tile_gpu${TAG}_${DATE}_dry; UNET_ITERS=${UNET_ITERS:-20}
@@ -109,6 +114,7 @@ EOF
       SETS+=(--set "diffusionad.unet_lr=${DAD_UNET_LR:-1e-3}" --set "diffusionad.seg_lr=${DAD_SEG_LR:-1e-3}")
       [ -n "${UNET_ITERS:-}" ] && SETS+=(--set "diffusionad.seg_lr_t_max=$UNET_ITERS")
     fi
+    [ "$METHOD" = glad ] && SETS+=(--set "glad.lr=${GLAD_LR:-1e-3}")
     TRAIN_LIMIT=$(($(left) - RESERVE))
     t0=$SECONDS
     # SIGINT: training saves its state and stops; the model is only complete with stats.json
@@ -118,13 +124,15 @@ EOF
     record "train ($PRESET, limit ${TRAIN_LIMIT}s)" "exit $rc" $((SECONDS - t0))
     for f in config.json stats.json train_report.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$STAGE/"; done
     status=0
-    if [ -f "$RUN/stats.json" ] && [ "$METHOD" = diffusionad ]; then
+    if [ -f "$RUN/stats.json" ] && [ "$METHOD" != drdc ]; then
       # the metrics there (a few seconds per pass on 16 cores): the default pass first, written at
-      # once; then the t_a / t_b / w variants, which rewrite the files, while time is left
+      # once; then the method's variants (DiffusionAD t_a / t_b / w, GLAD τ / t0 / min_step), which
+      # rewrite the files, while time is left
+      LABEL=$([ "$METHOD" = glad ] && echo GLAD || echo DiffusionAD)
       ABLATE=("$PY" -m drdc_trt.cli ablate --model "$RUN" --data .data/magnetic_tile_defects
               --work "runs/${NAME}_ablation" --device "$DEVICE" --results "${STAGE#"$ROOT"/}/$NAME"
               --report "${STAGE#"$ROOT"/}/${NAME}_report.html" --per-type 2 --quiet
-              --title "DiffusionAD on magnetic-tile defects (GPU, preset $PRESET)")
+              --title "$LABEL on magnetic-tile defects (GPU, preset $PRESET)")
       t0=$SECONDS
       timeout -k 10 $(($(left) - 25)) "${ABLATE[@]}" --only none >> "$LOG" 2>&1
       rc=$?
@@ -133,7 +141,7 @@ EOF
       if [ $rc -eq 0 ] && [ "$(left)" -gt 90 ]; then
         t0=$SECONDS
         timeout -k 10 $(($(left) - 25)) "${ABLATE[@]}" >> "$LOG" 2>&1
-        record "ablate: t_a / t_b / w variants" "exit $?" $((SECONDS - t0))
+        record "ablate: $LABEL variants" "exit $?" $((SECONDS - t0))
       fi
     elif [ -f "$RUN/stats.json" ]; then
       t0=$SECONDS
@@ -161,7 +169,7 @@ EOF
     mkdir -p "$RESULTS_DIR"
     "$PY" -m drdc_trt.gpu_results unpack "$FROM" --dest "$MAPS" || exit 1
     cp "$MAPS/${NAME}_provenance.md" "$RESULTS_DIR/" 2>/dev/null || true
-    if [ "$METHOD" = diffusionad ]; then  # the tables were made there: copy them
+    if [ "$METHOD" != drdc ]; then  # the tables were made there: copy them
       [ -f "$MAPS/$NAME.md" ] || { echo "$FROM holds no results (see $MAPS/realdata_gpu.log)" >&2; exit 3; }
       cp "$MAPS/$NAME".md "$MAPS/$NAME".json "$MAPS/${NAME}"_report.html "$RESULTS_DIR/"
       cp "$MAPS/${NAME}"_examples_*.png "$RESULTS_DIR/" 2>/dev/null || true

@@ -104,36 +104,28 @@ def bench_inputs(opts, size: int, batches) -> dict[int, torch.Tensor]:
     return {b: torch.rand(b, 3, size, size, generator=gen) * 2 - 1 for b in batches}
 
 
-def diffusionad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dict]:
-    """The DiffusionAD rows at every batch size of ``opts``, speed-ups against its eager baseline."""
+def _engine_rows(method: str, model, opts, engines, log: Callable[[str], None],
+                 steps_of: Callable | None = None) -> list[dict]:
+    """Measure each engine (label, backend, loop, build(bundle) → detector, takes numpy) at every
+    batch of ``opts`` on a bundle exported from ``model`` into a temporary folder; ``steps_of(out)``:
+    extra per-row facts from one more call's output (GLAD: the steps its images took)."""
     from drdc_trt.export import export_bundle
-    from drdc_trt.models.diffusionad import DiffusionADDetector
-    from drdc_trt.runtime.diffusionad import DiffusionADBundleDetector
 
     device = torch.device("cpu")
     clock, probe = Clock(device), MemoryProbe(device)
     s = model.cfg.image_size
     inputs = bench_inputs(opts, s, opts.batches)
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="drdc_bench_dad_") as tmp:
-        log(f"exporting the DiffusionAD model (S={s}) to a temporary bundle")
-        export_bundle(model, Path(tmp) / "bundle", seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
+    with tempfile.TemporaryDirectory(prefix=f"drdc_bench_{method}_") as tmp:
+        log(f"exporting the {NAMES[method]} model (S={s}) to a temporary bundle")
         bundle = Path(tmp) / "bundle"
-        threads = opts.threads or 0
-        engines = [("torch eager", "torch", "torch", lambda: DiffusionADDetector(model, "cpu", opts.seed), False),
-                   ("onnxruntime (numpy combination)", "onnxruntime", "numpy",
-                    lambda: DiffusionADBundleDetector(bundle, "onnxruntime", "numpy", threads=threads), True),
-                   ("onnxruntime (torch-free runtime)", "onnxruntime", "runtime",
-                    lambda: DiffusionADBundleDetector(bundle, "onnxruntime", "csrc", threads=threads), True)]
-        if "openvino" in opts.backends:
-            engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
-                            lambda: DiffusionADBundleDetector(bundle, "openvino", "csrc", threads=threads), True))
+        export_bundle(model, bundle, seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
         for label, backend, loop, build, host in engines:
             try:
-                det = build()
+                det = build(bundle)
             except Exception as e:  # noqa: BLE001 - one engine failing must not end the run
-                rows.append({"method": "diffusionad", "engine": label, "backend": backend, "loop": loop,
-                             "batch": None, "baseline": backend == "torch", "status": f"failed: {e}"})
+                rows.append({"method": method, "engine": label, "backend": backend, "loop": loop, "batch": None,
+                             "baseline": loop == "torch", "status": f"failed: {e}"})
                 continue
             for b in opts.batches:
                 x = inputs[b].numpy() if host else inputs[b]
@@ -142,73 +134,62 @@ def diffusionad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dic
                     m = measure(lambda d=det, a=x: d.predict_batch(a), clock, opts.warmup_s, opts.min_iters,
                                 opts.max_seconds, opts.max_iters)
                 lat = summarize(m.latencies_ms, b)
-                rows.append({"method": "diffusionad", "engine": label, "backend": backend, "loop": loop,
-                             "precision": "float32", "batch": b, "baseline": backend == "torch", "status": "ok",
-                             "latency_ms": lat, "throughput_ips": lat["throughput_ips"], "memory": probe.read(),
-                             "stop_reason": m.stop_reason})
-                log(f"DiffusionAD {label} / batch {b}: p50 {lat['p50_ms']:.2f} ms ({lat['iterations']} calls)")
+                row = {"method": method, "engine": label, "backend": backend, "loop": loop, "precision": "float32",
+                       "batch": b, "baseline": loop == "torch", "status": "ok", "latency_ms": lat,
+                       "throughput_ips": lat["throughput_ips"], "memory": probe.read(), "stop_reason": m.stop_reason}
+                note = ""
+                if steps_of is not None:
+                    with torch.no_grad():
+                        row.update(steps_of(det.predict_batch(x)))
+                    note = f", mean steps {row['steps']['mean_steps']:.2f}"
+                rows.append(row)
+                log(f"{NAMES[method]} {label} / batch {b}: p50 {lat['p50_ms']:.2f} ms ({lat['iterations']} calls){note}")
             del det
     _speedups(rows)
     return rows
+
+
+def diffusionad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dict]:
+    """The DiffusionAD rows at every batch size of ``opts``, speed-ups against its eager baseline."""
+    from drdc_trt.models.diffusionad import DiffusionADDetector
+    from drdc_trt.runtime.diffusionad import DiffusionADBundleDetector
+
+    threads = opts.threads or 0
+    engines = [("torch eager", "torch", "torch", lambda _: DiffusionADDetector(model, "cpu", opts.seed), False),
+               ("onnxruntime (numpy combination)", "onnxruntime", "numpy",
+                lambda b: DiffusionADBundleDetector(b, "onnxruntime", "numpy", threads=threads), True),
+               ("onnxruntime (torch-free runtime)", "onnxruntime", "runtime",
+                lambda b: DiffusionADBundleDetector(b, "onnxruntime", "csrc", threads=threads), True)]
+    if "openvino" in opts.backends:
+        engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
+                        lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads), True))
+    return _engine_rows("diffusionad", model, opts, engines, log)
 
 
 def glad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dict]:
     """The GLAD rows at every batch size of ``opts`` (module doc), each with the steps its images took."""
     import math
 
-    from drdc_trt.export import export_bundle
     from drdc_trt.models.glad import GLADDetector
     from drdc_trt.runtime.glad import GLADBundleDetector
 
-    device = torch.device("cpu")
-    clock, probe = Clock(device), MemoryProbe(device)
-    inputs = bench_inputs(opts, model.cfg.image_size, opts.batches)
     full_cfg = model.cfg.replace(**{"glad.min_step": 0})  # no fallback: with τ = +∞ every row runs all K steps
-    rows: list[dict] = []
-
-    def full_detector():
-        return _WithConfig(GLADDetector, model, full_cfg, "cpu", opts.seed, tau=math.inf)
-
-    with tempfile.TemporaryDirectory(prefix="drdc_bench_glad_") as tmp:
-        log(f"exporting the GLAD model (S={model.cfg.image_size}) to a temporary bundle")
-        export_bundle(model, Path(tmp) / "bundle", seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
-        bundle = Path(tmp) / "bundle"
-        threads = opts.threads or 0
-        engines = [("torch eager", "torch", "torch", lambda: GLADDetector(model, "cpu", opts.seed), False),
-                   ("torch eager, every row all K steps", "torch", "torch-full", full_detector, False),
-                   ("torch, csrc kernels", "torch", "csrc",
-                    lambda: GLADDetector(model, "cpu", opts.seed, kernels="csrc"), False),
-                   ("onnxruntime (numpy kernels)", "onnxruntime", "numpy",
-                    lambda: GLADBundleDetector(bundle, "onnxruntime", "numpy", threads=threads), True),
-                   ("onnxruntime (torch-free runtime)", "onnxruntime", "runtime",
-                    lambda: GLADBundleDetector(bundle, "onnxruntime", "csrc", threads=threads), True)]
-        if "openvino" in opts.backends:
-            engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
-                            lambda: GLADBundleDetector(bundle, "openvino", "csrc", threads=threads), True))
-        for label, backend, loop, build, host in engines:
-            try:
-                det = build()
-            except Exception as e:  # noqa: BLE001 - one engine failing must not end the run
-                rows.append({"method": "glad", "engine": label, "backend": backend, "loop": loop, "batch": None,
-                             "baseline": False, "status": f"failed: {e}"})
-                continue
-            for b in opts.batches:
-                x = inputs[b].numpy() if host else inputs[b]
-                probe.reset()
-                with torch.no_grad():
-                    m = measure(lambda d=det, a=x: d.predict_batch(a), clock, opts.warmup_s, opts.min_iters,
-                                opts.max_seconds, opts.max_iters)
-                    out = det.predict_batch(x)  # the steps of these images (the same at every call)
-                lat = summarize(m.latencies_ms, b)
-                steps = out.step_report(model.cfg.glad.num_steps)
-                rows.append({"method": "glad", "engine": label, "backend": backend, "loop": loop,
-                             "precision": "float32", "batch": b, "baseline": loop == "torch", "status": "ok",
-                             "latency_ms": lat, "throughput_ips": lat["throughput_ips"], "memory": probe.read(),
-                             "stop_reason": m.stop_reason, "steps": _plain_steps(steps)})
-                log(f"GLAD {label} / batch {b}: p50 {lat['p50_ms']:.2f} ms ({lat['iterations']} calls), "
-                    f"mean steps {steps['mean_steps']:.2f}")
-            del det
-    _speedups(rows)
+    threads = opts.threads or 0
+    engines = [("torch eager", "torch", "torch", lambda _: GLADDetector(model, "cpu", opts.seed), False),
+               ("torch eager, every row all K steps", "torch", "torch-full",
+                lambda _: _WithConfig(GLADDetector, model, full_cfg, "cpu", opts.seed, tau=math.inf), False),
+               ("torch, csrc kernels", "torch", "csrc",
+                lambda _: GLADDetector(model, "cpu", opts.seed, kernels="csrc"), False),
+               ("onnxruntime (numpy kernels)", "onnxruntime", "numpy",
+                lambda b: GLADBundleDetector(b, "onnxruntime", "numpy", threads=threads), True),
+               ("onnxruntime (torch-free runtime)", "onnxruntime", "runtime",
+                lambda b: GLADBundleDetector(b, "onnxruntime", "csrc", threads=threads), True)]
+    if "openvino" in opts.backends:
+        engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
+                        lambda b: GLADBundleDetector(b, "openvino", "csrc", threads=threads), True))
+    k = model.cfg.glad.num_steps
+    rows = _engine_rows("glad", model, opts, engines, log,
+                        steps_of=lambda out: {"steps": _plain_steps(out.step_report(k))})
     _steps_saved(rows)
     return rows
 

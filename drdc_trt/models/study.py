@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 
 from .. import viz
 from ..ablation import _pct, report_header

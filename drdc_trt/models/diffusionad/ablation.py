@@ -6,11 +6,9 @@ are not re-calibrated."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping
 
-from ..study import MethodStudy, StudyMethod, run_method_study
-from ..study import write_results as _write_results
+from ..study import StudyMethod
 from .detector import DiffusionADBatch, DiffusionADDetector
 
 FACTORS: dict[str, tuple] = {
@@ -52,18 +50,3 @@ STUDY = StudyMethod(
     run_pass=_pass, default_setting=lambda cfg: (f"t_a={cfg.diffusionad.t_a}, t_b={cfg.diffusionad.t_b}, "
                                                  f"w={cfg.diffusionad.w:g}"),
     describe=_describe, factor_hint="diffusionad.t_a, .t_b or .w")
-
-
-def run_diffusionad_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
-                             categories: Sequence[str] | None = None, factors: Mapping[str, Sequence] | None = None,
-                             grid: bool = False, only: Sequence[str] | None = None, batch_size: int = 8,
-                             device: str = "cpu", seed: int = 0, progress: bool = False, log=print,
-                             compare: Mapping[str, Any] | None = None, others=()) -> MethodStudy:
-    """The study of a DiffusionAD model (drdc_trt.models.study.run_method_study)."""
-    return run_method_study(STUDY, model_dir, data_root, work, categories, factors, grid, only, batch_size, device,
-                            seed, progress, log, compare, others)
-
-
-def write_results(res: MethodStudy, prefix, meta, report=None, title: str = "DiffusionAD on real data",
-                  **kwargs) -> list[Path]:
-    return _write_results(res, prefix, meta, report, title, **kwargs)

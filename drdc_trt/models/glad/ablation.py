@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 
-from ..study import MethodStudy, StudyMethod, run_method_study
-from ..study import write_results as _write_results
+from ..study import StudyMethod
 from .detector import GLADBatch, GLADDetector
 
 FACTORS: dict[str, tuple] = {
@@ -91,18 +89,3 @@ STUDY = StudyMethod(
     factor_hint="glad.tau_quantile, glad.tau (τ itself: inf / -inf bound the trigger), glad.t0, glad.min_step "
                 "or glad.num_steps",
     pseudo_factors=(TAU,))
-
-
-def run_glad_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
-                      categories: Sequence[str] | None = None, factors: Mapping[str, Sequence] | None = None,
-                      grid: bool = False, only: Sequence[str] | None = None, batch_size: int = 8,
-                      device: str = "cpu", seed: int = 0, progress: bool = False, log=print,
-                      compare: Mapping[str, Any] | None = None, others=()) -> MethodStudy:
-    """The study of a GLAD model (drdc_trt.models.study.run_method_study)."""
-    return run_method_study(STUDY, model_dir, data_root, work, categories, factors, grid, only, batch_size, device,
-                            seed, progress, log, compare, others)
-
-
-def write_results(res: MethodStudy, prefix, meta, report=None, title: str = "GLAD on real data",
-                  **kwargs) -> list[Path]:
-    return _write_results(res, prefix, meta, report, title, **kwargs)
