@@ -112,23 +112,6 @@ def detector_rows(model, images: torch.Tensor, seed: int = 0):
     return calls, feats_in, feats
 
 
-class _OrtStages:
-    """The features graph on ONNX Runtime, every stage output."""
-
-    def __init__(self, path, providers):
-        import onnxruntime as ort
-
-        from drdc_trt.backends.onnxruntime_backend import resolve_providers
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(providers))
-        self.names = [o.name for o in self.session.get_outputs()]
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.names, {FEATURES_INPUT: np.ascontiguousarray(x)})
-
-
 def compare_glad(model, unet_onnx, features_onnx, batch_sizes: Sequence[int] = (1, 3),
                  images: torch.Tensor | None = None, tolerance: Tolerance = Tolerance(), seed: int = 0,
                  providers: Sequence[str] | None = ("CPUExecutionProvider",), check: bool = True,
@@ -138,6 +121,7 @@ def compare_glad(model, unet_onnx, features_onnx, batch_sizes: Sequence[int] = (
     up to ``max_steps`` loop steps (first and last included; the worst is reported), the features
     network per stage on cat(images, reconstructions) (2·batch rows)."""
     from drdc_trt.backends.onnxruntime_backend import OrtNetwork
+    from drdc_trt.runtime.glad import _OrtStages
 
     model = model.float().eval().cpu()
     s, need = model.cfg.image_size, max(batch_sizes)
@@ -146,7 +130,7 @@ def compare_glad(model, unet_onnx, features_onnx, batch_sizes: Sequence[int] = (
     if images.shape[0] < need or tuple(images.shape[1:]) != (3, s, s):
         raise ValueError(f"images: need at least {need}×3×{s}×{s}, got {tuple(images.shape)}")
     unet = OrtNetwork(unet_onnx, list(UNET_INPUTS), UNET_OUTPUT, providers)
-    feats = _OrtStages(features_onnx, providers)
+    feats = _OrtStages(features_onnx, [stage_output(st) for st in model_stages(model)], providers)
     report = NumericsReport(tolerance, list(unet.providers))
     for b in batch_sizes:
         calls, feats_in, ref = detector_rows(model, images[:b], seed)

@@ -141,6 +141,3 @@ def test_cli_train_detect_eval(synthetic_root, tmp_path):
     r = runner.invoke(main, ["eval", "--model", str(ck), "--data", str(synthetic_root), "--method", "knn",
                              "--out", str(tmp_path / "ev2")])
     assert r.exit_code != 0 and "GLAD model" in r.output
-    # not yet for GLAD: refused by name, not a DRDC code path failing somewhere inside
-    r = runner.invoke(main, ["ablate", "--model", str(ck), "--data", str(synthetic_root), "--work", str(tmp_path / "ab")])
-    assert r.exit_code != 0 and "does not run GLAD yet" in r.output

@@ -128,7 +128,7 @@ def glad_case(synthetic_root, tmp_path_factory, perturb_unet, one_thread):
 def test_manifest_holds_the_loop_and_map_settings(glad_case):
     c = glad_case
     b = load_bundle(c.bundle)
-    m, cfg = b.manifest, c.model.cfg
+    m = b.manifest
     assert b.method == "glad" and m["method"] == "glad"
     g = m["glad"]
     assert (g["t0"], g["num_steps"], g["timesteps"], g["min_step"]) == (650, 5, [650, 520, 390, 260, 130], 350)
@@ -193,6 +193,18 @@ def test_runtime_matches_the_pytorch_detector(glad_case, backend, kernels):
     got = det.predict(c.images.numpy(), batch_size=4)  # batches of 4 and 2: results do not depend on the batch
     _agree(got, c.ref)
     assert got.pred_mask.any() and not got.pred_mask.all()
+
+
+def test_labels_and_masks_follow_the_thresholds(glad_case):
+    det = GLADBundleDetector(glad_case.bundle, kernels="numpy")
+    x = glad_case.images.numpy()
+    scores = det.predict(x).pred_score
+    det.image_threshold, det.pixel_threshold = float(np.sort(scores)[1]), math.inf  # the two lowest are normal
+    got = det.predict(x)
+    assert got.pred_label.sum() == 4 and np.array_equal(got.pred_label, got.pred_score > det.image_threshold)
+    assert not got.pred_mask.any()
+    det.pixel_threshold = float(np.median(got.anomaly_map))
+    assert got.anomaly_map.size // 2 - 1 <= det.predict(x).pred_mask.sum() <= got.anomaly_map.size // 2
 
 
 class _Counting:
