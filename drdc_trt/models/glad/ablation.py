@@ -69,7 +69,7 @@ def _describe(cfg, meta: Mapping) -> list[str]:
     return [f"- model: `{meta.get('model', '')}` (GLAD), image size {cfg.image_size}, U-Net width "
             f"{cfg.unet.model_channels} (channel_mult {list(cfg.unet.channel_mult)}, "
             f"{'conditioned' if g.conditioned else 'unconditioned'}); trained {cfg.train.unet_iters} iterations "
-            f"(batch {cfg.train.batch_size}, {cfg.train.crop_size}² crops, lr {g.lr:g}, EMA {cfg.train.ema_decay:g}, "
+            f"(batch {cfg.train.batch_size}, {f'{cfg.train.crop_size}² crops' if cfg.train.crop_size else 'whole images'}, lr {g.lr:g}, EMA {cfg.train.ema_decay:g}, "
             f"synthetic anomalies with p = {g.anomaly_prob:g})",
             f"- inference: t0={g.t0}, {g.num_steps} DDIM steps, min_step={g.min_step}, τ = the {g.tau_quantile:g} "
             f"quantile of held-out normal images' largest trigger score (top-{g.trigger_top_k} mean of A in "
