@@ -692,5 +692,14 @@ def info():
     click.echo(json.dumps({**build_info(), "backends": available_backends()}, indent=2))
 
 
+def _register_serving() -> None:
+    from .serving.commands import client_cmd, serve_cmd
+
+    main.add_command(serve_cmd)
+    main.add_command(client_cmd)
+
+
+_register_serving()
+
 if __name__ == "__main__":
     main()

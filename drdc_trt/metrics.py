@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# numpy < 2 (the serving environment: PyTriton needs it) names it trapz
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
 METRICS = ("image_AUROC", "pixel_AUROC", "AUPRO", "F1Max")
 
 
@@ -34,7 +37,7 @@ def auroc(labels, scores) -> float:
     tp, fp = _desc_cumulative(s, y.astype(np.float64), (~y).astype(np.float64))
     tpr = np.r_[0.0, tp / pos]
     fpr = np.r_[0.0, fp / neg]
-    return float(np.trapezoid(tpr, fpr))
+    return float(_trapezoid(tpr, fpr))
 
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +96,7 @@ def aupro(masks, maps, fpr_limit: float = 0.3) -> float:
         f1, p1 = fpr[cut], pro[cut]
         p_lim = p[-1] + (p1 - p[-1]) * (fpr_limit - f[-1]) / max(f1 - f[-1], 1e-300)
         f, p = np.r_[f, fpr_limit], np.r_[p, p_lim]
-    return float(np.trapezoid(p, f) / fpr_limit)
+    return float(_trapezoid(p, f) / fpr_limit)
 
 
 def evaluate(labels, scores, masks, maps, pixel_subsample: int = 1) -> dict[str, float]:

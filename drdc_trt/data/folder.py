@@ -134,8 +134,14 @@ def _check_opaque(path: Path, im: Image.Image) -> None:
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
     """3×S×S float in [-1, 1] (see the module docstring for what is read)."""
-    path = Path(path)
-    im = _decoded(path)
+    return torch.from_numpy(image_array(Path(path), size)).permute(2, 0, 1).contiguous()
+
+
+def image_array(source, size: int) -> np.ndarray:
+    """load_image without torch, S×S×3 float32 in [-1, 1] (the server reads request images with it).
+    ``source``: a path, a binary file object or a decoded PIL image; errors name ``str(source)``."""
+    path = source
+    im = source if isinstance(source, Image.Image) else _decoded(source)
     _check_opaque(path, im)
     if im.mode in _MODES_16BIT or (im.mode == "I" and im.format == "PNG"):  # 16-bit grayscale
         gray = np.asarray(im, dtype=np.float32) / 65535.0
@@ -150,7 +156,7 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.BILINEAR)
         arr = np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).contiguous()
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def load_mask(path: str | Path, image_path: str | Path, size: int) -> torch.Tensor:
