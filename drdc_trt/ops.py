@@ -23,6 +23,7 @@ Known mask M (1 = known) of row (j, k) at pixel p: ``labels[j, p] != k``.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -426,7 +427,7 @@ def glad_update(state, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: fl
     if tau != tau:
         raise ValueError("tau: NaN (no score would ever trigger; +inf says that explicitly)")
     for name, v in (("k", k), ("t", t), ("min_step", min_step)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
     _csrc_with("glad_update").glad_update(
         device=dev.type, stream=_stream(dev), x0_gen=x0_gen.data_ptr(), x0_in=x0_in.data_ptr(),
@@ -434,7 +435,7 @@ def glad_update(state, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: fl
         recon=state.recon.data_ptr(), done=state.done.data_ptr(), triggered=state.triggered.data_ptr(),
         steps=state.steps.data_ptr(), trigger_step=state.trigger_step.data_ptr(),
         trigger_kind=state.trigger_kind.data_ptr(), max_score=state.max_score.data_ptr(),
-        B=b, C=c, H=h, W=wd, k=k, t=t, ab_next=ab_next, tau=tau, min_step=min_step, last=bool(last))
+        B=b, C=c, H=h, W=wd, k=int(k), t=int(t), ab_next=ab_next, tau=tau, min_step=int(min_step), last=bool(last))
     return state
 
 

@@ -134,7 +134,8 @@ class NumpyGladKernels:
         finish = fall | (active & last)
         moving = active & ~fall
         np.copyto(rows.x_t, x_next, where=moving.reshape(per_row))
-        np.copyto(rows.recon, np.where(fall.reshape(per_row), x0_in, x0), where=(fall | (moving & finish)).reshape(per_row))
+        np.copyto(rows.recon, np.where(fall.reshape(per_row), x0_in, x0),
+                  where=(fall | (moving & finish)).reshape(per_row))
         rows.steps += active
         rows.trigger_step[trig | fall] = k
         rows.trigger_kind[fall] = FALLBACK

@@ -20,7 +20,7 @@ from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
 from drdc_trt.models.glad.adaptive import FALLBACK, NONE, TRIGGERED, RowState, adaptive_loop
 from drdc_trt.runtime.glad_kernels import (CsrcGladKernels, GladRows, NumpyGladKernels, make_glad_kernels)
 
-from drdc_trt import _C  # a required part of the package: missing is a failure, not a skip
+from drdc_trt import _C  # noqa: F401  (a required part of the package: missing is a failure, not a skip)
 
 AB = torch.from_numpy(Schedule.linear().alphas_cumprod).float()
 FIELDS = ("x_t", "recon", "done", "triggered", "steps", "trigger_step", "trigger_kind", "max_score")
@@ -58,6 +58,21 @@ def agreeing_table(ab: torch.Tensor) -> torch.Tensor:
         while not torch_sqrt_agrees(float(out[i])):
             out[i] = torch.nextafter(out[i], torch.tensor(1.0))
     return out
+
+
+@pytest.fixture
+def impls_used(monkeypatch):
+    """The ``impl`` of every ops.glad_predict / glad_update call (proof that a loop ran the kernels asked for)."""
+    seen = []
+    for name in ("glad_predict", "glad_update"):
+        real = getattr(ops, name)
+
+        def spy(*a, _real=real, **kw):
+            seen.append(kw.get("impl", "torch"))
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(ops, name, spy)
+    return seen
 
 
 def clone_state(st) -> RowState:
@@ -153,11 +168,15 @@ def test_update_hand_case_trigger_blend_fallback_last_step(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_score_equal_to_tau_does_not_trigger_and_tau_is_float32(impl):
+def test_boundaries_strictly_above_tau_strictly_below_min_step(impl):
     # torch compares a float32 score with τ rounded to float32: 0.1f > 0.1 is false there (true in double)
     one = torch.zeros(2, 1, 1, 1)
     st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.1, 0.2]), 0, 600, 0.5, 0.1, 350)
     assert st.triggered.tolist() == [False, True]
+    # the fallback comes at the first step with t < min_step, not at t = min_step
+    for t, fall in ((350, False), (349, True)):
+        st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.0, 0.0]), 0, t, 0.5, 0.1, 350)
+        assert st.done.tolist() == [fall, fall] and st.trigger_kind.tolist() == [FALLBACK if fall else NONE] * 2
 
 
 # ----------------------------------------------------------------- bit-equality, random mixed states
@@ -252,7 +271,7 @@ def _dist_stub(x0_in, x0_gen):
 
 
 @pytest.mark.parametrize("compact", [False, True])
-def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact):
+def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, impls_used):
     ts = ddim_timesteps(650, 10)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(6, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 1.0]).view(-1, 1, 1, 1)
@@ -263,6 +282,8 @@ def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact):
         st = adaptive_loop(x, noise, ts, AB, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=compact,
                            impl=impl, on_step=lambda k, s: snaps.append(clone_state(s)))
         runs[impl] = (st, snaps)
+        assert impls_used == [impl] * 20  # predict and update at each of the 10 steps
+        impls_used.clear()
         # a mix: three rows fall back at step 5 (6 U-Net steps), three trigger and run all 10
         assert st.steps.tolist() == [6, 6, 6, 10, 10, 10], impl
         assert st.trigger_kind.tolist() == [FALLBACK] * 3 + [TRIGGERED] * 3
@@ -314,7 +335,7 @@ def test_numpy_loop_equals_torch_loop():
             assert same_bits(getattr(got, f), getattr(want, f)), (kind, f)
 
 
-def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet):
+def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_used):
     """The real tiny U-Net and backbone, compacted loop, τ between the images' trigger scores:
     kernels="csrc" gives the bits of kernels="torch" (same U-Net calls, same thread count)."""
     torch.manual_seed(0)
@@ -325,11 +346,37 @@ def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet):
     x[2:] *= 0.2
     probe = GLADDetector(model, tau=math.inf).predict(x)
     tau = float(probe.max_score.median())
-    out = {k: GLADDetector(model, tau=tau, kernels=k).predict(x, batch_size=4) for k in ("torch", "csrc")}
+    impls_used.clear()
+    out = {}
+    for k in ("torch", "csrc"):
+        out[k] = GLADDetector(model, tau=tau, kernels=k).predict(x, batch_size=4)
+        assert impls_used and set(impls_used) == {k}
+        impls_used.clear()
     kinds = out["torch"].trigger_kind.tolist()
     assert TRIGGERED in kinds and FALLBACK in kinds, kinds
     for f in ("reconstruction", "steps", "trigger_step", "trigger_kind", "max_score", "anomaly_map", "pred_score"):
         assert same_bits(getattr(out["csrc"], f), getattr(out["torch"], f)), f
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CUDA kernels are compiled, not run, "
+                                                          "on a machine without one)")
+def test_cuda_kernels_match_the_reference_and_the_cpu_kernels():
+    st, x_t, x, noise, eps, wgt, score = random_case(6, b=16, c=3, h=32, w=32)
+    st.x_t = x_t
+    ab = float(AB[390])
+    cuda = [v.cuda() for v in (x_t, x, noise, eps)]
+    want = ops.glad_predict(*cuda, ab)  # torch on the GPU forms the same coefficients as for the kernel
+    got = ops.glad_predict(*cuda, ab, impl="csrc")
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    gen, inp = (v.cpu() for v in want)
+    cpu = update("csrc", st, gen, inp, eps, wgt, score, 3, 260, float(AB[130]), 0.5, 350)
+    gpu = RowState(*(getattr(st, f).clone().cuda() for f in FIELDS))
+    ops.glad_update(gpu, gen.cuda(), inp.cuda(), eps.cuda(), wgt.cuda(), score.cuda(), 3, 260, float(AB[130]), 0.5,
+                    350, impl="csrc")
+    torch.cuda.synchronize()
+    for f in FIELDS:  # both round every op on its own (kernel_math.h); coefficients on the host
+        assert same_bits(getattr(gpu, f).cpu(), getattr(cpu, f)), f
 
 
 # ----------------------------------------------------------------- arguments
