@@ -293,7 +293,11 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
     click.echo(f"wrote {len(records)} results to {out}/results.json, results.csv and overlays")
 
 
+from .serving.commands import triton_repo_option  # noqa: E402 - drdc export --triton-repo
+
+
 @main.command(name="export")
+@triton_repo_option
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
 @click.option("--out", required=True, type=click.Path(),
               help="Bundle folder to write (an earlier bundle there is replaced as a whole).")
