@@ -122,3 +122,37 @@ def client_cmd(url, images, batch, out, timeout_s):
         atomic_write_text(Path(out) / "results.json", json.dumps({"url": url, "results": records}, indent=2))
         click.echo(f"wrote {len(records)} results to {out}/results.json", err=True)
     sys.stdout.flush()
+
+
+def triton_repo_option(export_cmd):
+    """``drdc export`` options --triton-repo / --triton-instances / --triton-backend: after the bundle
+    is written, a Triton model repository of it (drdc_trt.serving.repository)."""
+    import functools
+
+    @functools.wraps(export_cmd)
+    def wrapper(*args, triton_repo=None, triton_instances=1, triton_backend=None, **kwargs):
+        if triton_repo is not None and Path(triton_repo).resolve() == Path(kwargs["out"]).resolve():
+            raise click.BadParameter("the repository needs its own folder, not the bundle's", param_hint="--triton-repo")
+        export_cmd(*args, **kwargs)
+        if triton_repo is None:
+            return
+        from .repository import write_repository
+
+        backend = triton_backend or ("tensorrt" if kwargs.get("tensorrt") else "onnxruntime")
+        try:
+            path = write_repository(kwargs["out"], triton_repo, backend=backend, instances=triton_instances)
+        except (ValueError, OSError) as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"wrote Triton model repository {path} (models drdc, drdc_encoded; {backend}, "
+                   f"{triton_instances} instance(s) each); run it with `tritonserver --model-repository {path}` "
+                   "(docs/serving.md)")
+
+    wrapper = click.option("--triton-backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]),
+                           default=None, help="Engine the repository's models run [default: tensorrt with "
+                                              "--tensorrt, else onnxruntime].")(wrapper)
+    wrapper = click.option("--triton-instances", default=1, show_default=True, type=click.IntRange(1, 64),
+                           help="Model instances per model in the repository's instance_group.")(wrapper)
+    wrapper = click.option("--triton-repo", type=click.Path(),
+                           help="Also write a Triton model repository of the bundle here (config.pbtxt with dynamic "
+                                "batching and instance groups, Python-backend models); see docs/serving.md.")(wrapper)
+    return wrapper

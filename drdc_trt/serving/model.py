@@ -10,6 +10,7 @@ what is wrong; Triton itself refuses a wrong dtype, rank, channel count or a bat
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,8 +91,9 @@ class Prediction:
 
 
 class ServingModel:
-    """``predict(x B×3×S×S float32 in [-1, 1])`` behind request decoding. Not thread-safe (the
-    runtime caches per-batch buffers): one per Triton model instance."""
+    """``predict(x B×3×S×S float32 in [-1, 1])`` behind request decoding. One per Triton model
+    instance; a lock serialises predictions (the runtime's per-batch buffers are not thread-safe,
+    and the two models of an instance share it)."""
 
     def __init__(self, predict, image_size: int, image_threshold: float, max_batch: int, description: str = ""):
         self._predict = predict
@@ -99,6 +101,7 @@ class ServingModel:
         self.image_threshold = float(image_threshold)
         self.max_batch = int(max_batch)
         self.description = description
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, bundle=None, model=None, backend: str | None = None, loop: str = "auto", device: str = "cpu",
@@ -114,7 +117,7 @@ class ServingModel:
     def predict(self, x: np.ndarray) -> Prediction:
         import torch
 
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             r = self._predict(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
                               batch_size=self.max_batch)
         return Prediction(pred_score=r.pred_score.cpu().numpy().astype(np.float32),

@@ -64,11 +64,15 @@ class ServerProcess:
     (always stopped on exit: SIGTERM, then SIGKILL of the process group after ``stop_timeout_s``)."""
 
     def __init__(self, args: list[str], log_path: str | Path, start_timeout_s: float = 180.0,
-                 stop_timeout_s: float = 60.0, env: dict | None = None):
+                 stop_timeout_s: float = 60.0, env: dict | None = None, command: list[str] | None = None):
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        self.args = [sys.executable, "-m", "drdc_trt.cli", "serve", *map(str, args), "--host", "127.0.0.1",
-                     "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-                     "--metrics-port", str(self.metrics_port)]
+        ports = [str(self.http_port), str(self.grpc_port), str(self.metrics_port)]
+        if command is None:
+            self.args = [sys.executable, "-m", "drdc_trt.cli", "serve", *map(str, args), "--host", "127.0.0.1",
+                         "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]]
+        else:  # a plain tritonserver command line; the ports follow
+            self.args = [*map(str, command), "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1",
+                         "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]]
         self.log_path = Path(log_path)
         self.start_timeout_s, self.stop_timeout_s = start_timeout_s, stop_timeout_s
         self.env = {**os.environ, **(env or {})}
@@ -160,3 +164,29 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.proc.pid)
+
+
+def bundled_tritonserver(repository: str | Path, workdir: str | Path, log_path: str | Path,
+                         **kwargs) -> ServerProcess:
+    """The ``tritonserver`` of the PyTriton wheel (Python backend only) on a model repository, set up
+    as PyTriton sets it up: the binaries copied to ``workdir`` with the Python-backend stub of this
+    interpreter's version, this interpreter's libpython and libraries on LD_LIBRARY_PATH, and its
+    bin/ first on PATH (the embedded Python finds this environment's packages through it)."""
+    import shutil
+    import sysconfig
+
+    from pytriton.server.triton_server import get_triton_python_backend_python_env
+    from pytriton.triton import TRITONSERVER_DIST_DIR
+    from pytriton.utils.distribution import get_libs_path, get_stub_path
+
+    dist = Path(workdir) / "tritonserver"
+    shutil.copytree(TRITONSERVER_DIST_DIR, dist, ignore=shutil.ignore_patterns("python_backend_stubs"))
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    shutil.copy(get_stub_path(version), dist / "backends" / "python" / "triton_python_backend_stub")
+    libs = [p for p in (sysconfig.get_config_var("LIBDIR"), str(get_libs_path()), os.environ.get("LD_LIBRARY_PATH"))
+            if p]
+    env = {"LD_LIBRARY_PATH": ":".join(libs),
+           "PATH": f"{get_triton_python_backend_python_env() / 'bin'}:{os.environ.get('PATH', '')}"}
+    command = [dist / "bin" / "tritonserver", "--model-repository", Path(repository).resolve(),
+               "--backend-directory", dist / "backends", "--strict-readiness", "true", "--exit-timeout-secs", "30"]
+    return ServerProcess([], log_path, env=env, command=command, **kwargs)

@@ -8,20 +8,17 @@ bytes); both answer ``pred_score``, ``pred_label``, ``pred_mask`` and ``anomaly_
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 import sysconfig
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW
 
-LOG = logging.getLogger("drdc_trt.serving")
 _STOP = threading.Event()  # never set: serve() sleeps on it between liveness checks
 # Seconds tritonserver waits for in-flight requests on shutdown (SIGTERM/SIGINT).
 EXIT_TIMEOUT_S = 30
@@ -96,8 +93,10 @@ def bind(triton, models: list, opts: ServeOptions) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
     size = models[0].image_size
-    cfg = ModelConfig(max_batch_size=opts.max_batch, batching=opts.dynamic_batching,
-                      batcher=DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us))
+    # batching off = no dynamic batcher; the batch dimension stays (a request still carries B images)
+    cfg = ModelConfig(max_batch_size=opts.max_batch, batching=True,
+                      batcher=DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
+                      if opts.dynamic_batching else None)
     fns = [_infer_fn(m) for m in models]
     triton.bind(model_name=MODEL_RAW, infer_func=fns,
                 # any channel count: the model's check names a 4-channel image (Triton's shape check would

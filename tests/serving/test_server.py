@@ -85,10 +85,6 @@ def test_drdc_client_prints_what_drdc_detect_prints(server, image_files, detecte
     _assert_map_close(served, maps)
 
 
-def test_health_endpoints(server):
-    assert server.health("live") and server.health("ready")
-
-
 def _png(arr: np.ndarray, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, **kw).save(buf, format="PNG")
@@ -154,3 +150,22 @@ def test_bad_encoded_request_refused_server_stays_up(server, case):
         ok = c.detect_encoded([_png(GOOD[0])])
     assert ok["pred_score"].shape == (1,) and np.isfinite(ok["pred_score"]).all()
     assert server.health("live") and server.health("ready")
+
+
+def test_torch_backend_serves_a_checkpoint_as_drdc_detect_model(tiny_checkpoint, image_files, tmp_path):
+    """--backend torch takes --model CKPT (no bundle): results equal drdc detect --model CKPT."""
+    from drdc_trt.cli import main
+    from drdc_trt.serving.client import DetectorClient
+    from drdc_trt.serving.process import ServerProcess
+
+    res = CliRunner().invoke(main, ["detect", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "d"),
+                                    *map(str, image_files)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "d" / "results.json").read_text())["results"]
+    maps = np.stack([np.load(tmp_path / "d" / r["anomaly_map"], allow_pickle=False) for r in records])
+    with ServerProcess(["--model", tiny_checkpoint, "--backend", "torch"], tmp_path / "serve.log") as srv:
+        with DetectorClient(srv.http_url) as c:
+            got = c.detect_encoded([f.read_bytes() for f in image_files], anomaly_map=True)
+    np.testing.assert_allclose(got["pred_score"], [r["pred_score"] for r in records], rtol=1e-6, atol=1e-6)
+    assert got["pred_label"].tolist() == [bool(r["pred_label"]) for r in records]
+    _assert_map_close(got["anomaly_map"], maps)
