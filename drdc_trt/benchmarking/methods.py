@@ -88,8 +88,9 @@ def method_model(opts, method: str, size: int | None = None):
 
 
 def bench_inputs(opts, size: int, batches) -> dict[int, torch.Tensor]:
-    """{batch: B×3×S×S in [-1, 1]}: ``--images`` read as ``drdc detect`` reads them (cycled to fill
-    a batch), else uniform random images from the seed."""
+    """{batch: B×3×S×S in [-1, 1]}: ``--images``, max(batches) of them evenly spaced over the sorted
+    folder, read as ``drdc detect`` reads them (cycled to fill a batch), else uniform random images
+    from the seed."""
     if getattr(opts, "images", None):
         from drdc_trt.data import load_image
         from drdc_trt.data.folder import IMAGE_SUFFIXES
@@ -98,7 +99,8 @@ def bench_inputs(opts, size: int, batches) -> dict[int, torch.Tensor]:
         files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
         if not files:
             raise ValueError(f"--images {root}: no images found (a folder of {', '.join(sorted(IMAGE_SUFFIXES))})")
-        pool = torch.stack([load_image(f, size) for f in files[:max(batches)]])
+        n = min(len(files), max(batches))  # spread over the folder (sorted: one defect type after another)
+        pool = torch.stack([load_image(files[i * len(files) // n], size) for i in range(n)])
         return {b: pool[torch.arange(b) % pool.shape[0]] for b in batches}
     gen = torch.Generator().manual_seed(opts.seed)
     return {b: torch.rand(b, 3, size, size, generator=gen) * 2 - 1 for b in batches}
