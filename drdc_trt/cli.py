@@ -307,8 +307,10 @@ from .serving.commands import triton_repo_option  # noqa: E402 - drdc export --t
 @click.option("--tensorrt", is_flag=True, help="Also build TensorRT plans (needs TensorRT 10 and an NVIDIA GPU).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="Largest image batch the TensorRT plans accept (the U-Net profile covers batch × rows-per-image).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Detector seed whose masks and noise the bundle carries.")
+@click.option("--seed", default=None, type=click.IntRange(min=0),
+              help="Detector seed whose masks and noise the bundle carries [default: the seed the checkpoint's "
+                   "thresholds were calibrated with, stats.json detector_seed; another seed is allowed with a "
+                   "warning: the thresholds were measured with that seed's noise].")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(17, 20), help="ONNX opset.")
 @click.option("--exporter", default="torchscript", show_default=True, type=click.Choice(["torchscript", "dynamo"]),
               help="torch.onnx exporter.")
@@ -331,6 +333,12 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
         raise click.BadParameter(f"{check_batches!r}: comma-separated integers", param_hint="--check-batches") from None
     if any(b < 1 for b in batches):
         raise click.BadParameter(f"{check_batches!r}: batch sizes must be >= 1", param_hint="--check-batches")
+    calibrated = _calibration_seed(model_dir)
+    if seed is None:
+        seed = calibrated if calibrated is not None else 0
+    elif calibrated is not None and seed != calibrated:
+        click.echo(f"warning: --seed {seed}, but {model_dir}/stats.json was calibrated with detector seed "
+                   f"{calibrated}: the bundle's thresholds were measured with other masks/noise", err=True)
     try:
         res = export_bundle(model_dir, out, fp16=fp16, tensorrt=tensorrt, max_batch=max_batch, seed=seed,
                             opset=opset, exporter=exporter, check_batches=batches, timing_cache=timing_cache,
@@ -343,6 +351,16 @@ def export_cmd(model_dir, out, fp16, tensorrt, max_batch, seed, opset, exporter,
         if res.tensorrt else ""
     click.echo(f"wrote bundle {res.path} (ONNX{plans}); run it with "
                f"`drdc detect --bundle {res.path} --backend {'tensorrt' if res.tensorrt else 'onnxruntime'} IMAGES`")
+
+
+def _calibration_seed(model_dir) -> int | None:
+    """stats.json's detector_seed (None when the file or the field is missing or unreadable: the
+    export itself then names what is wrong)."""
+    try:
+        seed = json.loads((Path(model_dir) / "stats.json").read_text()).get("detector_seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and seed >= 0 else None
 
 
 def _knn_options(f):
