@@ -113,18 +113,21 @@ def run_mode(bundle: Path, batching: bool, args, frame: np.ndarray, log_dir: Pat
         warm = run_level(address, max(LEVELS), args.warmup, 120.0, frame, args.timeout_s)
         rss = [srv.rss_bytes()]
         levels = []
-        for c in LEVELS:
+        for rnd, c in [(r + 1, c) for r in range(args.rounds) for c in LEVELS]:
             lv = run_level(address, c, args.requests, args.time_limit_s, frame, args.timeout_s)
+            lv["round"] = rnd
             lv["rss_after_mib"] = round(srv.rss_bytes() / 2**20, 1)
             rss.append(srv.rss_bytes())
             levels.append(lv)
-            print(f"  batching {'on ' if batching else 'off'} clients {c:2d}: {lv['requests']} requests, "
+            print(f"  batching {'on ' if batching else 'off'} round {rnd} clients {c:2d}: {lv['requests']} requests, "
                   f"{lv['errors']} errors, p50 {lv['p50_ms']} ms, p99 {lv['p99_ms']} ms, "
                   f"{lv['throughput_rps']} req/s, RSS {lv['rss_after_mib']} MiB", flush=True)
         code = srv.stop()
     return {"dynamic_batching": batching, "warmup_errors": warm["errors"], "rss_after_warmup_mib":
             round(rss[0] / 2**20, 1), "rss_end_mib": round(rss[-1] / 2**20, 1),
             "rss_growth_mib": round((rss[-1] - rss[0]) / 2**20, 1), "levels": levels,
+            # growth over the last round alone: every batch size and code path has been through once
+            "rss_last_round_growth_mib": round((rss[-1] - rss[-1 - len(LEVELS)]) / 2**20, 1),
             "requests_after_warmup": sum(lv["requests"] for lv in levels), "exit_code": code}
 
 
@@ -142,31 +145,40 @@ def markdown(res: dict) -> str:
              f"- server: `drdc serve --backend onnxruntime --max-batch {res['max_batch']} --max-queue-delay-us "
              f"{res['max_queue_delay_us']} --instances {res['instances']}` (and `--no-dynamic-batching`)",
              f"- requests: one {res['frame']} uint8 frame each to model `drdc` (HTTP), outputs pred_score and "
-             f"pred_label; {res['warmup']} warm-up requests, then up to {res['requests_per_level']} requests or "
-             f"{res['time_limit_s']} s per level",
-             "", "| dynamic batching | clients | requests | errors | p50 ms | p95 ms | p99 ms | throughput req/s |"
-             " server RSS after, MiB |", "|---|---|---|---|---|---|---|---|---|"]
+             f"pred_label; {res['warmup']} warm-up requests (16 clients), then up to {res['requests_per_level']} requests "
+             f"or {res['time_limit_s']} s per level, the 1/4/16-client levels {res['rounds']} times in a row",
+             "", "| dynamic batching | round | clients | requests | errors | p50 ms | p95 ms | p99 ms | "
+             "throughput req/s | server RSS after, MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in res["modes"]:
         for lv in m["levels"]:
-            lines.append(f"| {'on' if m['dynamic_batching'] else 'off'} | {lv['clients']} | {lv['requests']} | "
+            lines.append(f"| {'on' if m['dynamic_batching'] else 'off'} | {lv['round']} | {lv['clients']} | "
+                         f"{lv['requests']} | "
                          f"{lv['errors']} | {lv['p50_ms']} | {lv['p95_ms']} | {lv['p99_ms']} | "
                          f"{lv['throughput_rps']} | {lv['rss_after_mib']} |")
     lines += ["", "Server memory (whole process tree) over each mode's run:", ""]
     for m in res["modes"]:
         lines.append(f"- batching {'on' if m['dynamic_batching'] else 'off'}: {m['requests_after_warmup']} requests, "
                      f"RSS {m['rss_after_warmup_mib']} MiB after warm-up → {m['rss_end_mib']} MiB at the end "
-                     f"({m['rss_growth_mib']:+} MiB); server exit code {m['exit_code']}")
-    on, off = ({lv["clients"]: lv for lv in m["levels"]} for m in sorted(res["modes"], key=lambda m: not m["dynamic_batching"]))
-    lines += ["", "Dynamic batching, throughput on / off: " + ", ".join(
-        f"{c} client{'s' if c > 1 else ''} {on[c]['throughput_rps'] / max(off[c]['throughput_rps'], 1e-9):.2f}×"
-        for c in LEVELS), ""]
+                     f"({m['rss_growth_mib']:+} MiB; {m['rss_last_round_growth_mib']:+} MiB over the last round); "
+                     f"server exit code {m['exit_code']}")
+    def total(m, c):  # throughput over every round of a level: requests / summed wall time
+        lvs = [lv for lv in m["levels"] if lv["clients"] == c]
+        return sum(lv["requests"] - lv["errors"] for lv in lvs) / max(sum(lv["wall_s"] for lv in lvs), 1e-9)
+
+    on, off = sorted(res["modes"], key=lambda m: not m["dynamic_batching"])
+    lines += ["", "Dynamic batching, throughput on / off (all rounds): " + ", ".join(
+        f"{c} client{'s' if c > 1 else ''} {total(on, c):.2f} / {total(off, c):.2f} req/s = "
+        f"{total(on, c) / max(total(off, c), 1e-9):.2f}×" for c in LEVELS), ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, help="Bundle to serve [default: a tiny model exported to a temp folder].")
-    p.add_argument("--requests", type=int, default=700, help="Requests per concurrency level (default 700).")
+    p.add_argument("--requests", type=int, default=400, help="Requests per concurrency level (default 400).")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="Times the 1/4/16-client levels are run in a row (default 2: memory over the second "
+                        "round shows growth after every batch size was seen once).")
     p.add_argument("--time-limit-s", type=float, default=180.0, help="Time limit per level (default 180 s).")
     p.add_argument("--warmup", type=int, default=160, help="Warm-up requests before the memory baseline.")
     p.add_argument("--frame", type=int, nargs=2, default=(64, 64), metavar=("H", "W"), help="Frame size in px.")
@@ -206,7 +218,8 @@ def main(argv=None) -> int:
            "pytriton": version("nvidia-pytriton"), "tritonserver": "2.51.0", "model": model,
            "max_batch": args.max_batch, "max_queue_delay_us": args.max_queue_delay_us, "instances": args.instances,
            "frame": f"{args.frame[0]}×{args.frame[1]}×3", "warmup": args.warmup,
-           "requests_per_level": args.requests, "time_limit_s": args.time_limit_s, "modes": modes}
+           "requests_per_level": args.requests, "rounds": args.rounds, "time_limit_s": args.time_limit_s,
+           "modes": modes}
     md = markdown(res)
     print(md)
     if args.out is not None:

@@ -159,3 +159,15 @@ def test_parse_url_refuses(url):
 
     with pytest.raises(ValueError, match="URL"):
         parse_url(url)
+
+
+def test_serve_tensorrt_refused_with_the_reason_where_unavailable(tmp_path):
+    from click.testing import CliRunner
+
+    from drdc_trt.backends import available_backends
+    from drdc_trt.cli import main
+
+    if "tensorrt" in available_backends():
+        pytest.skip("TensorRT is available here")
+    res = CliRunner().invoke(main, ["serve", "--bundle", str(tmp_path), "--backend", "tensorrt"])
+    assert res.exit_code == 2 and "TensorRT (or a CUDA GPU) is not available here" in res.output, res.output
