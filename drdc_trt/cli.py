@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .config import METHODS, PRESETS
+from .predictors import detect_predictor
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict:
@@ -133,98 +134,6 @@ def _expand_images(paths) -> list[Path]:
 _BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 
 
-def _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans, method=None,
-                      precision=None):
-    """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source
-    (a DiffusionAD checkpoint: DiffusionADBatch and DiffusionADStats, same field names)."""
-    import torch
-
-    from .fusion import FusionStats
-    from .pipeline import InferenceBatch
-
-    if (model_dir is None) == (bundle_dir is None):
-        raise click.UsageError("give exactly one of --model CKPT (torch backends) or --bundle B (engine backends)")
-    if precision is not None and backend != "openvino":
-        raise click.UsageError(f"--precision {precision} is an OpenVINO option (--bundle B --backend openvino)")
-    if model_dir is not None:
-        backend = backend or "torch"
-        if backend not in ("torch", "torch-compiled"):
-            raise click.UsageError(f"--backend {backend} runs a bundle's engines: export one with "
-                                   "`drdc export --model CKPT --out B`, then use --bundle B")
-        if loop == "numpy":
-            raise click.UsageError("--loop numpy is the torch-free runtime's loop; use it with --bundle")
-        from .backends import make_runner
-        from .checkpoint import load_checkpoint
-        from .pipeline import Detector
-
-        model = load_checkpoint(model_dir)
-        if method is not None and model.cfg.method != method:
-            raise click.UsageError(f"--method {method}: {model_dir} holds a {model.cfg.method} model")
-        if model.cfg.method == "diffusionad":
-            if backend != "torch" or loop not in ("auto", "torch"):
-                raise click.UsageError("a DiffusionAD checkpoint runs with --backend torch and --loop auto/torch")
-            from .models.diffusionad import DiffusionADDetector
-
-            det = DiffusionADDetector(model, device, seed=0 if seed is None else seed)
-            return det.predict, model.cfg.image_size, model.stats
-        if model.cfg.method == "glad":
-            if backend != "torch" or loop not in ("auto", "torch"):
-                raise click.UsageError("a GLAD checkpoint runs with --backend torch and --loop auto/torch")
-            from .models.glad import GLADDetector
-
-            det = GLADDetector(model, device, seed=0 if seed is None else seed)
-            return det.predict, model.cfg.image_size, model.stats
-        runner = make_runner(backend, model=model, device=device)
-        det = Detector(model.cfg, runner, model.stats, device, loop="torch" if loop == "auto" else loop,
-                       seed=0 if seed is None else seed)
-        return det.predict, model.cfg.image_size, model.stats
-    backend = backend or "onnxruntime"
-    if backend not in ("onnxruntime", "openvino", "tensorrt"):
-        raise click.UsageError(f"--backend {backend} runs a checkpoint (--model CKPT); a bundle holds ONNX/TensorRT "
-                               "engines: use --backend onnxruntime, openvino or tensorrt")
-    if loop == "torch":
-        raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
-    from .runtime import load_bundle, load_detector
-
-    bundle = load_bundle(bundle_dir)
-    if method is not None and bundle.method != method:
-        raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
-    seed_key = "noise_seed" if bundle.method in ("diffusionad", "glad") else "label_seed"
-    if seed is not None and seed != bundle.manifest[seed_key]:
-        raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest[seed_key]} "
-                               f"(drdc export --seed); got --seed {seed}")
-    kwargs = {"rebuild": True} if rebuild_plans and backend == "tensorrt" else {}
-    if backend == "openvino":  # --device: OpenVINO's device name (cpu → CPU)
-        kwargs = {"device": device, "precision": precision}
-    det = load_detector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
-                        ("numpy" if loop == "numpy" else "auto"), **kwargs)
-    if bundle.method == "diffusionad":
-        from .models.diffusionad import DiffusionADBatch
-        from .models.diffusionad.model import DiffusionADStats
-
-        def predict_diffusionad(x, batch_size=8, progress=False):
-            r = det.predict(x.numpy(), batch_size=batch_size)
-            return DiffusionADBatch(*(torch.from_numpy(getattr(r, f)) for f in DiffusionADBatch.__dataclass_fields__))
-
-        th = bundle.manifest["thresholds"]
-        return predict_diffusionad, bundle.image_size, DiffusionADStats.from_dict(th, "manifest.json: thresholds")
-    if bundle.method == "glad":
-        from .models.glad import GLADBatch, GLADStats
-
-        def predict_glad(x, batch_size=8, progress=False):
-            r = det.predict(x.numpy(), batch_size=batch_size)
-            return GLADBatch(*(torch.from_numpy(getattr(r, f)) for f in GLADBatch.__dataclass_fields__))
-
-        return predict_glad, bundle.image_size, GLADStats.from_dict(bundle.manifest["thresholds"],
-                                                                    "manifest.json: thresholds")
-
-    def predict(x, batch_size=8, progress=False):
-        r = det.predict(x.numpy(), batch_size=batch_size)
-        return InferenceBatch(*(torch.from_numpy(getattr(r, f)) for f in InferenceBatch.__dataclass_fields__))
-
-    return predict, bundle.image_size, FusionStats.from_dict(bundle.manifest["fusion_stats"])
-
-
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(), help="Checkpoint folder (backends torch, torch-compiled).")
 @click.option("--bundle", "bundle_dir", type=click.Path(),
@@ -261,8 +170,8 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
 
     files = _expand_images(images)
     try:
-        predict, size, st = _detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans,
-                                              method, precision)
+        predict, size, st = detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans,
+                                             method, precision)
         x = torch.stack([load_image(f, size) for f in files])
         res = predict(x, batch_size=batch_size, progress=True)
     except (CheckpointError, DatasetError, ValueError, RuntimeError) as e:

@@ -64,7 +64,7 @@ def test_detect_saves_maps_of_device_results(tmp_path, monkeypatch):
     def predictor(*_args):
         return (lambda x, batch_size, progress: res), s, FusionStats(pixel_threshold=0.5, image_threshold=0.1)
 
-    monkeypatch.setattr(cli, "_detect_predictor", predictor)
+    monkeypatch.setattr(cli, "detect_predictor", predictor)
     out = tmp_path / "det"
     r = CliRunner().invoke(cli.main, ["detect", "--model", "unused", str(tmp_path / "img0.png"),
                                       str(tmp_path / "img1.png"), "--out", str(out), "--device", "cuda"])
