@@ -14,3 +14,5 @@ MODEL_ENCODED = "drdc_encoded"
 INPUT_RAW = "images"
 INPUT_ENCODED = "image_bytes"
 OUTPUTS = ("pred_score", "pred_label", "pred_mask", "anomaly_map")
+# GLAD bundles and checkpoints also answer the U-Net steps each image took (int32, one per image).
+OUTPUT_STEPS = "steps"

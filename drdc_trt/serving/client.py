@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW
+from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW, OUTPUT_STEPS
 
 SCHEMES = {"http": 8000, "grpc": 8001}
 
@@ -36,7 +36,8 @@ def parse_url(url: str) -> tuple[str, str]:
 class DetectorClient:
     """Requests to the ``drdc`` (pixels) and ``drdc_encoded`` (image files) models. Results per image:
     ``pred_score`` (float), ``pred_label`` (bool), ``pred_mask`` (S×S bool) and, when asked,
-    ``anomaly_map`` (S×S float16)."""
+    ``anomaly_map`` (S×S float16); from a GLAD model also ``steps`` (int, the U-Net steps the image
+    took)."""
 
     def __init__(self, url: str, timeout_s: float = 120.0):
         self.protocol, self.address = parse_url(url)
@@ -52,6 +53,7 @@ class DetectorClient:
             self._client = tc.InferenceServerClient(self.address)
         self._tc = tc
         self._max_batch: dict[str, int] = {}
+        self._outputs: dict[str, tuple[str, ...]] = {}
 
     def __enter__(self) -> "DetectorClient":
         return self
@@ -76,16 +78,27 @@ class DetectorClient:
             self._max_batch[model] = int(mb)
         return self._max_batch[model]
 
+    def outputs(self, model: str) -> tuple[str, ...]:
+        """The model's output names (a GLAD model also has ``steps``)."""
+        if model not in self._outputs:
+            meta = self._client.get_model_metadata(model)
+            outs = meta["outputs"] if isinstance(meta, dict) else meta.outputs
+            self._outputs[model] = tuple(o["name"] if isinstance(o, dict) else o.name for o in outs)
+        return self._outputs[model]
+
     def _infer(self, model: str, name: str, array: np.ndarray, dtype: str, anomaly_map: bool) -> dict:
         tc = self._tc
         inp = tc.InferInput(name, list(array.shape), dtype)
         inp.set_data_from_numpy(array)
         names = ["pred_score", "pred_label", "pred_mask"] + (["anomaly_map"] if anomaly_map else [])
+        names += [OUTPUT_STEPS] if OUTPUT_STEPS in self.outputs(model) else []
         kw = {"timeout": int(self.timeout_s * 1e6)} if self.protocol == "grpc" else {}
         res = self._client.infer(model, [inp], outputs=[tc.InferRequestedOutput(n) for n in names], **kw)
         out = {n: res.as_numpy(n) for n in names}
         out["pred_score"] = out["pred_score"].reshape(-1)
         out["pred_label"] = out["pred_label"].reshape(-1).astype(bool)
+        if OUTPUT_STEPS in out:
+            out[OUTPUT_STEPS] = out[OUTPUT_STEPS].reshape(-1)
         return out
 
     def detect_pixels(self, images: np.ndarray, anomaly_map: bool = False) -> dict[str, np.ndarray]:
@@ -116,6 +129,8 @@ class DetectorClient:
                      "pred_label": int(out["pred_label"][j]), "pred_mask": out["pred_mask"][j]}
                 if anomaly_map:
                     r["anomaly_map"] = out["anomaly_map"][j]
+                if OUTPUT_STEPS in out:  # GLAD
+                    r[OUTPUT_STEPS] = int(out[OUTPUT_STEPS][j])
                 results.append(r)
         return results
 

@@ -106,6 +106,8 @@ def client_cmd(url, images, batch, out, timeout_s):
     for i, r in enumerate(results):
         click.echo(result_line(r))
         rec = {"image": r["image"], "pred_score": r["pred_score"], "pred_label": r["pred_label"]}
+        if "steps" in r:  # GLAD, as drdc detect's results.json
+            rec["steps"] = r["steps"]
         if out is not None:  # the file names drdc detect writes
             from drdc_trt.export.bundle import atomic_write_bytes
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import INPUT_ENCODED, INPUT_RAW
+from . import INPUT_ENCODED, INPUT_RAW, OUTPUT_STEPS
 
 # Map values are scores of a few units; fp16 keeps ~3 significant digits and halves the response.
 MAP_DTYPE = np.float16
@@ -88,31 +88,45 @@ class Prediction:
     pred_label: np.ndarray   # B bool
     pred_mask: np.ndarray    # B×S×S bool
     anomaly_map: np.ndarray  # B×S×S float16
+    steps: np.ndarray | None = None  # B int32, U-Net steps each image took (GLAD); None otherwise
+
+    def split(self, sl: slice) -> dict[str, np.ndarray]:
+        """The outputs of the images ``sl`` (one request of a dynamic batch), by output name."""
+        out = {"pred_score": self.pred_score[sl], "pred_label": self.pred_label[sl],
+               "pred_mask": self.pred_mask[sl], "anomaly_map": self.anomaly_map[sl]}
+        if self.steps is not None:
+            out[OUTPUT_STEPS] = self.steps[sl]
+        return out
 
 
 class ServingModel:
     """``predict(x B×3×S×S float32 in [-1, 1])`` behind request decoding. One per Triton model
     instance; a lock serialises predictions (the runtime's per-batch buffers are not thread-safe,
-    and the two models of an instance share it)."""
+    and the two models of an instance share it). ``steps``: the predictions carry the U-Net steps
+    each image took (GLAD), answered as the extra output ``steps``."""
 
-    def __init__(self, predict, image_size: int, image_threshold: float, max_batch: int, description: str = ""):
+    def __init__(self, predict, image_size: int, image_threshold: float, max_batch: int, description: str = "",
+                 steps: bool = False):
         self._predict = predict
         self.image_size = int(image_size)
         self.image_threshold = float(image_threshold)
         self.max_batch = int(max_batch)
         self.description = description
+        self.steps = bool(steps)
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, bundle=None, model=None, backend: str | None = None, loop: str = "auto", device: str = "cpu",
              max_batch: int = 8) -> "ServingModel":
-        """The predictor ``drdc detect`` builds for the same options (a bundle: the torch-free runtime's
-        load_detector; a checkpoint: backend torch through drdc_trt.pipeline.Detector)."""
-        from drdc_trt.cli import _detect_predictor
+        """The predictor ``drdc detect`` builds for the same options (drdc_trt.predictors), for every
+        method: a bundle runs on the torch-free runtime's load_detector, a checkpoint on PyTorch."""
+        from drdc_trt.models.glad import GLADStats
+        from drdc_trt.predictors import detect_predictor
 
-        predict, size, stats = _detect_predictor(model, bundle, backend, loop, None, device, False)
+        predict, size, stats = detect_predictor(model, bundle, backend, loop, None, device, False)
         src = f"bundle {bundle}" if bundle is not None else f"checkpoint {model}"
-        return cls(predict, size, stats.image_threshold, max_batch, f"{src} ({backend or 'default backend'})")
+        return cls(predict, size, stats.image_threshold, max_batch, f"{src} ({backend or 'default backend'})",
+                   steps=isinstance(stats, GLADStats))  # GLAD's results carry the steps each image took
 
     def predict(self, x: np.ndarray) -> Prediction:
         import torch
@@ -123,7 +137,8 @@ class ServingModel:
         return Prediction(pred_score=r.pred_score.cpu().numpy().astype(np.float32),
                           pred_label=r.pred_label.cpu().numpy().astype(bool),
                           pred_mask=r.pred_mask.cpu().numpy().astype(bool),
-                          anomaly_map=r.anomaly_map.cpu().numpy().astype(MAP_DTYPE))
+                          anomaly_map=r.anomaly_map.cpu().numpy().astype(MAP_DTYPE),
+                          steps=r.steps.cpu().numpy().astype(np.int32) if self.steps else None)
 
     def decode(self, request: dict, index: int = 0) -> np.ndarray:
         """A request's images (inputs ``images``: B×H×W×3 uint8, or ``image_bytes``: B×1 encoded)
@@ -156,6 +171,5 @@ class ServingModel:
         for x in xs:
             sl = slice(start, start + x.shape[0])
             start += x.shape[0]
-            out.append({"pred_score": pred.pred_score[sl], "pred_label": pred.pred_label[sl],
-                        "pred_mask": pred.pred_mask[sl], "anomaly_map": pred.anomaly_map[sl]})
+            out.append(pred.split(sl))
         return out

@@ -8,7 +8,8 @@ NGC container, or the one the PyTriton wheel bundles), for fleets of servers beh
     DIR/drdc_encoded/1/model.py     same model, reading ../../drdc/1/bundle
 
 Both answer what ``drdc serve`` answers (``drdc client`` and DetectorClient work with either) with
-dynamic batching and ``instances`` model instances each. The model imports ``drdc_trt``: the Python
+dynamic batching and ``instances`` model instances each, for bundles of every method (a GLAD
+bundle's models also answer ``steps``). The model imports ``drdc_trt``: the Python
 that runs Triton's Python backend must have the package installed (docs/serving.md). Unlike the
 PyTriton server, a bad request here fails alone: the others of its dynamic batch get their results.
 """
@@ -18,15 +19,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW
+from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW, OUTPUT_STEPS
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 KINDS = {"onnxruntime": "KIND_CPU", "openvino": "KIND_CPU", "tensorrt": "KIND_GPU"}
 
 
 def config_pbtxt(name: str, input_name: str, image_size: int, max_batch: int, instances: int, backend: str,
-                 bundle: str, max_queue_delay_us: int) -> str:
+                 bundle: str, max_queue_delay_us: int, steps: bool = False) -> str:
+    """``steps``: also the output ``steps`` (GLAD: the U-Net steps each image took)."""
     s = int(image_size)
+    extra = f',\n  {{ name: "{OUTPUT_STEPS}" data_type: TYPE_INT32 dims: [ 1 ] }}' if steps else ""
     if input_name == INPUT_RAW:
         inp = f'  {{ name: "{INPUT_RAW}" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] }}'
     else:
@@ -41,7 +44,7 @@ output [
   {{ name: "pred_score" data_type: TYPE_FP32 dims: [ 1 ] }},
   {{ name: "pred_label" data_type: TYPE_BOOL dims: [ 1 ] }},
   {{ name: "pred_mask" data_type: TYPE_BOOL dims: [ {s}, {s} ] }},
-  {{ name: "anomaly_map" data_type: TYPE_FP16 dims: [ {s}, {s} ] }}
+  {{ name: "anomaly_map" data_type: TYPE_FP16 dims: [ {s}, {s} ] }}{extra}
 ]
 dynamic_batching {{ max_queue_delay_microseconds: {int(max_queue_delay_us)} }}
 instance_group [ {{ count: {int(instances)} kind: {KINDS[backend]} }} ]
@@ -76,7 +79,7 @@ def write_repository(bundle_dir: str | Path, out: str | Path, backend: str = "on
         for folder in (raw, enc):
             shutil.copyfile(MODEL_PY, folder / "model.py")
         common = dict(image_size=bundle.image_size, max_batch=max_batch, instances=instances, backend=backend,
-                      max_queue_delay_us=max_queue_delay_us)
+                      max_queue_delay_us=max_queue_delay_us, steps=bundle.method == "glad")
         (tmp / MODEL_RAW / "config.pbtxt").write_text(config_pbtxt(MODEL_RAW, INPUT_RAW, bundle="bundle", **common))
         (tmp / MODEL_ENCODED / "config.pbtxt").write_text(
             config_pbtxt(MODEL_ENCODED, INPUT_ENCODED, bundle=f"../../{MODEL_RAW}/1/bundle", **common))

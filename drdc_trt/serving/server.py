@@ -3,7 +3,8 @@
 PyTriton starts the ``tritonserver`` binary its wheel bundles (HTTP, gRPC, metrics, health
 endpoints, dynamic batching) and runs each model instance's Python callable in this process.
 Two models: ``drdc`` takes uint8 pixels B×H×W×3, ``drdc_encoded`` encoded image files (B×1
-bytes); both answer ``pred_score``, ``pred_label``, ``pred_mask`` and ``anomaly_map`` (float16).
+bytes); both answer ``pred_score``, ``pred_label``, ``pred_mask`` and ``anomaly_map`` (float16),
+and for GLAD ``steps`` (int32, the U-Net steps each image took).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW
+from . import INPUT_ENCODED, INPUT_RAW, MODEL_ENCODED, MODEL_RAW, OUTPUT_STEPS
 
 _STOP = threading.Event()  # never set: serve() sleeps on it between liveness checks
 # Seconds tritonserver waits for in-flight requests on shutdown (SIGTERM/SIGINT).
@@ -65,14 +66,15 @@ class ServeOptions:
     log_verbose: int = 0
 
 
-def _outputs(image_size: int):
+def _outputs(image_size: int, steps: bool = False):
     from pytriton.model_config import Tensor
 
     s = image_size
     return [Tensor(name="pred_score", dtype=np.float32, shape=(1,)),
             Tensor(name="pred_label", dtype=np.bool_, shape=(1,)),
             Tensor(name="pred_mask", dtype=np.bool_, shape=(s, s)),
-            Tensor(name="anomaly_map", dtype=np.float16, shape=(s, s))]
+            Tensor(name="anomaly_map", dtype=np.float16, shape=(s, s))] + (
+        [Tensor(name=OUTPUT_STEPS, dtype=np.int32, shape=(1,))] if steps else [])
 
 
 def _infer_fn(model):
@@ -83,6 +85,8 @@ def _infer_fn(model):
         for o in outs:
             o["pred_score"] = o["pred_score"].reshape(-1, 1)
             o["pred_label"] = o["pred_label"].reshape(-1, 1)
+            if OUTPUT_STEPS in o:
+                o[OUTPUT_STEPS] = o[OUTPUT_STEPS].reshape(-1, 1)
         return outs
 
     return infer
@@ -92,7 +96,7 @@ def bind(triton, models: list, opts: ServeOptions) -> None:
     """Bind the two models on ``triton``, ``models`` being one ServingModel per instance."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
-    size = models[0].image_size
+    size, steps = models[0].image_size, models[0].steps
     # batching off = no dynamic batcher; the batch dimension stays (a request still carries B images)
     cfg = ModelConfig(max_batch_size=opts.max_batch, batching=True,
                       batcher=DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
@@ -102,10 +106,10 @@ def bind(triton, models: list, opts: ServeOptions) -> None:
                 # any channel count: the model's check names a 4-channel image (Triton's shape check would
                 # not say which dimension is wrong)
                 inputs=[Tensor(name=INPUT_RAW, dtype=np.uint8, shape=(-1, -1, -1))],
-                outputs=_outputs(size), config=cfg, strict=True)
+                outputs=_outputs(size, steps), config=cfg, strict=True)
     triton.bind(model_name=MODEL_ENCODED, infer_func=fns,
                 inputs=[Tensor(name=INPUT_ENCODED, dtype=np.bytes_, shape=(1,))],
-                outputs=_outputs(size), config=cfg, strict=True)
+                outputs=_outputs(size, steps), config=cfg, strict=True)
 
 
 def triton_config(opts: ServeOptions):

@@ -1,6 +1,7 @@
 """Triton Python-backend model of a repository from ``drdc export --triton-repo`` (copied there as
-model.py): the whole detector of a bundle, one prediction per dynamic batch, a bad request
-answered with its own error while the rest of its batch gets results."""
+model.py): the whole detector of a bundle (DRDC, DiffusionAD or GLAD; GLAD also answers ``steps``),
+one prediction per dynamic batch, a bad request answered with its own error while the rest of its
+batch gets results."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from drdc_trt.serving import INPUT_ENCODED, INPUT_RAW
+from drdc_trt.serving import INPUT_ENCODED, INPUT_RAW, OUTPUT_STEPS
 from drdc_trt.serving.model import RequestError, ServingModel
+
+
+PER_IMAGE = ("pred_score", "pred_label", OUTPUT_STEPS)
 
 
 class TritonPythonModel:
@@ -44,9 +48,10 @@ class TritonPythonModel:
                 continue
             sl = slice(start, start + x.shape[0])
             start += x.shape[0]
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("pred_score", pred.pred_score[sl].reshape(-1, 1)),
-                pb_utils.Tensor("pred_label", pred.pred_label[sl].reshape(-1, 1)),
-                pb_utils.Tensor("pred_mask", pred.pred_mask[sl]),
-                pb_utils.Tensor("anomaly_map", pred.anomaly_map[sl])]))
+            out = pred.split(sl)
+            for name in PER_IMAGE:  # B → B×1, as the config declares
+                if name in out:
+                    out[name] = out[name].reshape(-1, 1)
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(name, value) for name, value in out.items()]))
         return responses

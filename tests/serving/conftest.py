@@ -35,6 +35,22 @@ def serve_bundle(tiny_checkpoint, perturb_unet, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def assert_map_close():
+    """check(served float16 map, reference float32, atol=0): equal up to the float16 rounding of the
+    response (round-to-nearest: half an ulp relative, or the smallest subnormal) plus atol; returns
+    the largest difference."""
+
+    def check(served: np.ndarray, reference: np.ndarray, atol: float = 0.0) -> float:
+        assert served.dtype == np.float16 and served.shape == reference.shape
+        err = np.abs(served.astype(np.float32) - reference)
+        bound = np.abs(reference) * 2.0 ** -11 + 2.0 ** -24 + atol
+        assert (err <= bound).all(), f"max abs map difference {err.max():.3g} above the float16 rounding"
+        return float(err.max())
+
+    return check
+
+
+@pytest.fixture(scope="session")
 def image_files(tmp_path_factory):
     """Files of the kinds drdc detect reads: RGB PNG, grey PNG, 16-bit grey PNG, JPEG, BMP; sizes
     other than the model's, so every one is resized."""

@@ -13,9 +13,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.serving
 
-FP16_REL = 2.0 ** -11  # the served map is float16: round-to-nearest, half an ulp relative
-
-
 @pytest.fixture(scope="module")
 def detected(serve_bundle, image_files, tmp_path_factory):
     """drdc detect on the same bundle and files: (printed lines, results, maps float32)."""
@@ -31,16 +28,8 @@ def detected(serve_bundle, image_files, tmp_path_factory):
     return lines, records, maps
 
 
-def _assert_map_close(served: np.ndarray, reference: np.ndarray, atol: float = 0.0):
-    assert served.dtype == np.float16 and served.shape == reference.shape
-    err = np.abs(served.astype(np.float32) - reference)
-    bound = np.abs(reference) * FP16_REL + 2.0 ** -24 + atol
-    assert (err <= bound).all(), f"max abs map difference {err.max():.3g} above the float16 rounding"
-    return float(err.max())
-
-
 @pytest.mark.parametrize("url_attr", ["http_url", "grpc_url"])
-def test_encoded_files_equal_drdc_detect(server, image_files, detected, url_attr):
+def test_encoded_files_equal_drdc_detect(server, image_files, detected, url_attr, assert_map_close):
     """All files in one request (the batch drdc detect runs): scores and labels equal, maps equal
     up to the float16 rounding of the response."""
     from drdc_trt.serving.client import DetectorClient
@@ -50,11 +39,11 @@ def test_encoded_files_equal_drdc_detect(server, image_files, detected, url_attr
         got = c.detect_encoded([f.read_bytes() for f in image_files], anomaly_map=True)
     np.testing.assert_allclose(got["pred_score"], [r["pred_score"] for r in records], rtol=1e-6, atol=1e-6)
     assert got["pred_label"].tolist() == [bool(r["pred_label"]) for r in records]
-    _assert_map_close(got["anomaly_map"], maps)
+    assert_map_close(got["anomaly_map"], maps)
     assert got["pred_mask"].dtype == bool and got["pred_mask"].shape == maps.shape
 
 
-def test_pixels_equal_drdc_detect(server, image_files, detected):
+def test_pixels_equal_drdc_detect(server, image_files, detected, assert_map_close):
     """uint8 pixels (one request per image, sizes differ) are resized as drdc detect resizes the
     files they came from."""
     from drdc_trt.serving.client import DetectorClient
@@ -68,10 +57,10 @@ def test_pixels_equal_drdc_detect(server, image_files, detected):
             # another batch size than drdc detect's: ONNX Runtime may sum in another order
             np.testing.assert_allclose(got["pred_score"], [records[i]["pred_score"]], rtol=1e-4, atol=1e-4)
             assert bool(got["pred_label"][0]) == bool(records[i]["pred_label"])
-            _assert_map_close(got["anomaly_map"][0], maps[i], atol=1e-4)
+            assert_map_close(got["anomaly_map"][0], maps[i], atol=1e-4)
 
 
-def test_drdc_client_prints_what_drdc_detect_prints(server, image_files, detected, tmp_path):
+def test_drdc_client_prints_what_drdc_detect_prints(server, image_files, detected, tmp_path, assert_map_close):
     from drdc_trt.cli import main
 
     lines, records, maps = detected
@@ -82,7 +71,7 @@ def test_drdc_client_prints_what_drdc_detect_prints(server, image_files, detecte
     written = json.loads((tmp_path / "results.json").read_text())["results"]
     assert [r["pred_label"] for r in written] == [r["pred_label"] for r in records]
     served = np.stack([np.load(tmp_path / r["anomaly_map"], allow_pickle=False) for r in written])
-    _assert_map_close(served, maps)
+    assert_map_close(served, maps)
 
 
 def _png(arr: np.ndarray, **kw) -> bytes:
@@ -152,7 +141,8 @@ def test_bad_encoded_request_refused_server_stays_up(server, case):
     assert server.health("live") and server.health("ready")
 
 
-def test_torch_backend_serves_a_checkpoint_as_drdc_detect_model(tiny_checkpoint, image_files, tmp_path):
+def test_torch_backend_serves_a_checkpoint_as_drdc_detect_model(tiny_checkpoint, image_files, tmp_path,
+                                                                assert_map_close):
     """--backend torch takes --model CKPT (no bundle): results equal drdc detect --model CKPT."""
     from drdc_trt.cli import main
     from drdc_trt.serving.client import DetectorClient
@@ -168,4 +158,4 @@ def test_torch_backend_serves_a_checkpoint_as_drdc_detect_model(tiny_checkpoint,
             got = c.detect_encoded([f.read_bytes() for f in image_files], anomaly_map=True)
     np.testing.assert_allclose(got["pred_score"], [r["pred_score"] for r in records], rtol=1e-6, atol=1e-6)
     assert got["pred_label"].tolist() == [bool(r["pred_label"]) for r in records]
-    _assert_map_close(got["anomaly_map"], maps)
+    assert_map_close(got["anomaly_map"], maps)
