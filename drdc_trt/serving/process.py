@@ -110,9 +110,11 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         self._fh = open(self.log_path, "wb")
-        # own process group: a kill on timeout takes tritonserver and the stubs with it
+        # own process group: a kill on timeout takes tritonserver and the stubs with it; started in the
+        # log's folder, not the caller's: from a source checkout `-m` and the backend stubs would put
+        # the checkout's drdc_trt/ (not the installed package) first on sys.path
         self.proc = subprocess.Popen(self.args, stdout=self._fh, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=self.log_path.parent)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
