@@ -491,6 +491,23 @@ def pick_examples(data: Loaded, defect: str, n: int) -> list[int]:
     return [idx[round(j * (len(idx) - 1) / max(1, n - 1))] for j in range(n)]
 
 
+def example_pngs(ev, stats, prefix: Path, defects: Sequence[str], per_type: int) -> list[Path]:
+    """``<prefix>_examples_<defect>.png``: a grid of ``per_type`` test images of each defect type with
+    every method's map (``stats``: DRDC's, None for a reconstruction method's own row)."""
+    pngs = []
+    for defect in defects:
+        idx = pick_examples(ev.data, defect, per_type)
+        if not idx:
+            continue
+        rows, headers, caps = example_rows(ev, stats, idx)
+        scale = max(1, 128 // ev.data.images.shape[-1])
+        p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
+        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth",
+                                   max_side=128))
+        pngs.append(p)
+    return pngs
+
+
 def report_header(title: str, meta: Mapping[str, Any], num_test: int) -> list[str]:
     """The first lines of every method's ablation report: title, date, machine, data."""
     md = [f"# {title}", "", f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
@@ -561,17 +578,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
                tuning.markdown(res.synthetic["rows"], {"lam": res.synthetic["chosen"]})]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    pngs = []
-    for defect in png_defects:
-        idx = pick_examples(res.eval.data, defect, png_per_type)
-        if not idx:
-            continue
-        rows, headers, caps = example_rows(res.eval, res.stats, idx)
-        scale = max(1, 128 // res.eval.data.images.shape[-1])
-        p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
-        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth",
-                                   max_side=128))
-        pngs.append(p)
+    pngs = example_pngs(res.eval, res.stats, prefix, png_defects, png_per_type)
     if pngs:
         md += ["", "## Examples", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     atomic_write_text(prefix.with_suffix(".md"), "\n".join(md) + "\n")

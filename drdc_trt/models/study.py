@@ -25,7 +25,7 @@ from .. import viz
 from ..ablation import _pct, report_header
 from ..checkpoint import atomic_write_text, load_checkpoint
 from ..data import load_split
-from ..evaluate import COLUMNS, EvalResult, example_rows, method_outputs, report_html, table
+from ..evaluate import COLUMNS, EvalResult, method_outputs, report_html, table
 from ..train import split_calibration
 
 # run_pass(model, cfg, changes, images, calib, seed, device, batch_size, progress)
@@ -243,7 +243,7 @@ def write_results(res: MethodStudy, prefix: str | Path, meta: Mapping[str, Any],
                   title: str | None = None, report_per_type: int = 4,
                   png_defects: Sequence[str] = ("blowhole", "crack", "uneven"), png_per_type: int = 4) -> list[Path]:
     """``<prefix>.md`` and ``<prefix>.json`` (+ example grids of the method's maps) and the HTML report."""
-    from ..ablation import _clean, per_defect_markdown, pick_examples
+    from ..ablation import _clean, example_pngs, per_defect_markdown
 
     m = res.method
     title = title or f"{m.name} on real data"
@@ -273,17 +273,7 @@ def write_results(res: MethodStudy, prefix: str | Path, meta: Mapping[str, Any],
            "Each defect type's images against all good test images.", "", per_defect_markdown(per_defect)]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    pngs = []
-    for defect in png_defects:
-        idx = pick_examples(res.eval.data, defect, png_per_type)
-        if not idx:
-            continue
-        rows, headers, caps = example_rows(res.eval, None, idx)
-        scale = max(1, 128 // res.eval.data.images.shape[-1])
-        p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
-        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth",
-                                   max_side=128))
-        pngs.append(p)
+    pngs = example_pngs(res.eval, None, prefix, png_defects, png_per_type)
     if pngs:
         md += ["", "## Examples", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     atomic_write_text(prefix.with_suffix(".md"), "\n".join(md) + "\n")
