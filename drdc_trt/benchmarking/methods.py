@@ -318,6 +318,7 @@ def _drdc_report(opts, argv, log) -> dict:
         sub = replace(opts, config=None, bundle=str(Path(tmp) / "bundle"), size=None, write=False,
                       loops=tuple(dict.fromkeys((*opts.loops, "runtime"))))
         rep = suite.run(sub, argv, log)
+    rep["run"]["bundle"] = "a temporary bundle exported from the random-init model"  # not a path kept anywhere
     rep["run"]["model_source"] = (f"preset {opts.config or 'small'!r}, randomly initialised (its engine rows run a "
                                   "bundle exported from it)")
     return rep
