@@ -23,7 +23,7 @@ import torch
 from .bundle import BundleWriter
 from .diffusionad_bundle import NOISE_FILES, ROWS_PER_IMAGE, SEG_INPUT, SEG_OUTPUT, UNET_INPUTS, UNET_OUTPUT, io_specs
 from .numerics import NumericsReport, Tolerance, _compare, sample_images
-from .onnx_export import DEFAULT_OPSET, OnnxInfo, _stamp, _torch_export, check_onnx
+from .onnx_export import DEFAULT_OPSET, OnnxInfo, export_network
 from .tensorrt_build import build_plan, default_timing_cache, import_tensorrt
 
 
@@ -37,10 +37,7 @@ def export_diffusionad_unet(model, path: str | Path, opset: int = DEFAULT_OPSET,
     t = torch.tensor([float(model.cfg.diffusionad.t_a), float(model.cfg.diffusionad.t_b)] * example_batch)[
         :example_batch]
     ins, outs = io_specs(s)["unet"]
-    path = Path(path)
-    _torch_export(model.unet, (x, t), path, UNET_INPUTS, [UNET_OUTPUT], opset, exporter)
-    _stamp(path, "diffusionad.unet", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(model.unet, (x, t), path, "diffusionad.unet", ins, outs, opset, exporter)
 
 
 def export_segmentation(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "torchscript",
@@ -50,10 +47,7 @@ def export_segmentation(model, path: str | Path, opset: int = DEFAULT_OPSET, exp
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(example_batch, 6, s, s, generator=gen) * 2 - 1
     ins, outs = io_specs(s)["seg"]
-    path = Path(path)
-    _torch_export(model.seg, (x,), path, [SEG_INPUT], [SEG_OUTPUT], opset, exporter)
-    _stamp(path, "diffusionad.seg", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(model.seg, (x,), path, "diffusionad.seg", ins, outs, opset, exporter)
 
 
 # --------------------------------------------------------------------------- numerics

@@ -26,7 +26,7 @@ from .bundle import BundleWriter
 from .glad_bundle import (FEATURES_INPUT, NOISE_FILES, OUTPUTS, UNET_INPUTS, UNET_OUTPUT, feature_stages, io_specs,
                           stage_output)
 from .numerics import NumericsReport, Tolerance, _compare, sample_images
-from .onnx_export import DEFAULT_OPSET, OnnxInfo, _stamp, _torch_export, check_onnx
+from .onnx_export import DEFAULT_OPSET, OnnxInfo, export_network
 from .tensorrt_build import build_plan, default_timing_cache, import_tensorrt
 
 
@@ -65,10 +65,7 @@ def export_glad_unet(model, path: str | Path, opset: int = DEFAULT_OPSET, export
     x = torch.randn(example_batch, c, s, s, generator=gen)
     t = torch.full((example_batch,), float(model.cfg.glad.t0))
     ins, outs = glad_io(model)["unet"]
-    path = Path(path)
-    _torch_export(model.unet, (x, t), path, UNET_INPUTS, [UNET_OUTPUT], opset, exporter)
-    _stamp(path, "glad.unet", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(model.unet, (x, t), path, "glad.unet", ins, outs, opset, exporter)
 
 
 def export_glad_features(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "torchscript",
@@ -78,11 +75,8 @@ def export_glad_features(model, path: str | Path, opset: int = DEFAULT_OPSET, ex
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(example_batch, 3, s, s, generator=gen) * 2 - 1
     ins, outs = glad_io(model)["features"]
-    path = Path(path)
-    _torch_export(GLADStages(model.backbone, model_stages(model)), (x,), path, [FEATURES_INPUT],
-                  [o["name"] for o in outs], opset, exporter)
-    _stamp(path, "glad.features", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(GLADStages(model.backbone, model_stages(model)), (x,), path, "glad.features", ins, outs,
+                          opset, exporter)
 
 
 # --------------------------------------------------------------------------- numerics

@@ -138,6 +138,16 @@ def _stamp(path: Path, network: str, inputs: list[dict], outputs: list[dict]) ->
     onnx.save(m, str(path))
 
 
+def export_network(module: torch.nn.Module, args: tuple, path: str | Path, network: str, inputs: list[dict],
+                   outputs: list[dict], opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> OnnxInfo:
+    """``module`` traced on the example ``args`` → ONNX at ``path``, its tensors named and shaped as
+    the ``inputs`` / ``outputs`` specs say, stamped as ``network``, and checked (:func:`check_onnx`)."""
+    path = Path(path)
+    _torch_export(module, args, path, [d["name"] for d in inputs], [d["name"] for d in outputs], opset, exporter)
+    _stamp(path, network, inputs, outputs)
+    return check_onnx(path, inputs, outputs)
+
+
 def export_base(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "torchscript",
                 example_batch: int = 2) -> OnnxInfo:
     """Export ``model.base`` (a DRDCModel's base model) to ``path`` and check it."""
@@ -145,11 +155,8 @@ def export_base(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: s
     s = cfg.image_size
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(example_batch, 3, s, s, generator=gen) * 2 - 1
-    path = Path(path)
     ins, outs = base_io(cfg)
-    _torch_export(model.base, (image,), path, [BASE_INPUT], [BASE_OUTPUT], opset, exporter)
-    _stamp(path, "base", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(model.base, (image,), path, "base", ins, outs, opset, exporter)
 
 
 def export_unet(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "torchscript",
@@ -160,11 +167,8 @@ def export_unet(model, path: str | Path, opset: int = DEFAULT_OPSET, exporter: s
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(example_batch, cfg.unet.in_channels, s, s, generator=gen)
     t = torch.full((example_batch,), float(cfg.diffusion.t0))
-    path = Path(path)
     ins, outs = unet_io(cfg)
-    _torch_export(model.unet, (x, t), path, UNET_INPUTS, [UNET_OUTPUT], opset, exporter)
-    _stamp(path, "unet", ins, outs)
-    return check_onnx(path, ins, outs)
+    return export_network(model.unet, (x, t), path, "unet", ins, outs, opset, exporter)
 
 
 # --------------------------------------------------------------------------- checks
