@@ -27,7 +27,7 @@ from .glad_bundle import (FEATURES_INPUT, NOISE_FILES, OUTPUTS, UNET_INPUTS, UNE
                           stage_output)
 from .numerics import NumericsReport, Tolerance, _compare, sample_images
 from .onnx_export import DEFAULT_OPSET, OnnxInfo, export_network
-from .tensorrt_build import build_plan, default_timing_cache, import_tensorrt
+from .tensorrt_build import build_plan_set
 
 
 class GLADStages(torch.nn.Module):
@@ -158,24 +158,9 @@ def build_glad_plans(onnx: dict[str, Path], out_dir: str | Path, image_size: int
                      fp16: bool = False, timing_cache: str | Path | None = None, device: int = 0) -> dict:
     """TensorRT 10 plans of both networks into ``out_dir``; the manifest's ``tensorrt`` section.
     fp16 pins the U-Net's timestep path and the normalisation layers to float32 (as DRDC's)."""
-    from drdc_trt.backends.cuda_util import device_info
-
-    from .bundle import atomic_write_bytes
-
-    trt = import_tensorrt()
-    dev = device_info(device)
-    if timing_cache is None:
-        timing_cache = default_timing_cache(str(trt.__version__), dev["compute_capability"])
-    out_dir = Path(out_dir)
-    profiles = plan_profiles(image_size, in_channels, max_batch)
-    plans = {net: build_plan(onnx[net], out_dir / f"{net}.plan", profiles[net], fp16, timing_cache, device=device)
-             for net in ("unet", "features")}
-    section = {"version": str(trt.__version__), "compute_capability": dev["compute_capability"],
-               "device_name": dev["name"], "fp16": bool(fp16), "max_batch": int(max_batch), "plans": plans}
-    if Path(timing_cache).is_file():
-        atomic_write_bytes(out_dir / "timing.cache", Path(timing_cache).read_bytes())
-        section["timing_cache"] = "timing.cache"
-    return section
+    return build_plan_set({net: onnx[net] for net in ("unet", "features")}, out_dir,
+                          plan_profiles(image_size, in_channels, max_batch), max_batch, fp16, timing_cache,
+                          device=device)
 
 
 # --------------------------------------------------------------------------- bundle

@@ -191,11 +191,13 @@ def build_plan(onnx_path: str | Path, plan_path: str | Path, profile: dict[str, 
             "profile": {k: {"min": list(v[0]), "opt": list(v[1]), "max": list(v[2])} for k, v in profile.items()}}
 
 
-def build_plans(onnx: dict[str, Path], out_dir: str | Path, config: dict, rows_per_image: int, max_batch: int,
-                fp16: bool = False, timing_cache: str | Path | None = None, workspace: int = DEFAULT_WORKSPACE,
-                device: int = 0, copy_cache_as: str | None = "timing.cache") -> dict:
-    """Plans for both networks into ``out_dir`` (a bundle's staging folder); returns the
-    manifest's ``tensorrt`` section. ``timing_cache`` defaults to the persistent per-version cache."""
+def build_plan_set(onnx: dict[str, Path], out_dir: str | Path, profiles: dict[str, dict[str, tuple]],
+                   max_batch: int, fp16: bool = False, timing_cache: str | Path | None = None,
+                   workspace: int = DEFAULT_WORKSPACE, device: int = 0, copy_cache_as: str | None = "timing.cache"
+                   ) -> dict:
+    """A plan per network of ``profiles`` (its optimisation profile; ``onnx[net]`` the graph) into
+    ``out_dir`` (a bundle's staging folder); returns the manifest's ``tensorrt`` section.
+    ``timing_cache`` defaults to the persistent per-version cache."""
     trt = import_tensorrt()
     from drdc_trt.backends.cuda_util import device_info
 
@@ -203,15 +205,22 @@ def build_plans(onnx: dict[str, Path], out_dir: str | Path, config: dict, rows_p
     if timing_cache is None:
         timing_cache = default_timing_cache(str(trt.__version__), dev["compute_capability"])
     out_dir = Path(out_dir)
-    profiles = {"base": base_profile(config, max_batch), "unet": unet_profile(config, rows_per_image, max_batch)}
-    plans = {net: build_plan(onnx[net], out_dir / f"{net}.plan", profiles[net], fp16, timing_cache, workspace, device)
-             for net in ("base", "unet")}
+    plans = {net: build_plan(onnx[net], out_dir / f"{net}.plan", prof, fp16, timing_cache, workspace, device)
+             for net, prof in profiles.items()}
     section = {"version": str(trt.__version__), "compute_capability": dev["compute_capability"],
                "device_name": dev["name"], "fp16": bool(fp16), "max_batch": int(max_batch), "plans": plans}
     if copy_cache_as and Path(timing_cache).is_file():
         atomic_write_bytes(out_dir / copy_cache_as, Path(timing_cache).read_bytes())
         section["timing_cache"] = copy_cache_as
     return section
+
+
+def build_plans(onnx: dict[str, Path], out_dir: str | Path, config: dict, rows_per_image: int, max_batch: int,
+                fp16: bool = False, timing_cache: str | Path | None = None, workspace: int = DEFAULT_WORKSPACE,
+                device: int = 0, copy_cache_as: str | None = "timing.cache") -> dict:
+    """DRDC's plans (base model and U-Net) into ``out_dir``: :func:`build_plan_set` with their profiles."""
+    profiles = {"base": base_profile(config, max_batch), "unet": unet_profile(config, rows_per_image, max_batch)}
+    return build_plan_set(onnx, out_dir, profiles, max_batch, fp16, timing_cache, workspace, device, copy_cache_as)
 
 
 def cached_plan_path(bundle, network: str, trt_version: str, compute_capability: str, fp16: bool,
