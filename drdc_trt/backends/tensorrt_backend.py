@@ -101,6 +101,33 @@ class TrtEngine:
             raise RuntimeError(f"{self.where}: execute_async_v3 failed")
 
 
+class BundlePlan:
+    """One TensorRT plan of a reconstruction method's bundle (DiffusionAD, GLAD), numpy in and out;
+    refused by name when the bundle has none or it was built for another GPU or TensorRT version.
+    ``max_batch``: images per call, the plan's rows over ``rows_per_image``; ``run`` returns the
+    list of outputs (``as_list``) or the first one."""
+
+    def __init__(self, bundle, net: str, ins: list[str], outs: list[str], rows_per_image: int = 1,
+                 rebuild: bool = False, as_list: bool = False):
+        trt = import_tensorrt()
+        dev = device_info(0)
+        meta = bundle.plan(net)
+        reason = ("the bundle has no TensorRT plan (exported without --tensorrt)" if meta is None else
+                  plan_mismatch(meta, str(trt.__version__), dev["compute_capability"], dev["name"]))
+        if reason:
+            raise PlanMismatchError(f"bundle {bundle.path}: {net} plan refused: {reason}; re-export on this machine "
+                                    "with `drdc export --tensorrt`, or run the ONNX (--backend onnxruntime)"
+                                    + ("; rebuilding plans in place is offered for DRDC bundles only" if rebuild
+                                       else ""))
+        self.engine = TrtEngine(bundle.file(meta["file"]).read_bytes(), str(bundle.file(meta["file"])))
+        self.ins, self.outs, self.as_list = list(ins), list(outs), as_list
+        self.max_batch = self.engine.max_batch() // rows_per_image
+
+    def run(self, *arrays: np.ndarray):
+        got = self.engine.run_host(dict(zip(self.ins, arrays)))
+        return [got[o] for o in self.outs] if self.as_list else got[self.outs[0]]
+
+
 class TensorRTRunner:
     """A bundle's two plans on TensorRT 10. numpy in/out, or device pointers."""
 

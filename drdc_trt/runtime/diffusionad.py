@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from drdc_trt.export.bundle import Bundle, load_bundle
-from drdc_trt.export.diffusionad_bundle import SEG_INPUT, SEG_OUTPUT, UNET_INPUTS, UNET_OUTPUT
+from drdc_trt.export.diffusionad_bundle import ROWS_PER_IMAGE, SEG_INPUT, SEG_OUTPUT, UNET_INPUTS, UNET_OUTPUT
 
 from .schedule import alphas_cumprod
 
@@ -149,7 +149,9 @@ class DiffusionADNetworks:
                 self.nets[net] = OvNetwork(bundle.onnx_path(net), bundle.inputs(net), bundle.outputs(net)[0], dev,
                                            resolve_precision(precision, dev), threads)
             else:
-                self.nets[net] = _TrtNetwork(bundle, net, ins, out, rebuild)
+                from drdc_trt.backends.tensorrt_backend import BundlePlan
+
+                self.nets[net] = BundlePlan(bundle, net, ins, [out], ROWS_PER_IMAGE if net == "unet" else 1, rebuild)
         self.max_batch = (min(n.max_batch for n in self.nets.values()) if backend == "tensorrt" else None)
 
     def unet(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -159,33 +161,6 @@ class DiffusionADNetworks:
     def seg(self, x: np.ndarray) -> np.ndarray:
         self.bundle.check_inputs("seg", [x])
         return self.nets["seg"].run(x)
-
-
-class _TrtNetwork:
-    """One TensorRT plan of a DiffusionAD bundle (it must match this GPU and TensorRT version)."""
-
-    def __init__(self, bundle: Bundle, net: str, ins: list[str], out: str, rebuild: bool = False):
-        from drdc_trt.backends.cuda_util import device_info
-        from drdc_trt.backends.tensorrt_backend import PlanMismatchError, TrtEngine
-        from drdc_trt.export.tensorrt_build import import_tensorrt, plan_mismatch
-
-        trt = import_tensorrt()
-        dev = device_info(0)
-        meta = bundle.plan(net)
-        reason = ("the bundle has no TensorRT plan (exported without --tensorrt)" if meta is None else
-                  plan_mismatch(meta, str(trt.__version__), dev["compute_capability"], dev["name"]))
-        if reason:
-            raise PlanMismatchError(f"bundle {bundle.path}: {net} plan refused: {reason}; re-export on this machine "
-                                    "with `drdc export --tensorrt`, or run the ONNX (--backend onnxruntime)"
-                                    + ("; rebuilding plans in place is offered for DRDC bundles only" if rebuild
-                                       else ""))
-        self.engine = TrtEngine(bundle.file(meta["file"]).read_bytes(), str(bundle.file(meta["file"])))
-        self.ins, self.out = ins, out
-        rows = 2 if net == "unet" else 1
-        self.max_batch = self.engine.max_batch() // rows
-
-    def run(self, *arrays: np.ndarray) -> np.ndarray:
-        return self.engine.run_host(dict(zip(self.ins, arrays)))[self.out]
 
 
 # --------------------------------------------------------------------------- detector

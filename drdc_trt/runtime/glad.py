@@ -117,35 +117,6 @@ class _OvStages:
         return [np.array(res[p], dtype=np.float32, copy=True) for p in self.ports]
 
 
-class _TrtNet:
-    """One TensorRT plan of a GLAD bundle (it must match this GPU and TensorRT version)."""
-
-    def __init__(self, bundle: Bundle, net: str, ins: list[str], outs: list[str], rows_per_image: int,
-                 single: bool, rebuild: bool = False):
-        from drdc_trt.backends.cuda_util import device_info
-        from drdc_trt.backends.tensorrt_backend import PlanMismatchError, TrtEngine
-        from drdc_trt.export.tensorrt_build import import_tensorrt, plan_mismatch
-
-        trt = import_tensorrt()
-        dev = device_info(0)
-        meta = bundle.plan(net)
-        reason = ("the bundle has no TensorRT plan (exported without --tensorrt)" if meta is None else
-                  plan_mismatch(meta, str(trt.__version__), dev["compute_capability"], dev["name"]))
-        if reason:
-            raise PlanMismatchError(f"bundle {bundle.path}: {net} plan refused: {reason}; re-export on this machine "
-                                    "with `drdc export --tensorrt`, or run the ONNX (--backend onnxruntime)"
-                                    + ("; rebuilding plans in place is offered for DRDC bundles only" if rebuild
-                                       else ""))
-        self.engine = TrtEngine(bundle.file(meta["file"]).read_bytes(), str(bundle.file(meta["file"])))
-        self.ins, self.outs, self.single = ins, outs, single
-        self.max_batch = self.engine.max_batch() // rows_per_image
-
-    def run(self, *arrays: np.ndarray):
-        """The output (``single``) or the list of outputs."""
-        got = self.engine.run_host(dict(zip(self.ins, arrays)))
-        return got[self.outs[0]] if self.single else [got[o] for o in self.outs]
-
-
 class GLADNetworks:
     """The bundle's U-Net and features network on one engine, numpy in and out, inputs checked
     against the manifest: ``unet(x N×C×S×S, t N) -> ε̂``, ``features(x N×3×S×S) -> [stage maps]``
@@ -175,8 +146,11 @@ class GLADNetworks:
             self._features = _OvStages(bundle.onnx_path("features"), bundle.inputs("features"),
                                        bundle.outputs("features"), dev, prec, threads)
         else:
-            self._unet = _TrtNet(bundle, "unet", list(UNET_INPUTS), [UNET_OUTPUT], 1, True, rebuild)
-            self._features = _TrtNet(bundle, "features", [FEATURES_INPUT], stages, 2, False, rebuild)  # x0_in, x0_gen
+            from drdc_trt.backends.tensorrt_backend import BundlePlan
+
+            self._unet = BundlePlan(bundle, "unet", list(UNET_INPUTS), [UNET_OUTPUT], 1, rebuild)
+            self._features = BundlePlan(bundle, "features", [FEATURES_INPUT], stages, 2, rebuild,  # x0_in, x0_gen
+                                        as_list=True)
             self.max_batch = min(self._unet.max_batch, self._features.max_batch)
 
     def unet(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:

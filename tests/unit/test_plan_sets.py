@@ -63,3 +63,43 @@ def test_glad_profiles_cover_compacted_rows_and_both_feature_passes():
     p = glad_export.plan_profiles(64, 3, 4)
     assert p["unet"]["x"] == ((1, 3, 64, 64), (4, 3, 64, 64), (4, 3, 64, 64))  # 1 row left .. the whole batch
     assert p["features"]["image"][2] == (8, 3, 64, 64)  # x0_in and x0_gen of every row in one pass
+
+
+def test_bundle_plan_refuses_a_missing_plan_and_runs_one(monkeypatch, tmp_path):
+    """backends.tensorrt_backend.BundlePlan, the reconstruction methods' TensorRT network, with
+    TensorRT and the engine stood in for."""
+    from drdc_trt.backends import tensorrt_backend as be
+
+    class Engine:
+        def __init__(self, data, where):
+            self.data = data
+
+        def max_batch(self):
+            return 8
+
+        def run_host(self, feeds):
+            return {"a": feeds["x"] + 1, "b": feeds["x"] * 2}
+
+    class Bundle:
+        path = tmp_path
+
+        def __init__(self, meta):
+            self.meta = meta
+
+        def plan(self, net):
+            return self.meta
+
+        def file(self, name):
+            return tmp_path / name
+
+    (tmp_path / "unet.plan").write_bytes(b"plan")
+    monkeypatch.setattr(be, "import_tensorrt", lambda: type("TRT", (), {"__version__": "10.9"}))
+    monkeypatch.setattr(be, "device_info", lambda device=0: {"compute_capability": "9.0", "name": "H200"})
+    monkeypatch.setattr(be, "plan_mismatch", lambda meta, v, cc, name: None)
+    monkeypatch.setattr(be, "TrtEngine", Engine)
+    with pytest.raises(be.PlanMismatchError, match="unet plan refused: the bundle has no TensorRT plan"):
+        be.BundlePlan(Bundle(None), "unet", ["x"], ["a"])
+    one = be.BundlePlan(Bundle({"file": "unet.plan"}), "unet", ["x"], ["a"], rows_per_image=2)
+    assert one.max_batch == 4 and one.engine.data == b"plan" and one.run(3) == 4
+    both = be.BundlePlan(Bundle({"file": "unet.plan"}), "unet", ["x"], ["a", "b"], as_list=True)
+    assert both.max_batch == 8 and both.run(3) == [4, 6]
