@@ -18,7 +18,8 @@ Manifest sections read by the runtime (each refused by name when missing or malf
 
 from __future__ import annotations
 
-import math
+
+from .bundle import _is_int, _is_number  # the manifest's own type checks
 
 METHOD = "diffusionad"
 NETWORKS = ("unet", "seg")
@@ -40,14 +41,6 @@ def io_specs(image_size: int) -> dict[str, tuple[list[dict], list[dict]]]:
         "seg": ([{"name": SEG_INPUT, "shape": ["batch", 6, s, s], "dtype": "float32"}],
                 [{"name": SEG_OUTPUT, "shape": ["batch", 1, s, s], "dtype": "float32"}]),
     }
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
 def validate_manifest(m: dict, where, files: set[str], error=ValueError, manifest_name: str = "manifest.json",

@@ -21,7 +21,8 @@ map_stages, feature_stages, blur_sigma, top_k, clip, conditioned), ``thresholds`
 
 from __future__ import annotations
 
-import math
+
+from .bundle import _is_int, _is_number  # the manifest's own type checks
 
 METHOD = "glad"
 NETWORKS = ("unet", "features")
@@ -58,17 +59,6 @@ def io_specs(image_size: int, in_channels: int, stage_channels: dict[int, int]) 
         "features": ([{"name": FEATURES_INPUT, "shape": ["batch", 3, s, s], "dtype": "float32",
                        "value_range": [-1.0, 1.0]}], feats),
     }
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    try:
-        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def validate_manifest(m: dict, where, files: set[str], error=ValueError, manifest_name: str = "manifest.json",
