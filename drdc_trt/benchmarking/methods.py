@@ -200,25 +200,14 @@ class _WithConfig:
     """A detector built and run with ``cfg`` in place of its model's config (restored after each call)."""
 
     def __init__(self, cls, model, cfg, *args, **kwargs):
-        self.model, self.cfg = model, cfg
-        with self._swapped():
+        from drdc_trt.models.study import carrying_config
+
+        self.carrying = lambda: carrying_config(model, cfg)
+        with self.carrying():
             self.det = cls(model, *args, **kwargs)
 
-    def _swapped(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def swap():
-            own = self.model.cfg
-            self.model.cfg = self.cfg
-            try:
-                yield
-            finally:
-                self.model.cfg = own
-        return swap()
-
     def predict_batch(self, x):
-        with self._swapped():
+        with self.carrying():
             return self.det.predict_batch(x)
 
 

@@ -14,6 +14,7 @@ model, the data and the seed (``drdc_trt.ablation._Cache``), so an interrupted r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -59,6 +60,18 @@ class MethodStudy:
     compare: Any = None                   # drdc_trt.ablation.AblationResult of a DRDC model, if asked
     others: list["MethodStudy"] = field(default_factory=list)  # other methods' default passes
     default_info: dict = field(default_factory=dict)            # ``info`` of the default pass
+
+
+@contextlib.contextmanager
+def carrying_config(model, cfg):
+    """``model`` with ``cfg`` in place of its own config inside the block (the detectors read their
+    inference settings from ``model.cfg`` at call time), its own restored after."""
+    own = model.cfg
+    model.cfg = cfg
+    try:
+        yield model
+    finally:
+        model.cfg = own
 
 
 def config_variant(cfg, changes: Mapping[str, Any], pseudo: Sequence[str] = ()):

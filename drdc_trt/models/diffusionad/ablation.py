@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Mapping
 
-from ..study import StudyMethod
+from ..study import StudyMethod, carrying_config
 from .detector import DiffusionADBatch, DiffusionADDetector
 
 FACTORS: dict[str, tuple] = {
@@ -22,15 +22,11 @@ METHOD = "DiffusionAD"
 def _pass(model, cfg, changes, images, calib, seed: int, device: str, batch_size: int, progress: bool):
     """One test pass with ``cfg``'s inference settings (the model reads t_a, t_b and w from its own
     config at call time, so it carries ``cfg`` for the pass)."""
-    own = model.cfg
-    model.cfg = cfg
-    try:
+    with carrying_config(model, cfg):
         det = DiffusionADDetector(model, device, seed)
         t0 = time.perf_counter()
         out = det.predict(images, batch_size=batch_size, progress=progress)
         return out, time.perf_counter() - t0, {}
-    finally:
-        model.cfg = own
 
 
 def _describe(cfg, meta: Mapping) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..study import StudyMethod
+from ..study import StudyMethod, carrying_config
 from .detector import GLADBatch, GLADDetector
 
 FACTORS: dict[str, tuple] = {
@@ -42,9 +42,7 @@ def _pass(model, cfg, changes: Mapping[str, Any], images, calib, seed: int, devi
           progress: bool) -> tuple[GLADBatch, float, dict]:
     """One test pass with ``cfg``'s settings (the model reads them from its own config at call time,
     so it carries ``cfg`` for the pass) and the variant's τ (module doc)."""
-    own = model.cfg
-    model.cfg = cfg
-    try:
+    with carrying_config(model, cfg):
         if TAU in changes:
             tau = float(changes[TAU])
         elif changes:
@@ -55,8 +53,6 @@ def _pass(model, cfg, changes: Mapping[str, Any], images, calib, seed: int, devi
         t0 = time.perf_counter()
         out = det.predict(images, batch_size=batch_size, progress=progress)
         s = time.perf_counter() - t0
-    finally:
-        model.cfg = own
     rep = out.step_report(cfg.glad.num_steps)
     info = {"tau": tau, "mean_steps": rep["mean_steps"], "triggered_pct": 100 * rep["triggered"] / max(1, len(out)),
             "steps_histogram": rep["steps_histogram"], "unet_rows_saved": rep["unet_rows_saved"],
