@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,35 @@ def shared_data_root() -> Path | None:
     here = Path(__file__).resolve().parents[1]
     cand = here.parent / "shared" / "data" / "magnetic_tile_defects"
     return cand if cand.is_dir() else None
+
+
+# --------------------------------------------------------------------------- GPU tests
+# The GPU check (scripts/gpu_check.sh) selects its tests with `-m gpu`: a test that skips
+# for want of a GPU but lacks the marker would run nowhere, so collecting one is an error.
+_NEEDS_GPU = re.compile(r"\bneeds?\b.*\bGPU\b")
+
+
+def _gpu_skip_reasons(item) -> list[str]:
+    return [str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif")
+            if _NEEDS_GPU.search(str(m.kwargs.get("reason", "")))]
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [it.nodeid for it in items if _gpu_skip_reasons(it) and it.get_closest_marker("gpu") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests skip without a GPU but are not marked `gpu`, so the GPU check "
+                                "would never run them: " + ", ".join(unmarked))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under DRDC_REQUIRE_CUDA=1 (the GPU check) a `gpu` test that skips is a failure: a driver
+    too old for the runtime or a _C built without CUDA must not read as "no GPU here". TensorRT
+    tests may still skip (TensorRT is not on every GPU machine); they say why."""
+    outcome = yield
+    rep = outcome.get_result()
+    if (rep.skipped and os.environ.get("DRDC_REQUIRE_CUDA") == "1" and item.get_closest_marker("gpu")
+            and not item.get_closest_marker("tensorrt") and not hasattr(rep, "wasxfail")):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"DRDC_REQUIRE_CUDA=1 but this GPU test skipped: {reason}"

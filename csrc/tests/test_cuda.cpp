@@ -122,6 +122,101 @@ void kernels(DType dtype) {
 void test_kernels_fp32() { kernels(DType::kFloat32); }
 void test_kernels_fp16() { kernels(DType::kFloat16); }
 
+// DiffusionAD's norm-guided combination: the same bits on both devices (both
+// round every op on its own, kernel_math.h), x0_b included, clamped and not.
+void test_norm_guided() {
+  const size_t n = 3 * 64 * 64 * 2 + 5;  // not a multiple of any block size
+  std::vector<float> xa = randn(n, 20), ea = randn(n, 21), xb = randn(n, 22), eb = randn(n, 23);
+  for (bool clamp : {true, false}) {
+    std::vector<float> g(n), b(n);
+    NormGuidedArgs a;
+    a.x_a = xa.data(), a.e_a = ea.data(), a.x_b = xb.data(), a.e_b = eb.data(), a.x0_g = g.data();
+    a.x0_b = b.data(), a.count = static_cast<int64_t>(n), a.ab_a = 0.6f, a.ab_b = 0.3f, a.w = 1.5f;
+    a.clamp = clamp;
+    norm_guided(Device::kCPU, a);
+    Buffer dxa = to_device(xa), dea = to_device(ea), dxb = to_device(xb), deb = to_device(eb);
+    Buffer dg(Device::kCUDA, n * 4), db(Device::kCUDA, n * 4);
+    NormGuidedArgs d = a;
+    d.x_a = static_cast<float*>(dxa.data()), d.e_a = static_cast<float*>(dea.data());
+    d.x_b = static_cast<float*>(dxb.data()), d.e_b = static_cast<float*>(deb.data());
+    d.x0_g = static_cast<float*>(dg.data()), d.x0_b = static_cast<float*>(db.data());
+    norm_guided(Device::kCUDA, d);
+    CHECK(to_host<float>(dg, n) == g);
+    CHECK(to_host<float>(db, n) == b);
+  }
+}
+
+// GLAD's per-row step: predict on the same inputs gives the same bits; two
+// updates over rows in every state (done, triggered, checking above and below
+// τ, a NaN score; at t ≥ min_step, then t < min_step where the rest fall back)
+// leave the same row state on both devices.
+void test_glad_step() {
+  const int B = 6, C = 3, H = 24, W = 20;
+  const size_t P = static_cast<size_t>(C) * H * W, n = B * P, hw = static_cast<size_t>(H) * W;
+  std::vector<float> xt = randn(n, 30), x = randn(n, 31), noise = randn(n, 32), eps = randn(n, 33);
+  std::vector<float> gen(n), in(n);
+  GladPredictArgs p;
+  p.x_t = xt.data(), p.x = x.data(), p.noise = noise.data(), p.eps = eps.data(), p.x0_gen = gen.data();
+  p.x0_in = in.data(), p.count = static_cast<int64_t>(n), p.sqrt_ab = 0.7f, p.sqrt_1mab = 0.71414284f;
+  glad_predict(Device::kCPU, p);
+  Buffer dxt = to_device(xt), dx = to_device(x), dnoise = to_device(noise), deps = to_device(eps);
+  Buffer dgen(Device::kCUDA, n * 4), din(Device::kCUDA, n * 4);
+  GladPredictArgs pd = p;
+  pd.x_t = static_cast<float*>(dxt.data()), pd.x = static_cast<float*>(dx.data());
+  pd.noise = static_cast<float*>(dnoise.data()), pd.eps = static_cast<float*>(deps.data());
+  pd.x0_gen = static_cast<float*>(dgen.data()), pd.x0_in = static_cast<float*>(din.data());
+  glad_predict(Device::kCUDA, pd);
+  CHECK(to_host<float>(dgen, n) == gen);
+  CHECK(to_host<float>(din, n) == in);
+
+  std::vector<float> w = randn(B * hw, 34), recon(n, 0.25f), max_score(B, -INFINITY);
+  for (float& v : w) v = 1.f / (1.f + std::exp(-v));
+  std::vector<uint8_t> done = {1, 0, 0, 0, 0, 0}, triggered = {0, 1, 0, 0, 0, 0};
+  std::vector<int64_t> steps = {4, 2, 2, 2, 2, 2}, trigger_step = {3, 1, -1, -1, -1, -1};
+  std::vector<int64_t> trigger_kind = {2, 1, 0, 0, 0, 0};
+  Buffer dw = to_device(w), dts = to_device(xt), drecon = to_device(recon), dmax = to_device(max_score);
+  Buffer ddone = to_device(done), dtrig = to_device(triggered), dsteps = to_device(steps);
+  Buffer dtstep = to_device(trigger_step), dtkind = to_device(trigger_kind);
+  std::vector<float> x_t = xt;
+  GladUpdateArgs a;
+  a.x0_gen = gen.data(), a.x0_in = in.data(), a.eps = eps.data(), a.w = w.data(), a.x_t = x_t.data();
+  a.recon = recon.data(), a.done = done.data(), a.triggered = triggered.data(), a.steps = steps.data();
+  a.trigger_step = trigger_step.data(), a.trigger_kind = trigger_kind.data(), a.max_score = max_score.data();
+  a.B = B, a.C = C, a.H = H, a.W = W, a.min_step = 350, a.tau = 0.5f;
+  GladUpdateArgs d = a;
+  d.x0_gen = static_cast<float*>(dgen.data()), d.x0_in = static_cast<float*>(din.data());
+  d.eps = static_cast<float*>(deps.data()), d.w = static_cast<float*>(dw.data());
+  d.x_t = static_cast<float*>(dts.data()), d.recon = static_cast<float*>(drecon.data());
+  d.done = static_cast<uint8_t*>(ddone.data()), d.triggered = static_cast<uint8_t*>(dtrig.data());
+  d.steps = static_cast<int64_t*>(dsteps.data()), d.trigger_step = static_cast<int64_t*>(dtstep.data());
+  d.trigger_kind = static_cast<int64_t*>(dtkind.data()), d.max_score = static_cast<float*>(dmax.data());
+  const float scores[2][B] = {{0.9f, 0.1f, 0.8f, 0.2f, NAN, 0.45f}, {0.3f, 0.2f, 0.1f, 0.7f, 0.3f, 0.4f}};
+  const int64_t ks[2] = {2, 3}, ts[2] = {400, 260};
+  const double ab_next[2] = {0.62, 0.75};
+  for (int i = 0; i < 2; ++i) {
+    std::vector<float> score(scores[i], scores[i] + B);
+    Buffer dscore = to_device(score);
+    a.score = score.data(), d.score = static_cast<float*>(dscore.data());
+    a.k = d.k = ks[i], a.t = d.t = ts[i], a.ab_next = d.ab_next = ab_next[i];
+    glad_update(Device::kCPU, a);
+    glad_update(Device::kCUDA, d);
+    CHECK(to_host<float>(dts, n) == x_t);
+    CHECK(to_host<float>(drecon, n) == recon);
+    CHECK(to_host<uint8_t>(ddone, B) == done);
+    CHECK(to_host<uint8_t>(dtrig, B) == triggered);
+    CHECK(to_host<int64_t>(dsteps, B) == steps);
+    CHECK(to_host<int64_t>(dtstep, B) == trigger_step);
+    CHECK(to_host<int64_t>(dtkind, B) == trigger_kind);
+    const std::vector<float> got = to_host<float>(dmax, B);
+    for (int b = 0; b < B; ++b)
+      CHECK(got[b] == max_score[b] || (std::isnan(got[b]) && std::isnan(max_score[b])));
+  }
+  // the case covers what it says: row 2 triggered at k = 2, row 3 at k = 3, rows 4 (NaN) and 5 fell back
+  CHECK(trigger_kind[2] == 1 && trigger_step[2] == 2 && trigger_kind[3] == 1 && trigger_step[3] == 3);
+  CHECK(trigger_kind[5] == 2 && trigger_step[5] == 3 && done[5] == 1 && done[2] == 0);
+  CHECK(trigger_kind[4] == 2 && std::isnan(max_score[4]) && done[0] == 1 && steps[0] == 4);
+}
+
 void test_refiner_graph() {
   const int B = 2, S = 32, K = 2, steps = 4;
   const LabelMaps labels = grid_labels(S, {4, 8}, K, 1);
@@ -212,6 +307,8 @@ int main() {
   drdc_test::run_case("gaussian: CUDA equals CPU", test_gaussian);
   drdc_test::run_case("kernels: CUDA equals CPU, fp32", test_kernels_fp32);
   drdc_test::run_case("kernels: CUDA equals CPU, fp16", test_kernels_fp16);
+  drdc_test::run_case("DiffusionAD norm_guided: CUDA equals CPU", test_norm_guided);
+  drdc_test::run_case("GLAD predict/update: CUDA equals CPU over every row state", test_glad_step);
   drdc_test::run_case("refiner: CUDA graph replay equals eager and CPU", test_refiner_graph);
   return drdc_test::finish();
 }

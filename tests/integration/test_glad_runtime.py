@@ -380,6 +380,8 @@ def _tensorrt_blocker() -> str | None:
     return None if e is None else str(e).splitlines()[0]
 
 
+@pytest.mark.gpu
+@pytest.mark.tensorrt
 @pytest.mark.skipif(_tensorrt_blocker() is not None, reason=f"TensorRT plans need TensorRT 10 and an NVIDIA GPU: "
                                                              f"{_tensorrt_blocker()}")
 def test_tensorrt_bundle_runs_like_pytorch(glad_case, tmp_path):

@@ -130,6 +130,7 @@ def test_compiled_entry_point_checks_its_own_arguments():
                        ab_b=0.5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CUDA kernel is compiled, not run, "
                                                           "on a machine without one)")
 def test_cuda_kernel_matches_the_cpu_kernel():

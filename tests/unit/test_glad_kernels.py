@@ -358,6 +358,7 @@ def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_
         assert same_bits(getattr(out["csrc"], f), getattr(out["torch"], f)), f
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CUDA kernels are compiled, not run, "
                                                           "on a machine without one)")
 def test_cuda_kernels_match_the_reference_and_the_cpu_kernels():
