@@ -10,6 +10,7 @@ paths leaving the destination) into ``benchmarks/results/`` (or a given folder) 
 
     python -m drdc_trt.gpu_results pack RESULTS_DIR "$OUT" --name gpu_check_<date> --command "..."
     python -m drdc_trt.gpu_results unpack FILES_AT [--dest benchmarks/results]
+    python -m drdc_trt.gpu_results failed-files pytest_gpu.xml   # the files to run again, one each
 """
 
 from __future__ import annotations
@@ -183,6 +184,28 @@ def _steps(path: str | None) -> list[dict]:
     return out
 
 
+def failed_test_files(junit_xml: str | Path, root: str | Path = ".") -> list[str]:
+    """The test files (paths under ``root``) of the failed or errored cases in a pytest JUnit XML
+    report, in report order: the GPU check runs each again in its own process, so that a kernel
+    fault that poisoned the CUDA context of the first process does not hide which file had it."""
+    import xml.etree.ElementTree as ET  # a report pytest wrote in this run, not outside input
+
+    root, files = Path(root), []
+    for case in ET.parse(junit_xml).getroot().iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        # "tests.unit.test_x" or "tests.unit.test_x.TestClass"; a collection error has no class
+        # name and names the module instead
+        parts = [q for q in (case.get("classname") or case.get("name", "")).split(".") if q]
+        for n in range(len(parts), 0, -1):
+            rel = Path(*parts[:n]).with_suffix(".py")
+            if (root / rel).is_file():
+                if rel.as_posix() not in files:
+                    files.append(rel.as_posix())
+                break
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m drdc_trt.gpu_results", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -197,9 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("unpack", help="unpack what came back into benchmarks/results")
     up.add_argument("folder")
     up.add_argument("--dest", default="benchmarks/results")
+    ff = sub.add_parser("failed-files", help="the test files with failed cases in a pytest JUnit XML report")
+    ff.add_argument("junit_xml")
+    ff.add_argument("--root", default=".")
     a = p.parse_args(argv)
     try:
-        if a.cmd == "pack":
+        if a.cmd == "failed-files":
+            print("\n".join(failed_test_files(a.junit_xml, a.root)))
+        elif a.cmd == "pack":
             meta = provenance(a.device, a.command, {"steps": _steps(a.steps), "dry_run": bool(a.dry_run)})
             for f in pack(a.src, a.out, a.name, meta):
                 print(f"wrote {f} ({f.stat().st_size / 2**20:.2f} MiB)")

@@ -8,7 +8,10 @@
 #   2. import: build info, CUDA device count and, when 0, the CUDA runtime's reason;
 #   3. ctest: the C++ tests, test_cuda included (DRDC_REQUIRE_CUDA=1: a missing GPU fails);
 #   4. pytest -m gpu: the GPU-marked tests (DRDC_REQUIRE_CUDA=1; TensorRT's skip with their
-#      reason; the standalone CMake build test is CPU work that CI covers, so left out);
+#      reason; the standalone CMake build test is CPU work that CI covers, so left out); when
+#      it fails, each file with a failure again in its own process (a kernel fault poisons
+#      the CUDA context of the rest of the run);
+#   4b. compute-sanitizer: test_cuda under memcheck and racecheck;
 #   5. drdc-bench on the fast preset (224²): eager fp32 (the baseline), AMP bf16,
 #      torch-compiled (CUDA graphs), loop torch and csrc, batch 1/8/32, bounded by --budget-s;
 #   6. pack: every result and log into $OUT as <name>.tar.gz (+ parts if large) and
@@ -20,7 +23,7 @@
 #
 # Environment: GPU_CHECK_BUDGET_S (total seconds, default 330), DRDC_CUDA_ARCHITECTURES (90),
 # OUT (where the packed files go; default build/gpu_out), DRDC_COMMIT (recorded commit),
-# GPU_CHECK_STEPS (comma-separated subset of build,import,ctest,pytest,bench; default all).
+# GPU_CHECK_STEPS (comma-separated subset of build,import,ctest,pytest,sanitize,bench; default all).
 # $OUT is never emptied or replaced: only the packed files are written into it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +36,7 @@ PY=${PYTHON:-python3}
 ARCHS=${DRDC_CUDA_ARCHITECTURES:-90}
 JOBS=${GPU_CHECK_JOBS:-$(nproc 2>/dev/null || echo 8)}
 BUDGET=${GPU_CHECK_BUDGET_S:-330}
-STEPS_WANTED=${GPU_CHECK_STEPS:-build,import,ctest,pytest,bench}
+STEPS_WANTED=${GPU_CHECK_STEPS:-build,import,ctest,pytest,sanitize,bench}
 PACK_TO=${OUT:-$ROOT/build/gpu_out}
 NAME=gpu_check_$DATE
 if [ $DRY = 1 ]; then
@@ -112,9 +115,33 @@ fi
 
 # ---------------------------------------------------------------- 4. GPU-marked pytest
 if want pytest; then
-  step "pytest -m gpu (DRDC_REQUIRE_CUDA=$DRDC_REQUIRE_CUDA)" 240 "$PY" -P -m pytest -p no:cacheprovider -q -rs \
-    -m "gpu and not slow" --ignore=tests/integration/test_csrc_cmake_build.py \
-    --junitxml="$RESULTS/pytest_gpu.xml" tests
+  PYTEST=("$PY" -P -m pytest -p no:cacheprovider -q -rs -m "gpu and not slow")
+  if ! step "pytest -m gpu (DRDC_REQUIRE_CUDA=$DRDC_REQUIRE_CUDA)" 240 "${PYTEST[@]}" \
+      --ignore=tests/integration/test_csrc_cmake_build.py --continue-on-collection-errors \
+      --junitxml="$RESULTS/pytest_gpu.xml" tests; then
+    # A kernel fault leaves the process's CUDA context unusable: every later test fails too.
+    # Each file with a failure runs again in its own process to show where the fault is.
+    for f in $("$PY" -m drdc_trt.gpu_results failed-files "$RESULTS/pytest_gpu.xml" 2>> "$LOG" | head -8); do
+      step "pytest -m gpu $f, own process" 60 "${PYTEST[@]}" --junitxml="$RESULTS/pytest_gpu_$(basename "$f" .py).xml" "$f"
+    done
+  fi
+fi
+
+# ---------------------------------------------------------------- 4b. compute-sanitizer
+# test_cuda under memcheck (out-of-bounds and misaligned accesses, leaks) and racecheck
+# (shared-memory hazards of the reductions): a kernel can read past its buffer and still
+# give the CPU's bits. Not in the dry run (no GPU: test_cuda would skip).
+if want sanitize; then
+  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ $DRY = 1 ] || [ -z "$SAN" ]; then
+    why=$([ $DRY = 1 ] && echo "dry run: no GPU" || echo "compute-sanitizer not found")
+    log "== compute-sanitizer: not run ($why)"; printf 'compute-sanitizer\tnot run (%s)\t0\n' "$why" >> "$STEPS"
+  else
+    step "compute-sanitizer memcheck (test_cuda)" 90 "$SAN" --tool memcheck --leak-check full --error-exitcode 1 \
+      "$BUILD_DIR/csrc/tests/test_cuda"
+    step "compute-sanitizer racecheck (test_cuda)" 60 "$SAN" --tool racecheck --error-exitcode 1 \
+      "$BUILD_DIR/csrc/tests/test_cuda"
+  fi
 fi
 
 # ---------------------------------------------------------------- 5. drdc-bench

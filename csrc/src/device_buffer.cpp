@@ -120,6 +120,13 @@ void zero_async(Device device, void* ptr, std::size_t bytes, void* stream) {
     std::memset(ptr, 0, bytes);
 }
 
+int gpu_of(const void* ptr, const char* name) {
+  if (cuda::device_count() == 0) return -1;
+  const int device = ScopedDevice::of(ptr);
+  require(device >= 0, std::string("device=cuda but ") + name + " is not in GPU memory (a host pointer?)");
+  return device;
+}
+
 void copy_async(Device device, void* dst, const void* src, std::size_t bytes, void* stream) {
   if (device == Device::kCUDA)
     cuda::memcpy_async(dst, src, bytes, stream);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backends.h"
+#include "device_buffer.h"
 #include "drdc/buffer.h"
 #include "drdc/status.h"
 
@@ -168,7 +169,7 @@ void glad_predict(Device device, const GladPredictArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::glad_predict_cpu(args);
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(args.x_t));
+    const ScopedDevice on(detail::gpu_of(args.x_t, "x_t"));
     return detail::glad_predict_cuda(args, stream);
   }
   bad_device();
@@ -178,7 +179,7 @@ void glad_update(Device device, const GladUpdateArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::glad_update_cpu(args);
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(args.x_t));
+    const ScopedDevice on(detail::gpu_of(args.x_t, "x_t"));
     return detail::glad_update_cuda(args, stream);
   }
   bad_device();
@@ -188,7 +189,7 @@ void norm_guided(Device device, const NormGuidedArgs& args, void* stream) {
   validate(args);
   if (device == Device::kCPU) return detail::norm_guided_cpu(args);
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(args.x_a));
+    const ScopedDevice on(detail::gpu_of(args.x_a, "x_a"));
     return detail::norm_guided_cuda(args, stream);
   }
   bad_device();
@@ -201,7 +202,7 @@ void prepare(Device device, const PrepareArgs& args, void* stream) {
     return detail::prepare_cpu(args);
   }
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(args.x));  // launch on the GPU that holds the data
+    const ScopedDevice on(detail::gpu_of(args.x, "x"));  // launch on the GPU that holds the data
     return detail::prepare_cuda(args, stream);
   }
   bad_device();
@@ -214,7 +215,7 @@ void step(Device device, const StepArgs& args, void* stream) {
     return detail::step_cpu(args);
   }
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(args.x));
+    const ScopedDevice on(detail::gpu_of(args.x, "x"));
     return detail::step_cuda(args, stream);
   }
   bad_device();
@@ -227,7 +228,7 @@ void fuse(Device device, const FuseArgs& args, void* stream) {
     require(args.W <= detail::kFuseMaxWidthCuda, "fuse on CUDA: width W=" + std::to_string(args.W) +
                                                      " exceeds the score kernel's shared-memory limit of " +
                                                      std::to_string(detail::kFuseMaxWidthCuda));
-    const ScopedDevice on(ScopedDevice::of(args.heat));
+    const ScopedDevice on(detail::gpu_of(args.heat, "heat"));
     return detail::fuse_cuda(args, stream);
   }
   bad_device();

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "backends.h"
 #include "cuda_api.h"
 #include "device_buffer.h"
 #include "drdc/status.h"
@@ -148,6 +149,31 @@ LoopNoise Refiner::draw_noise(void* stream) {
           static_cast<const float*>(b.steps.data())};
 }
 
+namespace {
+
+// On CUDA, run() has checked that every pointer lies on the refiner's GPU and made it
+// current: the kernels are enqueued without the per-call device lookup of prepare()/step(),
+// which would otherwise run inside a graph capture.
+void enqueue_prepare(Device dev, const PrepareArgs& a, void* stream) {
+  if (dev != Device::kCUDA) return prepare(dev, a, stream);
+  validate(a);
+  detail::prepare_cuda(a, stream);
+}
+
+void enqueue_step(Device dev, const StepArgs& a, void* stream) {
+  if (dev != Device::kCUDA) return step(dev, a, stream);
+  validate(a);
+  detail::step_cuda(a, stream);
+}
+
+// CUDA's legacy and per-thread default streams (cudaStreamLegacy = 1,
+// cudaStreamPerThread = 2): neither can be captured into a graph.
+bool default_stream(const void* stream) {
+  return stream == nullptr || stream == reinterpret_cast<void*>(1) || stream == reinterpret_cast<void*>(2);
+}
+
+}  // namespace
+
 void Refiner::enqueue_loop(const float* x, float* heat, float* xt_out, const LoopNoise& noise, void* stream) {
   const Device dev = config_.device;
   Buffers& b = *buffers_;
@@ -169,7 +195,7 @@ void Refiner::enqueue_loop(const float* x, float* heat, float* xt_out, const Loo
   pa.sqrt_ab = static_cast<float>(schedule_.sqrt_alpha_bar(timesteps_[0]));
   pa.sqrt_1mab = static_cast<float>(schedule_.sqrt_one_minus_alpha_bar(timesteps_[0]));
   pa.net_dtype = dtype;
-  prepare(dev, pa, stream);
+  enqueue_prepare(dev, pa, stream);
   detail::zero_async(dev, heat, static_cast<size_t>(B) * H * W * sizeof(float), stream);
 
   StepArgs sa;
@@ -196,7 +222,7 @@ void Refiner::enqueue_loop(const float* x, float* heat, float* xt_out, const Loo
     sa.sqrt_1mab = static_cast<float>(schedule_.sqrt_one_minus_alpha_bar(t));
     sa.sqrt_ab_next = static_cast<float>(schedule_.sqrt_alpha_bar(t_next));
     sa.sqrt_1mab_next = static_cast<float>(schedule_.sqrt_one_minus_alpha_bar(t_next));
-    step(dev, sa, stream);
+    enqueue_step(dev, sa, stream);
     cur = 1 - cur;
   }
   if (xt_out) detail::copy_async(dev, xt_out, xt[cur], plane * sizeof(float), stream);
@@ -211,10 +237,22 @@ int Refiner::run(const float* x, float* heat, float* xt_out, const LoopNoise& no
   if (config_.device != Device::kCUDA) return launch(x, heat, xt_out, given ? noise : draw_noise(stream), stream);
 
   StreamOrder& o = *order_;
-  const int x_device = cuda::pointer_device(x);
-  require(x_device < 0 || x_device == o.device,
-          "refiner.run: x is on CUDA device " + std::to_string(x_device) + ", the refiner's buffers on device " +
-              std::to_string(o.device));
+  // Every buffer on the refiner's GPU, checked here, outside any capture: the loop's kernels are
+  // enqueued without a per-call pointer lookup (enqueue_loop), and host memory would fault there.
+  const auto on_device = [&](const void* p, const char* name) {
+    const int d = cuda::pointer_device(p);
+    require(d == o.device, std::string("refiner.run: ") + name + (d < 0 ? " is not in GPU memory" :
+            " is on CUDA device " + std::to_string(d)) + "; the refiner's buffers are on device " +
+            std::to_string(o.device));
+  };
+  on_device(x, "x");
+  on_device(heat, "heat");
+  if (xt_out) on_device(xt_out, "xt_out");
+  if (given) {
+    on_device(noise.fill, "noise.fill");
+    on_device(noise.start, "noise.start");
+    on_device(noise.steps, "noise.steps");
+  }
   const ScopedDevice on(o.device);
   // Outside any capture: a run on another stream first waits for the last one.
   if (o.used && o.last_stream != stream) cuda::stream_wait_event(stream, o.done);
@@ -228,7 +266,7 @@ int Refiner::run(const float* x, float* heat, float* xt_out, const LoopNoise& no
 int Refiner::launch(const float* x, float* heat, float* xt_out, const LoopNoise& nz, void* stream) {
   GraphState& g = *graph_;
   const bool graphable = config_.device == Device::kCUDA && config_.cuda_graph && runner_->capturable() &&
-                         stream != nullptr && !g.disabled;
+                         !default_stream(stream) && !g.disabled;
   if (!graphable) {
     enqueue_loop(x, heat, xt_out, nz, stream);
     return count();

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "backends.h"
+#include "device_buffer.h"
 #include "drdc/buffer.h"
 #include "drdc/status.h"
 #include "parallel.h"
@@ -74,7 +75,7 @@ void gaussian(Device device, float* out, std::size_t count, uint64_t seed, uint6
   if (count == 0) return;
   if (device == Device::kCPU) return detail::gaussian_cpu(out, count, seed, offset);
   if (device == Device::kCUDA) {
-    const ScopedDevice on(ScopedDevice::of(out));
+    const ScopedDevice on(detail::gpu_of(out, "out"));
     return detail::gaussian_cuda(out, count, seed, offset, stream);
   }
   throw Error(Status::kInvalidArgument, "device must be cpu or cuda");

@@ -284,6 +284,15 @@ static void test_glad_known() {
   CHECK_THROWS_STATUS(glad_predict(Device::kCPU, badp), Status::kInvalidArgument);
 }
 
+// The comparison helper of these tests (and test_cuda's): a NaN anywhere is
+// the result, wherever finite differences follow it.
+static void test_max_abs_diff() {
+  CHECK(std::isnan(drdc_test::max_abs_diff({NAN, 1.f, 2.f}, {0.f, 1.f, 2.f})));
+  CHECK(std::isnan(drdc_test::max_abs_diff({0.f, 1.f}, {0.f, NAN})));
+  CHECK(drdc_test::max_abs_diff({0.f, 1.f, -3.f}, {0.5f, 1.f, -1.f}) == 2.f);
+  CHECK(std::isinf(drdc_test::max_abs_diff({0.f}, {0.f, 1.f})));
+}
+
 static void test_build_info() {
   std::string message;
   const Status s = call([] { (void)parse_device("tpu"); }, &message);
@@ -301,6 +310,7 @@ static void test_build_info() {
 }
 
 int main() {
+  drdc_test::run_case("test helper: max_abs_diff keeps NaN", test_max_abs_diff);
   drdc_test::run_case("labels match masks.py", test_labels);
   drdc_test::run_case("schedule matches schedule.py", test_schedule);
   drdc_test::run_case("philox known answers, gaussian moments", test_philox);

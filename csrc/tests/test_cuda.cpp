@@ -247,6 +247,14 @@ void test_refiner_graph() {
   CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
   const LoopNoise nz{static_cast<float*>(dfill.data()), static_cast<float*>(dstart.data()),
                      static_cast<float*>(dnoise.data())};
+  // Host memory is refused by name before anything is enqueued (a kernel would fault on it).
+  std::string message;
+  CHECK(call([&] { gpu.run(x.data(), static_cast<float*>(dheat.data()), nullptr, nz, stream); }, &message) ==
+        Status::kInvalidArgument);
+  CHECK(message.find("x is not in GPU memory") != std::string::npos);
+  CHECK(call([&] { gpu.run(static_cast<float*>(dx.data()), heat_cpu.data(), nullptr, nz, stream); }, &message) ==
+        Status::kInvalidArgument);
+  CHECK(message.find("heat is not in GPU memory") != std::string::npos);
   for (int run = 0; run < 3; ++run) {
     cuda::memset_async(dheat.data(), 0xff, dheat.bytes(), stream);  // NaN garbage: the loop must overwrite it
     gpu.run(static_cast<float*>(dx.data()), static_cast<float*>(dheat.data()), static_cast<float*>(dxt.data()), nz, stream);

@@ -43,7 +43,8 @@ inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>&
   float m = 0.f;
   for (size_t i = 0; i < a.size(); ++i) {
     const float d = std::fabs(a[i] - b[i]);
-    if (!(d <= m)) m = d;  // NaN-aware
+    if (d != d) return d;  // a NaN anywhere fails every tolerance (a later finite d must not hide it)
+    if (d > m) m = d;
   }
   return m;
 }

@@ -103,6 +103,25 @@ def test_cuda_request_without_gpu_is_a_runtime_error():
         _C.prepare(**kw)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not (_C.build_info["cuda"] and _C.cuda_device_count() > 0),
+                    reason="needs a CUDA GPU and a CUDA build of drdc_trt._C")
+def test_cuda_request_with_host_memory_is_refused_before_any_launch():
+    """Host pointers with device="cuda" are refused by name; a kernel reading them would fault
+    and leave the CUDA context unusable for every later test of the process."""
+    p = _problem()
+    kw = dict(device="cuda", x=p["x"].data_ptr(), labels=p["labels"].data_ptr(), fill_noise=p["fill"].data_ptr(),
+              eps0=p["eps0"].data_ptr(), xt=p["xt"].data_ptr(), unet_in=p["unet_in"].data_ptr(),
+              B=1, J=1, K=2, H=8, W=8, sqrt_ab=0.8, sqrt_1mab=0.6)
+    with pytest.raises(ValueError, match="device=cuda but x is not in GPU memory"):
+        _C.prepare(**kw)
+    gk, keep = _glad_update_kw()
+    with pytest.raises(ValueError, match="device=cuda but x_t is not in GPU memory"):
+        _C.glad_update(**{**gk, "device": "cuda"})
+    assert keep
+    assert torch.ones(4, device="cuda").sum().item() == 4.0  # the context is still usable
+
+
 def test_tensorrt_absent_is_stated():
     if _C.build_info["tensorrt"]:
         pytest.skip("built with TensorRT")

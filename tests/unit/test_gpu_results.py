@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drdc_trt.gpu_results import MAX_FILES, PackError, pack, unpack
+from drdc_trt.gpu_results import MAX_FILES, PackError, failed_test_files, pack, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
 META = {"date": "2000-01-01T00:00:00+00:00", "command": "bash scripts/gpu_check.sh", "gpu": "Test GPU",
@@ -98,3 +98,28 @@ def test_gpu_check_dry_run_packs_into_out_and_leaves_it_otherwise_alone(tmp_path
     with tarfile.open(out / packed[0]) as tar:
         members = set(tar.getnames())
     assert {"provenance.json", "gpu_check.log", "steps.tsv"} <= members
+
+
+def test_failed_files_come_from_a_real_pytest_report(tmp_path):
+    """A pytest run in the test (not a written-out report): three files fail (one only at setup, one
+    in a class, one at collection), one passes, one skips; exactly the failing files come back, once each."""
+    tests = tmp_path / "tests" / "unit"
+    tests.mkdir(parents=True)
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    (tests / "__init__.py").write_text("")
+    (tests / "test_a.py").write_text("import pytest\n@pytest.fixture\ndef boom():\n    raise RuntimeError\n"
+                                     "def test_1(boom):\n    pass\ndef test_2(boom):\n    pass\n")
+    (tests / "test_b.py").write_text("def test_ok():\n    pass\n")
+    (tests / "test_c.py").write_text("class TestC:\n    def test_no(self):\n        assert 1 == 2\n")
+    (tests / "test_d.py").write_text("import pytest\n@pytest.mark.skip(reason='x')\ndef test_s():\n    pass\n")
+    (tests / "test_e.py").write_text("import no_such_module_here\n")  # a collection error
+    xml = tmp_path / "r.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                          "--rootdir", str(tmp_path), "--continue-on-collection-errors", f"--junitxml={xml}",
+                          "tests"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 1, run.stdout + run.stderr
+    want = ["tests/unit/test_a.py", "tests/unit/test_c.py", "tests/unit/test_e.py"]
+    assert sorted(failed_test_files(xml, tmp_path)) == want  # once each (collection errors come first)
+    cli = subprocess.run([sys.executable, "-m", "drdc_trt.gpu_results", "failed-files", str(xml), "--root",
+                          str(tmp_path)], capture_output=True, text=True, check=True)
+    assert sorted(cli.stdout.split()) == want
