@@ -9,7 +9,8 @@ norm-guided estimate at (t_s, t_b), NOT detached, so the segmentation loss train
 loss = noise + focal_weight·Focal + smooth_l1_weight·SmoothL1 on seg(cat(x_aug, x0_g)). Two Adam
 optimizers, the segmentation lr on a cosine (CosineAnnealingLR's closed form, per iteration).
 
-Resumable exactly like DRDC's training (drdc_trt.train.TrainState: one snapshot of weights,
+Resumable exactly like DRDC's training (the run: drdc_trt.models.method_training, shared with
+the other reconstruction method; drdc_trt.train.TrainState: one snapshot of weights,
 both optimizers, the EMA and the counter ``unet_iter``); every iteration's batch, anomalies,
 timesteps and noises come from a generator seeded by its index, so a resumed run ends with the
 weights of an uninterrupted one.
@@ -17,21 +18,18 @@ weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ...checkpoint import atomic_write_text, save_checkpoint
 from ...config import ModelConfig
 from ...data.anomalies import anomaly_batch
-from ...ema import EMA
 from ...fusion import pixel_threshold
-from ...train import LOSS_READ_EVERY, TrainState, _bar, _remove_stale_temps, snapshot_on_interrupt, training_split
+from ...train import LOSS_READ_EVERY, _bar
+from ..method_training import MethodTraining, train_method
 from .detector import DiffusionADDetector
 from .loss import segmentation_loss
 from .model import DiffusionADModel, DiffusionADStats
@@ -158,54 +156,23 @@ def calibrate(model: DiffusionADModel, images: torch.Tensor, batch_size: int = 8
     return model.stats
 
 
+def _report_fields(model: DiffusionADModel, report: DiffusionADReport) -> dict:
+    return {"thresholds": {"image": model.stats.image_threshold, "pixel": model.stats.pixel_threshold}}
+
+
+TRAINING = MethodTraining(
+    method="diffusionad", make_model=DiffusionADModel, make_optimizers=make_optimizers,
+    averaged=lambda model: model,  # both networks: the segmentation net learnt on this U-Net
+    train_loop=_train_loop,
+    calibrate=lambda model, images, report, batch_size, progress: calibrate(model, images, batch_size,
+                                                                            progress=progress),
+    new_report=DiffusionADReport,
+    loss_summary=lambda last: {k: sum(r[k] for r in last) / max(1, len(last)) for k in LOSS_TERMS},
+    report_fields=_report_fields, done_line=lambda model, report: "")
+
+
 def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
           progress: bool = True, log: Callable[[str], None] = print,
           device: str | torch.device = "cpu") -> tuple[DiffusionADModel, DiffusionADReport]:
     """Train DiffusionAD on ``device``; resumable (module doc); the checkpoint is written to ``out``."""
-    cfg.validate()
-    if cfg.method != "diffusionad":
-        raise ValueError(f"config method={cfg.method!r}: this trains 'diffusionad' (drdc_trt.train.train: DRDC)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tc = cfg.train
-    torch.manual_seed(tc.seed)
-    report = DiffusionADReport()
-    t_start = time.perf_counter()
-    images, calib = training_split(data_root, cfg, categories, progress, log)
-
-    model = DiffusionADModel(cfg).to(device)
-    opts = make_optimizers(model)
-    state = TrainState(out, cfg)
-    state.info["stage"] = "diffusionad"
-    if tc.ema_decay > 0:
-        state.ema = EMA(model, tc.ema_decay)  # both networks: the segmentation net learnt on this U-Net
-    if state.load(model, opts):
-        report.resumed_from = dict(state.info)
-        log(f"resuming from {state.dir}: iteration {state.info['unet_iter']}/{tc.unet_iters}")
-
-    def save() -> None:
-        state.save(model, opts)
-
-    with snapshot_on_interrupt(state, save, log):
-        t0 = time.perf_counter()
-        if state.info["unet_iter"] < tc.unet_iters:
-            _train_loop(model, images, cfg, state, opts, report, progress, save)
-        report.seconds["train"] = time.perf_counter() - t0
-    if state.ema is not None:  # inference uses the averaged networks
-        state.ema.copy_to(model)
-    model.eval()
-    _remove_stale_temps(out)
-    t0 = time.perf_counter()
-    calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress)
-    report.seconds["calibration"] = time.perf_counter() - t0
-    report.seconds["total"] = time.perf_counter() - t_start
-    save_checkpoint(model, out)
-    last = report.losses[-50:]
-    atomic_write_text(out / "train_report.json", json.dumps({
-        "method": "diffusionad", "loss_first": report.losses[:1],
-        "loss_last50_mean": {k: sum(r[k] for r in last) / max(1, len(last)) for k in LOSS_TERMS},
-        "seconds": report.seconds, "resumed_from": report.resumed_from,
-        "thresholds": {"image": model.stats.image_threshold, "pixel": model.stats.pixel_threshold},
-    }, indent=2))
-    log(f"checkpoint written to {out} ({report.seconds['total']:.0f} s)")
-    return model, report
+    return train_method(TRAINING, data_root, out, cfg, categories, progress, log, device)

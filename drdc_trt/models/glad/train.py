@@ -6,7 +6,8 @@ given a synthetic anomaly with probability ``glad.anomaly_prob`` (x_a; x_a = x_n
 drdc_trt.data.anomalies.anomaly_batch with GLAD's threshold, β range and sources), t ~ U{0..T−1},
 ε ~ N(0, I); (x_t, ε*) from target.anomaly_aware_target; loss MSE(U(x_t, t), ε*). Adam, constant lr.
 
-Resumable exactly like DRDC's training (drdc_trt.train.TrainState: one snapshot of weights, the
+Resumable exactly like DRDC's training (the run: drdc_trt.models.method_training, shared with
+the other reconstruction method; drdc_trt.train.TrainState: one snapshot of weights, the
 optimizer, the EMA and the counter ``unet_iter``); every iteration's batch, anomalies, timesteps
 and noise come from a generator seeded by its index, so a resumed run ends with the weights of an
 uninterrupted one.
@@ -14,20 +15,17 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ...checkpoint import atomic_write_text, save_checkpoint
 from ...config import ModelConfig
 from ...data.anomalies import anomaly_batch
-from ...ema import EMA
 from ...fusion import pixel_threshold
-from ...train import LOSS_READ_EVERY, TrainState, _bar, _remove_stale_temps, snapshot_on_interrupt, training_split
+from ...train import LOSS_READ_EVERY, _bar
+from ..method_training import MethodTraining, train_method
 from .detector import GLADDetector
 from .model import GLADModel, GLADStats
 from .target import anomaly_aware_target
@@ -73,8 +71,8 @@ def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig, alphas_cumpr
     return Batch(x_t, t, target, mask, x_a)
 
 
-def _train_loop(model, images, cfg, state, opt, report, progress, save) -> None:
-    tc = cfg.train
+def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None:
+    tc, opt = cfg.train, opts["unet"]
     dev = next(model.unet.parameters()).device
     ab = model.alphas_cumprod.cpu()
     model.unet.train()
@@ -127,56 +125,28 @@ def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed:
     return {"tau": tau, "normal_max_scores": probe.max_score.tolist(), **out.step_report(model.cfg.glad.num_steps)}
 
 
+def _calibrate(model: GLADModel, images: torch.Tensor, report: GLADReport, batch_size: int,
+               progress: bool) -> None:
+    report.calibration = calibrate(model, images, batch_size, progress=progress)
+
+
+def _report_fields(model: GLADModel, report: GLADReport) -> dict:
+    return {"calibration": report.calibration,
+            "thresholds": {"tau": model.stats.tau, "image": model.stats.image_threshold,
+                           "pixel": model.stats.pixel_threshold}}
+
+
+TRAINING = MethodTraining(
+    method="glad", make_model=GLADModel,
+    make_optimizers=lambda model: {"unet": torch.optim.Adam(model.unet.parameters(), lr=model.cfg.glad.lr)},
+    averaged=lambda model: model.unet, train_loop=_train_loop, calibrate=_calibrate, new_report=GLADReport,
+    loss_summary=lambda last: sum(last) / max(1, len(last)), report_fields=_report_fields,
+    done_line=lambda model, report: (f"; τ = {model.stats.tau:.4g}, mean steps on the calibration images "
+                                     f"{report.calibration['mean_steps']:.1f}"))
+
+
 def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
           progress: bool = True, log: Callable[[str], None] = print,
           device: str | torch.device = "cpu") -> tuple[GLADModel, GLADReport]:
     """Train GLAD on ``device``; resumable (module doc); the checkpoint is written to ``out``."""
-    cfg.validate()
-    if cfg.method != "glad":
-        raise ValueError(f"config method={cfg.method!r}: this trains 'glad' (drdc_trt.train.train: DRDC)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tc = cfg.train
-    torch.manual_seed(tc.seed)
-    report = GLADReport()
-    t_start = time.perf_counter()
-    images, calib = training_split(data_root, cfg, categories, progress, log)
-
-    model = GLADModel(cfg).to(device)
-    opt = torch.optim.Adam(model.unet.parameters(), lr=cfg.glad.lr)
-    opts = {"unet": opt}
-    state = TrainState(out, cfg)
-    state.info["stage"] = "glad"
-    if tc.ema_decay > 0:
-        state.ema = EMA(model.unet, tc.ema_decay)
-    if state.load(model, opts):
-        report.resumed_from = dict(state.info)
-        log(f"resuming from {state.dir}: iteration {state.info['unet_iter']}/{tc.unet_iters}")
-
-    def save() -> None:
-        state.save(model, opts)
-
-    with snapshot_on_interrupt(state, save, log):
-        t0 = time.perf_counter()
-        if state.info["unet_iter"] < tc.unet_iters:
-            _train_loop(model, images, cfg, state, opt, report, progress, save)
-        report.seconds["train"] = time.perf_counter() - t0
-    if state.ema is not None:  # inference uses the averaged U-Net
-        state.ema.copy_to(model.unet)
-    model.eval()
-    _remove_stale_temps(out)
-    t0 = time.perf_counter()
-    report.calibration = calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress)
-    report.seconds["calibration"] = time.perf_counter() - t0
-    report.seconds["total"] = time.perf_counter() - t_start
-    save_checkpoint(model, out)
-    last = report.losses[-50:]
-    atomic_write_text(out / "train_report.json", json.dumps({
-        "method": "glad", "loss_first": report.losses[:1], "loss_last50_mean": sum(last) / max(1, len(last)),
-        "seconds": report.seconds, "resumed_from": report.resumed_from, "calibration": report.calibration,
-        "thresholds": {"tau": model.stats.tau, "image": model.stats.image_threshold,
-                       "pixel": model.stats.pixel_threshold},
-    }, indent=2))
-    log(f"checkpoint written to {out} ({report.seconds['total']:.0f} s); τ = {model.stats.tau:.4g}, "
-        f"mean steps on the calibration images {report.calibration['mean_steps']:.1f}")
-    return model, report
+    return train_method(TRAINING, data_root, out, cfg, categories, progress, log, device)
