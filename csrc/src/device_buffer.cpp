@@ -121,9 +121,10 @@ void zero_async(Device device, void* ptr, std::size_t bytes, void* stream) {
 }
 
 int gpu_of(const void* ptr, const char* name) {
-  if (cuda::device_count() == 0) return -1;
   const int device = ScopedDevice::of(ptr);
-  require(device >= 0, std::string("device=cuda but ") + name + " is not in GPU memory (a host pointer?)");
+  // Only a pointer that is not device memory asks whether there is a device at all.
+  require(device >= 0 || cuda::device_count() == 0,
+          std::string("device=cuda but ") + name + " is not in GPU memory (a host pointer?)");
   return device;
 }
 
