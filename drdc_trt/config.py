@@ -32,6 +32,7 @@ LEGACY_VALUES = {
     ("fusion", "diff_norm"): "global",
     ("fusion", "select"): "fixed",
     ("train", "ema_decay"): 0.0,
+    ("glad", "saff_weight"): "minmax",
 }
 
 # Channels of the four feature stages (strides 2, 4, 8, 16) of each backbone.
@@ -251,6 +252,11 @@ class GLADConfig:
     # about 1 − tau_quantile of normal images trigger). Stored in the checkpoint's stats.json.
     tau_quantile: float = 0.9
     trigger_top_k: int = 10
+    # SAFF weight of x0_gen in a triggered row's x0 = w⊙x0_gen + (1 − w)⊙x0_in: "sigmoid" (the
+    # authors' code: w = σ(A) per patch, up-sampled), or "minmax" (A min–max normalised per image;
+    # the earlier default here, kept as an option: it stretches A's spread, noise included, to
+    # [0, 1], which made an image's score depend on the rounding of its batch).
+    saff_weight: str = "sigmoid"
     # A is the nearest-patch cosine distance (1 − cos, min over the other image's patches) in this
     # backbone stage (0..3 = strides 2, 4, 8, 16): stage 2, stride 8, as DINO ViT-B/8's patches.
     trigger_stage: int = 2
@@ -556,6 +562,8 @@ def _check_glad(cfg: ModelConfig) -> None:
     for name in ("trigger_top_k", "top_k_at_256"):
         if getattr(g, name) < 1:
             raise ValueError(f"glad.{name}={getattr(g, name)} must be a positive integer")
+    if g.saff_weight not in ("sigmoid", "minmax"):
+        raise ValueError(f"glad.saff_weight={g.saff_weight!r}: choose 'sigmoid' (the authors') or 'minmax'")
     if not 0 <= g.trigger_stage <= 3:
         raise ValueError(f"glad.trigger_stage={g.trigger_stage}: a backbone stage 0..3")
     if not g.map_stages or any(not 0 <= s <= 3 for s in g.map_stages):

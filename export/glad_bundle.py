@@ -107,6 +107,9 @@ def validate_manifest(m: dict, where, files: set[str], error=ValueError, manifes
     for key in ("clip", "conditioned"):
         if not isinstance(g.get(key), bool):
             refuse(f"glad.{key}", missing_or(g.get(key), f"must be true or false, got {g.get(key)!r}"))
+    # absent in bundles written before the field: they used "minmax" (config.LEGACY_VALUES)
+    if g.get("saff_weight", "minmax") not in ("sigmoid", "minmax"):
+        refuse("glad.saff_weight", f"must be \"sigmoid\" or \"minmax\", got {g.get('saff_weight')!r}")
     st = m["thresholds"]
     if not isinstance(st, dict):
         refuse("thresholds", f"must be an object, got {st!r}")

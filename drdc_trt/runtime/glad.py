@@ -8,7 +8,7 @@ x_T = √ᾱ_0·x + √(1 − ᾱ_0)·ε; then, at each DDIM step k while a row 
     x0_gen, x0_in   ``glad_kernels.predict`` (the element-wise part)
     A               nearest-patch distance of x0_in's trigger-stage features to x0_gen's, on the
                     rows still looking for their step (the features network on those rows only)
-    score, w        mean of the top-k of A; A min–max normalised per row, up-sampled (SAFF weight)
+    score, w        mean of the top-k of A; the SAFF weight σ(A) (or A min–max normalised), up-sampled
     rows            ``glad_kernels.update`` (the per-row rule: trigger, fallback, DDIM, done)
 
 and the map of the input to its reconstruction (``glad_features``), score = mean of the top-k map
@@ -206,6 +206,7 @@ class GLADBundleDetector:
         self.map_index = [self.feature_stages.index(int(v)) for v in g["map_stages"]]
         self.blur_sigma, self.top_k = float(g["blur_sigma"]), int(g["top_k"])
         self.clip, self.conditioned = bool(g["clip"]), bool(g["conditioned"])
+        self.saff = str(g.get("saff_weight", "minmax"))  # absent: a bundle written before σ(A)
         if self.top_k > s * s:
             raise ValueError(f"{where}: glad.top_k {self.top_k} exceeds the {s}² map pixels")
         c = 6 if self.conditioned else 3
@@ -268,7 +269,7 @@ class GLADBundleDetector:
             if bool(checking.any()):
                 A = self._on_rows(self.trigger_distance, checking, x0_in, x0_gen)
                 score = top_k_score(A, self.trigger_top_k)
-                w = saff_weight(A, s)
+                w = saff_weight(A, s, self.saff)
             else:  # no row looks for its step: the score and the weight are not read
                 score = np.zeros(b, dtype=np.float32)
                 w = np.zeros((b, 1, s, s), dtype=np.float32)

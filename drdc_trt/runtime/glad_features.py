@@ -21,7 +21,7 @@ def _normalize(f: np.ndarray) -> np.ndarray:
 
 def nearest_patch_distance(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """B×C×h×w, B×C×h'×w' → B×h×w: for each patch of ``query``, 1 − its largest cosine similarity
-    with any patch of the same row of ``ref``."""
+    with any patch of the same row of ``ref``; 0 at or below the rounding bound (2C + 4)·2⁻²⁴."""
     if query.ndim != 4 or ref.ndim != 4 or query.shape[:2] != ref.shape[:2]:
         raise ValueError(f"nearest_patch_distance: query {query.shape} and ref {ref.shape} must be B×C×h×w with the "
                          "same B and C")
@@ -29,7 +29,10 @@ def nearest_patch_distance(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
     q = _normalize(query.reshape(b, c, -1).astype(np.float32, copy=False))
     r = _normalize(ref.reshape(b, c, -1).astype(np.float32, copy=False))
     cos = np.matmul(q.transpose(0, 2, 1), r)  # B×N×M
-    return (np.float32(1) - cos.max(axis=2)).reshape(b, h, w).astype(np.float32, copy=False)
+    d = (np.float32(1) - cos.max(axis=2)).astype(np.float32, copy=False)
+    # at or below the float32 rounding bound of 1 − cos: 0 (features.distance_floor)
+    d = np.where(d > np.float32((2 * c + 4) * 2.0 ** -24), d, np.float32(0))
+    return d.reshape(b, h, w).astype(np.float32, copy=False)
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -83,13 +86,20 @@ def top_k_score(maps: np.ndarray, k: int) -> np.ndarray:
     return top.mean(axis=1, dtype=np.float32)
 
 
-def saff_weight(A: np.ndarray, size: int) -> np.ndarray:
-    """The spatial-adaptive fusion weight: A (B×h×w) min–max normalised per row to [0, 1] (a
-    constant A: 0, keep the input), up-sampled bilinearly: B×1×size×size float32."""
+def saff_weight(A: np.ndarray, size: int, kind: str = "sigmoid") -> np.ndarray:
+    """The spatial-adaptive fusion weight (``adaptive.saff_weight``), up-sampled bilinearly:
+    B×1×size×size float32. "sigmoid": σ(A) per patch; "minmax": A min–max normalised per row to
+    [0, 1] (a constant A: 0, keep the input)."""
     A = A.astype(np.float32, copy=False)
-    flat = A.reshape(A.shape[0], -1)
-    lo = flat.min(axis=1)[:, None, None]
-    hi = flat.max(axis=1)[:, None, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(hi > lo, (A - lo) / np.maximum(hi - lo, np.float32(1e-12)), np.float32(0)).astype(np.float32)
+    if kind == "sigmoid":
+        with np.errstate(over="ignore"):  # exp(−A) overflows to inf for A < −88: σ = 0, as torch
+            w = (np.float32(1) / (np.float32(1) + np.exp(-A))).astype(np.float32)
+    elif kind == "minmax":
+        flat = A.reshape(A.shape[0], -1)
+        lo = flat.min(axis=1)[:, None, None]
+        hi = flat.max(axis=1)[:, None, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(hi > lo, (A - lo) / np.maximum(hi - lo, np.float32(1e-12)), np.float32(0)).astype(np.float32)
+    else:
+        raise ValueError(f"saff weight {kind!r}: choose 'sigmoid' or 'minmax'")
     return bilinear(w, size)[:, None]

@@ -137,12 +137,21 @@ def test_top_k_score():
 
 # ----------------------------------------------------------------- the per-row rule
 def test_saff_weight_and_blend_values():
+    # default, the authors' σ(A): σ(0) = 1/2, σ(±ln 3) = 3/4, 1/4, σ(ln 9) = 9/10 (size 2: no resampling)
+    ln3 = math.log(3.0)
+    A = torch.tensor([[[0.0, ln3], [-ln3, 2 * ln3]]])
+    torch.testing.assert_close(saff_weight(A, (2, 2)), torch.tensor([[[[0.5, 0.75], [0.25, 0.9]]]]))
+    # σ is smooth: a change of A moves w by at most a quarter of it, whatever the other patches
+    d = torch.full_like(A, 1e-3)
+    assert float((saff_weight(A + d, (2, 2)) - saff_weight(A, (2, 2))).abs().max()) <= 0.25e-3 * (1 + 1e-3)
+    with pytest.raises(ValueError, match="saff weight 'max'"):
+        saff_weight(A, (2, 2), "max")
     A = torch.tensor([[[0.5, 1.0], [1.5, 2.5]]])
-    w = saff_weight(A, (2, 2))                                   # min–max: (A − 0.5)/2
+    w = saff_weight(A, (2, 2), "minmax")                         # min–max: (A − 0.5)/2
     torch.testing.assert_close(w, torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]]))
     got = saff_blend(torch.ones(1, 1, 2, 2), -torch.ones(1, 1, 2, 2), w)
     torch.testing.assert_close(got, torch.tensor([[[[-1.0, -0.5], [0.0, 1.0]]]]))
-    assert torch.equal(saff_weight(torch.full((1, 2, 2), 0.7), (4, 4)), torch.zeros(1, 1, 4, 4))  # flat A: input
+    assert torch.equal(saff_weight(torch.full((1, 2, 2), 0.7), (4, 4), "minmax"), torch.zeros(1, 1, 4, 4))  # flat A
 
 
 def test_decide_triggers_above_tau_and_falls_back_below_min_step():
@@ -178,7 +187,7 @@ def test_loop_on_a_hand_made_score_sequence():
         k = len(calls)
         calls.append(x0_in.shape[0])
         A = torch.tensor(scores[k]).view(3, 1, 1).expand(3, 4, 4).clone()
-        A[:, 0, 0] += 1.0  # not flat: the blend weight is 1 at one patch, 0 elsewhere
+        A[:, 0, 0] += 1.0  # not flat: the blend weight σ(A) is larger at one patch
         return A
 
     g = torch.Generator().manual_seed(0)
@@ -204,11 +213,13 @@ def test_loop_on_a_hand_made_score_sequence():
         inp = predict_x0(q_sample(x[row:row + 1], ab, noise[row:row + 1]), ab, e).clamp(-1, 1)
         return gen, inp, e
 
-    # row 0 at step 1: x_{t'} = DDIM(saff blend), the weight 1 on the top-left 4×4 pixels, 0 beyond them
+    # row 0 at step 1: x_{t'} = DDIM(saff blend), the weight σ(A) (σ(1.5) on the top-left patch, σ(0.5)
+    # elsewhere) up-sampled
     gen, inp, e = x0s(seen[0][0], 0, 1)
-    w = torch.zeros(1, 1, 16, 16)
-    w = F.interpolate(torch.tensor([[[[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]]]), size=(16, 16),
-                      mode="bilinear", align_corners=False)
+    a_row = torch.full((1, 1, 4, 4), 0.5)
+    a_row[0, 0, 0, 0] = 1.5
+    w = F.interpolate(torch.sigmoid(a_row), size=(16, 16), mode="bilinear", align_corners=False)
+    assert float(w.max()) == pytest.approx(1 / (1 + math.exp(-1.5)), abs=1e-6)
     want = ddim_next(w * gen + (1 - w) * inp, e, float(AB[ts[2]]))
     assert torch.equal(seen[1][0][0:1], want)
     # row 1: the fallback at step 3 is x0_in, and the row is frozen from then on
@@ -277,12 +288,15 @@ def one_thread():
 
 
 def test_detector_scores_maps_and_steps(one_thread):
-    model = tiny_model(tau=0.0)  # every row triggers at its first step
+    # τ = 0: a row triggers at the first step where A > 0 anywhere. At step 0 x0_in = x0_gen, so
+    # A = 0 exactly (the distance floor: not rounding noise, which used to trigger some rows there
+    # and not others, depending on the CPU and the batch); every row triggers at step 1.
+    model = tiny_model(tau=0.0)
     g = torch.Generator().manual_seed(7)
     x = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
     det = GLADDetector(model, compact=False)
     out = det.predict(x, batch_size=2)
-    assert out.trigger_step.tolist() == [0, 0, 0] and out.steps.tolist() == [5, 5, 5]
+    assert out.trigger_step.tolist() == [1, 1, 1] and out.steps.tolist() == [5, 5, 5]
     want_map = model.anomaly_map(x, out.reconstruction)
     torch.testing.assert_close(out.anomaly_map, want_map)
     k = model.cfg.glad_top_k

@@ -97,11 +97,17 @@ def test_top_k_score_hand_case():
 
 def test_saff_weight_matches_pytorch_and_a_flat_row_keeps_the_input():
     A = _rand(4, 4, 4, seed=10)
-    A[1] = 0.3  # flat: weight 0
-    got = N.saff_weight(A.numpy(), 32)
-    assert got.shape == (4, 1, 32, 32) and got.dtype == np.float32
-    np.testing.assert_allclose(got, torch_saff_weight(A, (32, 32)).numpy(), atol=ATOL, rtol=0)
-    assert not got[1].any()
+    A[1] = 0.3  # flat: min–max weight 0
+    for kind in ("sigmoid", "minmax"):
+        got = N.saff_weight(A.numpy(), 32, kind)
+        assert got.shape == (4, 1, 32, 32) and got.dtype == np.float32
+        np.testing.assert_allclose(got, torch_saff_weight(A, (32, 32), kind).numpy(), atol=ATOL, rtol=0)
+    assert not N.saff_weight(A.numpy(), 32, "minmax")[1].any()
+    # the default is σ(A): a flat row gets σ(0.3) everywhere
+    np.testing.assert_allclose(N.saff_weight(A.numpy(), 32)[1], 1 / (1 + np.exp(-0.3)), rtol=1e-6)
     # hand case: min → 0, max → 1 at the patch centres of a 2×2 A up-sampled ×1
-    np.testing.assert_allclose(N.saff_weight(np.array([[[2, 4], [3, 6]]], np.float32), 2)[0, 0],
+    np.testing.assert_allclose(N.saff_weight(np.array([[[2, 4], [3, 6]]], np.float32), 2, "minmax")[0, 0],
                                [[0, 0.5], [0.25, 1]], atol=1e-7)
+    # σ(±ln 3) = 3/4, 1/4; very negative A underflows to 0 without a warning turned error
+    np.testing.assert_allclose(N.saff_weight(np.array([[[np.log(3), -np.log(3)], [0, -200]]], np.float32), 2)[0, 0],
+                               [[0.75, 0.25], [0.5, 0]], atol=1e-7)

@@ -10,7 +10,7 @@ Each row starts at x_T = q(x, t0, ε), keeping ε. At DDIM step k (timestep t, t
     score   = mean of the top-k of A
 
 and, for a row still looking for its step (active and not triggered):
-    score > τ                 trigger: x0 = w⊙x0_gen + (1 − w)⊙x0_in, w = saff_weight(A)
+    score > τ                 trigger: x0 = w⊙x0_gen + (1 − w)⊙x0_in, w = saff_weight(A) = σ(A)
     else t < min_step         fallback: the row is done, its reconstruction x0_in
     else                      x0 = x0_gen
 A triggered row runs plain DDIM (x0 = x0_gen, no features) to the end. Every active row that is not
@@ -72,12 +72,25 @@ def trigger_score(A: torch.Tensor, k: int) -> torch.Tensor:
     return top_k_score(A, k)
 
 
-def saff_weight(A: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The spatial-adaptive fusion weight: A min–max normalised per row to [0, 1] (a constant A:
-    0, keep the input), up-sampled bilinearly to ``size``: B×1×H×W."""
-    lo = A.flatten(1).amin(1).view(-1, 1, 1)
-    hi = A.flatten(1).amax(1).view(-1, 1, 1)
-    w = torch.where(hi > lo, (A - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(A))
+SAFF_WEIGHTS = ("sigmoid", "minmax")
+
+
+def saff_weight(A: torch.Tensor, size: tuple[int, int], kind: str = "sigmoid") -> torch.Tensor:
+    """The spatial-adaptive fusion weight w of x0_gen, up-sampled bilinearly to ``size``: B×1×H×W.
+
+    "sigmoid" (the authors' code: ``mask = torch.sigmoid(anomaly_map)``): w = σ(A) per patch, in
+    [0.5, 0.73] for A ∈ [0, 1]; a smooth function of A, so a tiny change of A (another batch's
+    rounding) moves w by at most a quarter of it. "minmax": A min–max normalised per row to
+    [0, 1] (a constant A: 0, keep the input); it rescales whatever spread A has, noise included,
+    to the full range, so it amplifies rounding differences."""
+    if kind == "sigmoid":
+        w = torch.sigmoid(A)
+    elif kind == "minmax":
+        lo = A.flatten(1).amin(1).view(-1, 1, 1)
+        hi = A.flatten(1).amax(1).view(-1, 1, 1)
+        w = torch.where(hi > lo, (A - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(A))
+    else:
+        raise ValueError(f"saff weight {kind!r}: choose one of {SAFF_WEIGHTS}")
     return F.interpolate(w.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
 
 
@@ -117,7 +130,8 @@ def _on_rows(fn, idx: torch.Tensor | None, b: int, *args: torch.Tensor) -> torch
 
 def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int, timesteps: list[int],
                   alphas_cumprod: torch.Tensor, eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int,
-                  top_k: int, clip: bool = True, compact: bool = False, impl: str = "torch") -> RowState:
+                  top_k: int, clip: bool = True, compact: bool = False, impl: str = "torch",
+                  saff: str = "sigmoid") -> RowState:
     """One DDIM step of every row that is not done (module doc). ``alphas_cumprod``: the T-vector ᾱ.
     The element-wise and per-row parts are the fused ops ``drdc_trt.ops.glad_predict`` and
     ``glad_update`` (``impl`` "torch": their PyTorch definitions; "csrc": the compiled kernels,
@@ -136,7 +150,7 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
         chk_idx = checking.nonzero()[:, 0] if compact else None
         A = _on_rows(dist_fn, chk_idx, b, x0_in, x0_gen)
         score = trigger_score(A, top_k)
-        w = saff_weight(A, tuple(x.shape[-2:]))
+        w = saff_weight(A, tuple(x.shape[-2:]), saff)
     else:  # no row looks for its step: nothing triggers, the score and the weight are not read
         score = torch.zeros(b, dtype=x0_gen.dtype, device=x0_gen.device)
         w = torch.zeros(b, 1, *x.shape[-2:], dtype=x0_gen.dtype, device=x0_gen.device)
@@ -147,10 +161,10 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
 def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor,
                   eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int, top_k: int, clip: bool = True,
                   compact: bool = False, on_step: Callable[[int, RowState], None] | None = None,
-                  impl: str = "torch") -> RowState:
+                  impl: str = "torch", saff: str = "sigmoid") -> RowState:
     """The whole loop for images x (B×C×H×W) and their noise ε; returns the final RowState
     (``recon`` the reconstructions, ``steps`` the U-Net evaluations each row took). ``impl``: the
-    fused ops' implementation (adaptive_step)."""
+    fused ops' implementation (adaptive_step); ``saff``: the SAFF weight (saff_weight)."""
     if x.shape != noise.shape:
         raise ValueError(f"noise: shape {tuple(noise.shape)} differs from the images' {tuple(x.shape)}")
     state = RowState.start(q_sample(x, float(alphas_cumprod[timesteps[0]]), noise))
@@ -158,7 +172,7 @@ def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], al
         if bool(state.done.all()):
             break
         state = adaptive_step(state, x, noise, k, timesteps, alphas_cumprod, eps_fn, dist_fn, tau, min_step,
-                              top_k, clip, compact, impl)
+                              top_k, clip, compact, impl, saff)
         if on_step is not None:
             on_step(k, state)
     return state
