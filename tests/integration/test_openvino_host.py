@@ -20,6 +20,7 @@ from PIL import Image
 from drdc_trt.backends import make_runner
 from drdc_trt.checkpoint import load_checkpoint
 from drdc_trt.export.exporter import export_bundle
+from drdc_trt.float_bounds import decisions_agree
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = os.environ.get("DRDC_BUILD_JOBS", "2")
@@ -89,7 +90,10 @@ def test_host_gives_the_maps_and_scores_of_drdc_detect(built, bundle_dir, images
     assert host["image_threshold"] == py["image_threshold"]
     assert len(host["results"]) == len(py["results"]) == 3
     for h, p in zip(host["results"], py["results"]):
-        assert (h["image"], h["anomaly_map"], h["pred_label"]) == (p["image"], p["anomaly_map"], p["pred_label"])
+        assert (h["image"], h["anomaly_map"]) == (p["image"], p["anomaly_map"])
+        # C++ and Python refiners round otherwise: a label may differ only at a score within 1e-4 of the threshold
+        assert decisions_agree([h["pred_label"]], [p["pred_label"]], [p["pred_score"]], py["image_threshold"],
+                               1e-4 + 1e-4 * abs(p["pred_score"]))
         hm, pm = np.load(host_out / h["anomaly_map"], allow_pickle=False), np.load(py_out / p["anomaly_map"],
                                                                                   allow_pickle=False)
         assert hm.shape == pm.shape == (32, 32) and hm.dtype == np.float32

@@ -1,8 +1,10 @@
 """GLAD's per-row step as fused ops (drdc_trt.ops.glad_predict / glad_update): hand-computed known
-answers, the compiled CPU kernels and the torch-free runtime's numpy transcription bit for bit
-against the PyTorch definitions over mixed row states (NaN scores included), finished rows left
-bit-identical in the whole loop, the real tiny GLAD U-Net through both implementations, refused
-arguments naming the culprit."""
+answers; the compiled CPU kernels, the torch-free runtime's numpy transcription and the PyTorch
+definitions over mixed row states (NaN scores included): the same decisions and integer fields, the
+floats each within the float32 bound of the exact value (drdc_trt.float_bounds: the three are
+differently written float32 code, so no bits are promised between them on every CPU); finished rows
+left bit-identical in the whole loop (the same code); the real tiny GLAD U-Net through both
+implementations; refused arguments naming the culprit."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from drdc_trt import ops
 from drdc_trt.config import preset
 from drdc_trt.diffusion import Schedule, ddim_timesteps
+from drdc_trt.float_bounds import Bound
 from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
 from drdc_trt.models.glad.adaptive import FALLBACK, NONE, TRIGGERED, RowState, adaptive_loop
 from drdc_trt.runtime.glad_kernels import (CsrcGladKernels, GladRows, NumpyGladKernels, make_glad_kernels)
@@ -40,24 +43,28 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.masked_fill(na, 0).view(torch.int32), b.masked_fill(nb, 0).view(torch.int32))
 
 
-def torch_sqrt_agrees(ab: float) -> bool:
-    """torch's float32 √ᾱ and √(1 − ᾱ) (as the reference forms them) are the correctly rounded ones
-    that numpy forms. Torch's vectorised CPU √ is off by one ulp for a few ᾱ (12 of the linear
-    schedule's 1000 on an AVX-512 machine, t = 260 among them)."""
-    from drdc_trt.runtime.diffusionad import coefficients
-
-    t = torch.tensor(ab, dtype=torch.float32)
-    s, sm = coefficients(ab)
-    return float(t.sqrt()) == float(s) and float((1 - t).sqrt()) == float(sm)
+# Whole loops through two implementations: each step's floats keep the float32 bound of the exact
+# step (a few u of |x_t| ≤ 4 here, the tests of predict and update below), and the steps compose
+# through the ε̂ stub, whose slope is at most 1.5, over at most 10 steps: the differences stay below
+# 1e-5 + 1e-5·|value| (measured 0 on an AMD EPYC, 2026-12-07). Decisions and integer fields must be equal: the
+# thresholds sit far from every score (asserted where they are chosen).
+LOOP_ATOL = LOOP_RTOL = 1e-5
 
 
-def agreeing_table(ab: torch.Tensor) -> torch.Tensor:
-    """ᾱ with each value where torch's √ is not correctly rounded moved up by float32 ulps until it is."""
-    out = ab.clone()
-    for i in range(out.numel()):
-        while not torch_sqrt_agrees(float(out[i])):
-            out[i] = torch.nextafter(out[i], torch.tensor(1.0))
-    return out
+def agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Integer and bool fields equal; floats with NaNs in the same places and within LOOP_ATOL +
+    LOOP_RTOL·|b| elsewhere (−inf where the other is −inf)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    na, nb = a.isnan(), b.isnan()
+    if not torch.equal(na, nb) or not torch.equal(a.isinf(), b.isinf()):
+        return False
+    fin = a.isfinite()
+    if not torch.equal(a[a.isinf()], b[b.isinf()]):
+        return False
+    return bool(((a[fin] - b[fin]).abs() <= LOOP_ATOL + LOOP_RTOL * b[fin].abs()).all())
 
 
 @pytest.fixture
@@ -204,31 +211,65 @@ def random_case(seed: int, b: int = 12, c: int = 3, h: int = 5, w: int = 7):
     return st, r(b, c, h, w, scale=2.0), r(b, c, h, w).clamp(-1, 1), r(b, c, h, w), r(b, c, h, w), wgt, score
 
 
+def exact_predict(x_t, x, noise, eps, ab: float, clip: bool) -> tuple[Bound, Bound]:
+    """x0_gen = (x_t − √(1−ᾱ)·ε̂)/√ᾱ and x0_in = ((√ᾱ·x + √(1−ᾱ)·ε) − √(1−ᾱ)·ε̂)/√ᾱ, exactly, with
+    the float32 bound of their op trees (clamped to [−1, 1] with ``clip``)."""
+    a = Bound.exact(np.float32(ab))
+    sa, sma = a.sqrt(), (1 - a).sqrt()
+    e = Bound.exact(eps)
+    gen = (Bound.exact(x_t) - sma * e) / sa
+    inp = ((sa * Bound.exact(x) + sma * Bound.exact(noise)) - sma * e) / sa
+    return (gen.clamp(-1, 1), inp.clamp(-1, 1)) if clip else (gen, inp)
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("clip", [True, False])
-def test_predict_bit_equal_across_implementations(seed, clip):
+def test_predict_keeps_the_float32_bound_in_every_implementation(seed, clip):
     _, x_t, x, noise, eps, _, _ = random_case(seed)
-    t = [650, 390, 260, 5][seed]
+    t = [650, 390, 260, 5][seed]  # t = 260: torch's √ is one ulp off on an AVX-512 CPU
     ab = float(AB[t])
-    want = predict("torch", x_t, x, noise, eps, ab, clip)
+    want = exact_predict(x_t, x, noise, eps, ab, clip)
+    ref = predict("torch", x_t, x, noise, eps, ab, clip)
     if clip:
-        assert bool((want[0].abs() == 1).any()) and bool((want[1].abs() == 1).any())  # the clamps act
-    got = predict("csrc", x_t, x, noise, eps, ab, clip)  # coefficients formed by torch: any ᾱ
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+        assert bool((ref[0].abs() == 1).any()) and bool((ref[1].abs() == 1).any())  # the clamps act
     arrays = [v.numpy() for v in (x_t, x, noise, eps)]
-    num = NumpyGladKernels().predict(*arrays, ab, clip)
-    assert all(np.array_equal(a, b) for a, b in zip(CsrcGladKernels().predict(*arrays, ab, clip), num))
-    if torch_sqrt_agrees(ab):
-        assert all(np.array_equal(a, b.numpy()) for a, b in zip(num, want))
-    else:  # only the coefficients' last bit differs: a few ulps in the results
-        for a, b in zip(num, want):
-            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    for impl, got in (("torch", ref), ("csrc", predict("csrc", x_t, x, noise, eps, ab, clip)),
+                      ("numpy", NumpyGladKernels().predict(*arrays, ab, clip)),
+                      ("csrc from numpy", CsrcGladKernels().predict(*arrays, ab, clip))):
+        for name, b, g in zip(("x0_gen", "x0_in"), want, got):
+            b.check(g, f"{impl} {name}")
+    # tight: a coefficient off by 1e-5 leaves the bound
+    assert want[1].excess(predict("csrc", x_t, x * (1 + 1e-5), noise, eps, ab, clip)[1]) > 0
+
+
+def exact_update(st, gen, inp, eps, w, score, t: int, ab_next: float, tau: float, min_step: int):
+    """The updated x_t and recon of glad_update, exactly, with their float32 bound: trig / fall /
+    finish / moving from the row state and the score (docs of ops.reference_glad_update),
+    x0 = trig ? w·x0_gen + (1 − w)·x0_in : x0_gen, x_t' = √ᾱ'·x0 + √(1−ᾱ')·ε̂ (x0 when ᾱ' = 1; the
+    factors rounded from double, as the reference's Python floats)."""
+    active = ~st.done
+    checking = active & ~st.triggered
+    trig = checking & (score > np.float32(tau))
+    fall = checking & ~trig & (t < min_step)
+    last = ab_next >= 1.0
+    finish = fall | (active & last)
+    moving = active & ~fall
+
+    def rows(m):
+        return np.broadcast_to(m.view(-1, *([1] * (gen.dim() - 1))).numpy(), gen.shape)
+
+    g, i, e, wb = Bound.exact(gen), Bound.exact(inp), Bound.exact(eps), Bound.exact(w.expand_as(gen))
+    x0 = (wb * g + (1 - wb) * i).where(rows(trig), g)
+    x_next = x0 if last else Bound.f32(ab_next ** 0.5) * x0 + Bound.f32((1 - ab_next) ** 0.5) * e
+    x_t = x_next.where(rows(moving), Bound.exact(st.x_t))
+    recon = i.where(rows(fall), x0.where(rows(moving & finish), Bound.exact(st.recon)))
+    return x_t, recon
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("t,t_next", [(520, 390), (390, 260), (260, 130), (130, -1)],
                          ids=["t>min", "t>min-next<min", "t<min", "last"])
-def test_update_bit_equal_across_implementations(seed, t, t_next):
+def test_update_agrees_across_implementations(seed, t, t_next):
     st, x_t, x, noise, eps, wgt, score = random_case(seed)
     st.x_t = x_t
     ab = float(AB[t])
@@ -243,9 +284,12 @@ def test_update_bit_equal_across_implementations(seed, t, t_next):
     assert bool((checking & score.isnan()).any())
     if t < 350:
         assert bool((want.trigger_kind == FALLBACK).any())
-    for impl in ("csrc", "numpy"):
-        got = update(impl, st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
-        for f in FIELDS:
+    exact_xt, exact_recon = exact_update(st, gen, inp, eps, wgt, score, t, ab_next, 0.5, 350)
+    for impl in ("torch", "csrc", "numpy"):
+        got = want if impl == "torch" else update(impl, st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
+        exact_xt.check(got.x_t, f"{impl} x_t")
+        exact_recon.check(got.recon, f"{impl} recon")
+        for f in FIELDS[2:]:  # decisions, counters and the largest score: the same values
             assert same_bits(getattr(got, f), getattr(want, f)), (impl, f)
     done = st.done
     for f in FIELDS:  # rows done before the step keep every bit
@@ -297,17 +341,17 @@ def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, impls_use
     assert len(snaps_t) == len(snaps_c) == 10
     for a, b in zip(snaps_t + [st_t], snaps_c + [st_c]):
         for f in FIELDS:
-            assert same_bits(getattr(a, f), getattr(b, f)), f
+            assert agree(getattr(a, f), getattr(b, f)), f
 
 
 def test_numpy_loop_equals_torch_loop():
     """The torch-free runtime's loop shape (predict → A, score, w → update) on GladRows, with the
-    numpy and the compiled kernels, against adaptive_loop (on a ᾱ table where torch's √ is
-    correctly rounded: t = 260 of this schedule is not, on an AVX-512 CPU)."""
+    numpy and the compiled kernels, against adaptive_loop (same decisions, floats within the loop
+    tolerance; the ᾱ table is the schedule's own, whether torch's √ of it is correctly rounded or not)."""
     from drdc_trt.models.glad.adaptive import saff_weight, trigger_score
 
     ts = ddim_timesteps(650, 10)
-    table = agreeing_table(AB)
+    table = AB
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(5, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.4, 0.6, 0.9, 1.0]).view(-1, 1, 1, 1)
     noise = torch.randn(x.shape, generator=g)
@@ -332,12 +376,13 @@ def test_numpy_loop_equals_torch_loop():
             kern.update(rows, gen, inp, eps, w, score, k, t, ab_next, 0.43, 350)
         got = as_state(rows)
         for f in FIELDS:
-            assert same_bits(getattr(got, f), getattr(want, f)), (kind, f)
+            assert agree(getattr(got, f), getattr(want, f)), (kind, f)
 
 
 def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_used):
     """The real tiny U-Net and backbone, compacted loop, τ between the images' trigger scores:
-    kernels="csrc" gives the bits of kernels="torch" (same U-Net calls, same thread count)."""
+    kernels="csrc" gives the decisions of kernels="torch" and its floats within the loop tolerance
+    (same U-Net calls, same thread count; the kernels round otherwise than torch's ops)."""
     torch.manual_seed(0)
     model = perturb_unet(GLADModel(preset("tiny", "glad"), GLADStats(tau=math.inf, image_threshold=0.5,
                                                                      pixel_threshold=0.5)), seed=1).eval()
@@ -345,7 +390,10 @@ def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_
     x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
     x[2:] *= 0.2
     probe = GLADDetector(model, tau=math.inf).predict(x)
-    tau = float(probe.max_score.median())
+    top = probe.max_score.sort().values
+    gap = int((top[1:] - top[:-1]).argmax())
+    tau = float(top[gap] + top[gap + 1]) / 2  # in the widest gap: some trigger, some fall back
+    assert float((probe.max_score - tau).abs().min()) > 1e-3  # far from every score
     impls_used.clear()
     out = {}
     for k in ("torch", "csrc"):
@@ -355,7 +403,7 @@ def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_
     kinds = out["torch"].trigger_kind.tolist()
     assert TRIGGERED in kinds and FALLBACK in kinds, kinds
     for f in ("reconstruction", "steps", "trigger_step", "trigger_kind", "max_score", "anomaly_map", "pred_score"):
-        assert same_bits(getattr(out["csrc"], f), getattr(out["torch"], f)), f
+        assert agree(getattr(out["csrc"], f), getattr(out["torch"], f)), f
 
 
 @pytest.mark.gpu
