@@ -69,6 +69,13 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def supports_bf16(device: str = DEFAULT_DEVICE) -> bool:
+    """Whether every physical device of ``device`` computes in bf16 (OpenVINO's CPU plugin: CPUs with
+    AVX-512 BF16 or AMX; an AVX2-only CPU does not)."""
+    return all("BF16" in core().get_property(d, "OPTIMIZATION_CAPABILITIES")
+               for d in _physical(device.upper()) or ["CPU"])
+
+
 def resolve_precision(precision: str | None, device: str) -> str:
     p = PRECISION_ALIASES.get(precision or "f32", precision or "f32")
     if p not in PRECISIONS:
