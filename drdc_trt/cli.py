@@ -55,6 +55,16 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
+def _out_folder(out) -> Path:
+    """--out as the folder a command writes into, checked before any work: an existing file there,
+    or a file where one of its parent folders should be, is refused in one line (exit 2)."""
+    path = Path(out)
+    for q in (path, *path.parents):
+        if q.exists() and not q.is_dir():
+            _fail(ValueError(f"--out {path}: {q} is a file, not a folder; give a folder to write the results into"))
+    return path
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="drdc_trt")
 def main() -> None:
@@ -169,6 +179,7 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
     from .data import DatasetError, load_image
 
     files = _expand_images(images)
+    out = _out_folder(out)
     try:
         predict, size, st = detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans,
                                              method, precision)
@@ -176,7 +187,6 @@ def detect(model_dir, bundle_dir, images, backend, out, loop, batch_size, seed, 
         res = predict(x, batch_size=batch_size, progress=True)
     except (CheckpointError, DatasetError, ValueError, RuntimeError) as e:
         _fail(e)
-    out = Path(out)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     hi = max(st.pixel_threshold if np.isfinite(st.pixel_threshold) else 6.0, 1.0) * 1.5
     records = []
@@ -311,6 +321,7 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
     from .evaluate import evaluate, fit_knn, report_html, save_results
     from .pipeline import Detector
 
+    out = _out_folder(out)
     try:
         model = load_checkpoint(model_dir)
         own = model.cfg.method
@@ -598,7 +609,7 @@ def demo(out, preset, sets, quiet):
     """Generate a synthetic data set, train a small model, evaluate it and write report.html."""
     from .demo import run_demo
 
-    run_demo(Path(out), _config(preset, None, sets), progress=not quiet)
+    run_demo(_out_folder(out), _config(preset, None, sets), progress=not quiet)
 
 
 @main.command()

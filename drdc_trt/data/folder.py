@@ -9,6 +9,8 @@ resized to S×S. Images come out in [-1, 1] (B×3×S×S), masks in {0, 1} (B×1�
 
 What is read: 8-bit images (grayscale, RGB, palette) and 16-bit grayscale
 (scaled by 1/65535, not clipped at 255); an alpha channel only when fully opaque.
+An EXIF orientation tag (cameras write one instead of rotating the pixels) is
+applied, to images and masks alike, so a part is scored as it is shown.
 Refused with a DatasetError naming the file: unreadable, truncated or empty
 files, decompression bombs (more than PIL's ``Image.MAX_IMAGE_PIXELS``), float
 and 32-bit integer images (their value range is unknown), transparency, images
@@ -26,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # A smaller image (1×1, a thumbnail) holds too little to be up-sampled into a model input.
@@ -104,6 +106,23 @@ def scan(root: str | Path, split: str, categories: Sequence[str] | None = None) 
     return samples
 
 
+# EXIF orientations 5-8 turn the picture a quarter: width and height swap
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """The picture as shown: its EXIF orientation (tag 274) applied to the pixels; without one, itself."""
+    if im.getexif().get(274, 1) in (1, None):
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def shown_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) once the EXIF orientation is applied, without decoding the pixels."""
+    w, h = im.size
+    return (h, w) if im.getexif().get(274, 1) in _QUARTER_TURNS else (w, h)
+
+
 def _decoded(path: Path) -> Image.Image:
     """The fully decoded image as stored (its own mode), or a DatasetError naming the file."""
     try:
@@ -113,6 +132,7 @@ def _decoded(path: Path) -> Image.Image:
             with Image.open(path) as im:
                 im.load()  # full decode: a truncated file fails here, not later
                 fmt = im.format
+                im = upright(im)
                 im = im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
                 im.format = fmt  # a 16-bit PNG may open as mode "I" (older PIL)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -141,7 +161,7 @@ def image_array(source, size: int) -> np.ndarray:
     """load_image without torch, S×S×3 float32 in [-1, 1] (the server reads request images with it).
     ``source``: a path, a binary file object or a decoded PIL image; errors name ``str(source)``."""
     path = source
-    im = source if isinstance(source, Image.Image) else _decoded(source)
+    im = upright(source) if isinstance(source, Image.Image) else _decoded(source)
     _check_opaque(path, im)
     if im.mode in _MODES_16BIT or (im.mode == "I" and im.format == "PNG"):  # 16-bit grayscale
         gray = np.asarray(im, dtype=np.float32) / 65535.0
@@ -165,8 +185,9 @@ def load_mask(path: str | Path, image_path: str | Path, size: int) -> torch.Tens
     (a 0/1 mask) is refused, as thresholding would silently empty it."""
     mask = np.asarray(_decoded(Path(path)).convert("L"))
     with Image.open(image_path) as im:
-        if im.size != mask.shape[::-1]:
-            raise DatasetError(f"{path}: mask size {mask.shape[::-1]} differs from image {image_path} size {im.size}")
+        if shown_size(im) != mask.shape[::-1]:  # both as shown (EXIF orientation applied)
+            raise DatasetError(f"{path}: mask size {mask.shape[::-1]} differs from image {image_path} size "
+                               f"{shown_size(im)}")
     top = int(mask.max())
     if 0 < top <= 127:
         raise DatasetError(f"{path}: mask is not binary 0/255: its largest value is {top}, so no pixel would pass "

@@ -840,6 +840,16 @@ def _(env):
     _cli("detect", "--model", str(env.checkpoint()), "--out", str(env.path("out")), str(env.path("imgs")))
 
 
+@case("cli-detect-out-is-a-file", CliFailed, "--out", "results.txt", "is a file, not a folder")
+def _(env):
+    env.path("results.txt").write_text("kept")
+    try:
+        _cli("detect", "--model", str(env.checkpoint()), "--out", str(env.path("results.txt")),
+             str(_rgb(env.path("a.png"))))
+    finally:
+        assert env.path("results.txt").read_text() == "kept"  # nothing written over it
+
+
 @case("cli-export-max-batch-zero", CliFailed, "--max-batch", "0")
 def _(env):
     _cli("export", "--model", str(env.path("m")), "--out", str(env.path("b")), "--max-batch", "0")
@@ -962,3 +972,46 @@ def test_odd_but_valid_images_are_read_exactly(name, writer, rgb, tmp_path):
     assert x.shape == (3, S, S) and x.dtype == torch.float32
     want = torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1).expand(3, S, S)
     torch.testing.assert_close(x, want, atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+def _asymmetric(w: int = 24, h: int = 16) -> Image.Image:
+    """Left third red, the rest blue, a green top row: every turn and flip of it differs."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[:, : w // 3] = (220, 30, 30)
+    a[:, w // 3:] = (30, 30, 220)
+    a[0] = (30, 220, 30)
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize("orientation,turn", [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_270),
+                                              (8, Image.Transpose.ROTATE_90)])
+def test_exif_orientation_is_applied_to_images_and_masks(orientation, turn, tmp_path):
+    """A camera's orientation tag: the image and its mask are read as shown, i.e. exactly as the
+    physically turned picture (PNG: lossless); a JPEG within its compression noise."""
+    im = _asymmetric()
+    exif = Image.Exif()
+    exif[274] = orientation
+    im.save(tmp_path / "tagged.png", exif=exif)
+    im.transpose(turn).save(tmp_path / "turned.png")
+    got, want = load_image(tmp_path / "tagged.png", S), load_image(tmp_path / "turned.png", S)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, load_image(_asymmetric().save(tmp_path / "plain.png") or tmp_path / "plain.png", S))
+    # the mask follows its tag too, and its size is compared with the image as shown
+    m = np.zeros((16, 24), np.uint8)
+    m[:4, :6] = 255
+    Image.fromarray(m).save(tmp_path / "mask_tagged.png", exif=exif)
+    Image.fromarray(m).transpose(turn).save(tmp_path / "mask_turned.png")
+    assert torch.equal(load_mask(tmp_path / "mask_tagged.png", tmp_path / "tagged.png", S),
+                       load_mask(tmp_path / "mask_turned.png", tmp_path / "turned.png", S))
+    if orientation != 3:  # a quarter turn: an untagged mask of the stored size no longer fits the image
+        with pytest.raises(DatasetError, match="differs from image"):
+            load_mask(tmp_path / "mask_turned.png", tmp_path / "plain.png", S)
+        with pytest.raises(DatasetError, match=r"size \(16, 24\)"):
+            Image.fromarray(m).save(tmp_path / "mask_untagged.png")
+            load_mask(tmp_path / "mask_untagged.png", tmp_path / "tagged.png", S)
+    # JPEG, the format cameras write
+    im.save(tmp_path / "tagged.jpg", exif=exif, quality=95)
+    im.transpose(turn).save(tmp_path / "turned.jpg", quality=95)
+    diff = (load_image(tmp_path / "tagged.jpg", S) - load_image(tmp_path / "turned.jpg", S)).abs().mean()
+    assert float(diff) < 0.03
