@@ -51,7 +51,7 @@ def test_pixels_equal_drdc_detect(server, image_files, detected, assert_map_clos
     from drdc_trt.serving.client import DetectorClient
 
     _, records, maps = detected
-    threshold = json.loads((serve_bundle / "manifest.json").read_text())["thresholds"]["image_threshold"]
+    threshold = json.loads((serve_bundle / "manifest.json").read_text())["fusion_stats"]["image_threshold"]  # DRDC
     rgb = [i for i, f in enumerate(image_files) if Image.open(f).mode == "RGB"]
     assert len(rgb) >= 3
     with DetectorClient(server.http_url) as c:
