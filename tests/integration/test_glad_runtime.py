@@ -137,7 +137,7 @@ def test_manifest_holds_the_loop_and_map_settings(glad_case):
     assert g["alpha_bar"] == [float(ab[t]) for t in g["timesteps"]]
     assert (g["trigger_top_k"], g["trigger_stage"], g["map_stages"], g["feature_stages"]) == (10, 2, [1, 2], [1, 2])
     assert g["blur_sigma"] == pytest.approx(6 * 32 / 256) and g["top_k"] == 4  # σ 6 and k 250 at 256², scaled
-    assert g["clip"] is True and g["conditioned"] is False
+    assert g["clip"] is True and g["conditioned"] is False and g["saff_weight"] == "sigmoid"
     assert m["thresholds"] == {"image_threshold": c.model.stats.image_threshold, "tau": c.tau,
                                "pixel_threshold": c.model.stats.pixel_threshold, "num_images": 6,
                                "detector_seed": SEED}
@@ -348,6 +348,7 @@ def test_manifest_missing_a_field_is_refused_by_name(glad_case, tmp_path, field)
     (lambda m: m["glad"].update(feature_stages=[2]), r"glad\.feature_stages must be sorted"),
     (lambda m: m["glad"].update(clip=1), r"glad\.clip must be true or false"),
     (lambda m: m["glad"].update(blur_sigma=-1.0), r"glad\.blur_sigma must be a non-negative number"),
+    (lambda m: m["glad"].update(saff_weight="max"), r"glad\.saff_weight must be \"sigmoid\" or \"minmax\", got 'max'"),
     (lambda m: m["thresholds"].update(tau="high"), r"thresholds\.tau must be a number or null"),
     (lambda m: m["networks"]["features"]["outputs"][0].update(name="s1"), r"networks\.features\.outputs must be "),
     (lambda m: m.update(max_batch=0), r"max_batch must be a positive int"),
@@ -400,3 +401,13 @@ def test_tensorrt_bundle_runs_like_pytorch(glad_case, tmp_path):
     got = load_detector(res.path, backend="tensorrt").predict(c.images.numpy())
     np.testing.assert_allclose(got.anomaly_map, c.ref.anomaly_map.numpy(), atol=1e-3, rtol=0)  # TF32 kernels
     assert np.array_equal(got.steps, c.ref.steps.numpy())
+
+
+def test_bundle_written_before_the_saff_field_keeps_the_min_max_weight(glad_case, tmp_path):
+    """A manifest without glad.saff_weight came from a build that blended with A min–max normalised:
+    it loads and runs with that weight (as a checkpoint config without the field does)."""
+    manifest = json.loads((glad_case.bundle / "manifest.json").read_text())
+    del manifest["glad"]["saff_weight"]
+    old = GLADBundleDetector(_rewritten(glad_case.bundle, tmp_path, manifest), kernels="numpy")
+    assert old.saff == "minmax"
+    assert GLADBundleDetector(glad_case.bundle, kernels="numpy").saff == "sigmoid"
