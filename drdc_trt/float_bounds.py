@@ -28,6 +28,14 @@ import numpy as np
 U = 2.0 ** -24  # unit roundoff of float32 (round to nearest)
 
 
+def cosine_distance_floor(channels: int) -> float:
+    """The float32 rounding bound of 1 − cos between two C-channel vectors normalised in float32:
+    (2C + 4)·u (C for each norm's sum of squares and its division, C for the dot product, 4 for the
+    square root, the subtraction and the products' last roundings). A distance at or below it is
+    indistinguishable from 0."""
+    return (2 * int(channels) + 4) * U
+
+
 def _f64(x) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()

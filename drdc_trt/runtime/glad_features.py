@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from drdc_trt.float_bounds import cosine_distance_floor
+
 from .kernels import upsample_base
 
 
@@ -30,8 +32,7 @@ def nearest_patch_distance(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
     r = _normalize(ref.reshape(b, c, -1).astype(np.float32, copy=False))
     cos = np.matmul(q.transpose(0, 2, 1), r)  # B×N×M
     d = (np.float32(1) - cos.max(axis=2)).astype(np.float32, copy=False)
-    # at or below the float32 rounding bound of 1 − cos: 0 (features.distance_floor)
-    d = np.where(d > np.float32((2 * c + 4) * 2.0 ** -24), d, np.float32(0))
+    d = np.where(d > np.float32(cosine_distance_floor(c)), d, np.float32(0))  # below float32 resolution: 0
     return d.reshape(b, h, w).astype(np.float32, copy=False)
 
 

@@ -49,3 +49,18 @@ def test_clamp_keeps_the_error_and_refusals_name_the_problem():
         Bound.exact(np.float32(-1)).sqrt()
     with pytest.raises(ValueError, match="shape"):
         x.check(np.zeros(2, np.float32))
+
+
+def test_cosine_distance_floor_holds_the_rounding_of_identical_vectors():
+    """(2C + 4)·u: 84 u at C = 40. 1 − cos of a float32 vector with itself (normalised and multiplied
+    in float32 by torch, as the nearest-patch distance does) stays within it, for C up to 160."""
+    from drdc_trt.float_bounds import cosine_distance_floor
+
+    assert cosine_distance_floor(40) == 84 * U
+    g = torch.Generator().manual_seed(0)
+    for c in (16, 40, 112, 160):
+        v = torch.randn(64, c, 49, generator=g) * torch.rand(64, 1, 1, generator=g) * 100
+        q = torch.nn.functional.normalize(v, dim=1, eps=1e-12)
+        d = 1 - torch.bmm(q.transpose(1, 2), q).diagonal(dim1=1, dim2=2)
+        assert float(d.abs().max()) <= cosine_distance_floor(c), c
+        assert cosine_distance_floor(c) < 2e-5  # far below any distance that means a difference

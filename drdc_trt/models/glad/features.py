@@ -9,26 +9,20 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def distance_floor(channels: int) -> float:
-    """The float32 rounding bound of 1 − cos between two C-channel vectors normalised in float32:
-    (2C + 4)·2⁻²⁴ (C for each norm's sum of squares and its division, C for the dot product, 4 for
-    the square root, the subtraction and the products' last roundings). A distance at or below it
-    is indistinguishable from 0, so it is reported as 0."""
-    return (2 * int(channels) + 4) * 2.0 ** -24
+from ...float_bounds import cosine_distance_floor
 
 
 def nearest_patch_distance(query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """B×C×h×w, B×C×h'×w' → B×h×w: for each patch of ``query``, 1 − the largest cosine similarity
     with any patch of the same row of ``ref`` (GLAD's min over patches of 1 − cos). Distances at or
-    below ``distance_floor(C)`` are 0: a patch identical to its neighbour within rounding has
-    distance 0 whatever the CPU or batch (at GLAD's first step x0_in = x0_gen, and the rounding
-    noise of their features would otherwise decide whether a row triggers)."""
+    below ``float_bounds.cosine_distance_floor(C)`` are 0: a patch identical to its neighbour within
+    rounding has distance 0 whatever the CPU or batch (at GLAD's first step x0_in = x0_gen, and the
+    rounding noise of their features would otherwise decide whether a row triggers)."""
     q = F.normalize(query.flatten(2), dim=1, eps=1e-12)   # B×C×N
     r = F.normalize(ref.flatten(2), dim=1, eps=1e-12)     # B×C×M
     cos = torch.bmm(q.transpose(1, 2), r)                 # B×N×M
     d = 1 - cos.amax(2)
-    d = torch.where(d > distance_floor(query.shape[1]), d, torch.zeros_like(d))
+    d = torch.where(d > cosine_distance_floor(query.shape[1]), d, torch.zeros_like(d))
     return d.view(query.shape[0], *query.shape[-2:])
 
 
