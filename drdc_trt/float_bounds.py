@@ -146,12 +146,6 @@ class Bound:
                                  f"{self.value[i]!r} at {tuple(int(v) for v in i)}; the float32 bound there is "
                                  f"{self.err[i]:.3g}")
 
-    def ulps(self) -> float:
-        """The largest bound in units of u·max|exact| (how loose the bound is at the result's scale;
-        near-zero results of a cancellation carry the bound of their larger terms)."""
-        scale = float(np.abs(self.value).max()) if self.value.size else 0.0
-        return float(self.err.max()) / (U * scale) if scale > 0 else 0.0
-
 
 def decisions_agree(got, want, values, threshold: float, tol: float) -> bool:
     """Two implementations' thresholded decisions (labels, masks) agree wherever the reference's
