@@ -24,6 +24,9 @@
 //       RGB, CHW, values pixel/127.5 − 1 in [-1, 1], no header; without it a
 //       flat grey image. MAP: where to write the S×S float32 anomaly map.
 //       Needs a build with TensorRT.
+//
+//   Both bundle modes run DRDC bundles: a bundle whose manifest.json names another
+//   method ("method": "diffusionad" or "glad") is refused with a message naming it.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -36,6 +39,7 @@
 #include <vector>
 
 #include "drdc/drdc.h"
+#include "host_io.h"
 #include "host_openvino.h"
 #include "json_lite.h"
 
@@ -349,6 +353,7 @@ int run_bundle(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse_args(argc, argv);
+    if (!o.analytic) host_io::refuse_other_method(o.bundle);  // a DiffusionAD or GLAD bundle: refused, clearly
     if (!o.analytic && o.backend == "openvino") {
       BundleHostOptions b;
       b.bundle = o.bundle, b.images = o.images, b.precision = o.precision, b.threads = o.threads, b.repeat = o.repeat;

@@ -1,19 +1,22 @@
 // File helpers of the example host: SHA-256 (the bundle manifest's file
-// hashes), float32 .npy read/write, and images (uncompressed 24/32-bit BMP,
-// or a 3×S×S float32 .npy in [-1, 1]). Every failure throws drdc::Error
-// naming the file.
+// hashes), float32 .npy read/write, images (uncompressed 24/32-bit BMP, or a
+// 3×S×S float32 .npy in [-1, 1]), and the bundle's method (which bundles the
+// host runs). Every failure throws drdc::Error naming the file.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "drdc/status.h"
+#include "json_lite.h"
 
 namespace host_io {
 
@@ -221,6 +224,52 @@ inline std::string json_escape(const std::string& s) {
     } else out += c;
   }
   return out;
+}
+
+// ------------------------------------------------------------------ the bundle's method
+// A bundle's manifest.json names its method in a top-level "method" field ("drdc",
+// "diffusionad" or "glad"); a manifest without it is a DRDC bundle written before the
+// field existed (drdc_trt.export.bundle.Bundle.method). This host runs DRDC only.
+inline const std::vector<std::string>& host_methods() {
+  static const std::vector<std::string> methods{"drdc"};
+  return methods;
+}
+
+// The bundle's method when this host runs it; otherwise throws drdc::Error
+// kInvalidArgument naming the manifest, its "method" and the methods the host runs.
+inline std::string require_host_method(const json_lite::Value& manifest, const std::string& manifest_path) {
+  std::string runs;
+  for (const auto& name : host_methods()) runs += std::string(runs.empty() ? "" : ", ") + "\"" + name + "\"";
+  if (!manifest.has("method")) return "drdc";  // written before the field existed: DRDC's
+  const json_lite::Value& v = manifest["method"];
+  if (v.type != json_lite::Value::kString)
+    throw drdc::Error(drdc::Status::kInvalidArgument,
+                      manifest_path + ": \"method\" must be a string naming the bundle's method; this host runs " +
+                          runs + " bundles");
+  for (const auto& name : host_methods())
+    if (v.string == name) return name;
+  throw drdc::Error(drdc::Status::kInvalidArgument,
+                    manifest_path + ": \"method\" is \"" + json_escape(v.string) + "\"; this host runs " + runs +
+                        " bundles only (a manifest without \"method\" is a DRDC bundle); score this bundle with "
+                        "the Python runtime (drdc_trt.runtime.load_detector)");
+}
+
+// The host's first look at BUNDLE/manifest.json, before any backend: a bundle of a
+// method the host does not run is refused here, whichever backend was asked for and
+// whether or not this build has it. A manifest that cannot be read or parsed is left
+// to the backend's loader, which reports it.
+inline void refuse_other_method(const std::string& bundle) {
+  const std::string path = bundle + "/manifest.json";
+  std::ifstream f(path);
+  if (!f) return;
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  json_lite::Value m;
+  try {
+    m = json_lite::parse(text);
+  } catch (const std::exception&) {
+    return;
+  }
+  require_host_method(m, path);
 }
 
 }  // namespace host_io

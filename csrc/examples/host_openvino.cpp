@@ -47,6 +47,7 @@ json_lite::Value load_manifest(const std::string& bundle) {
   }
   if (!m.has("format") || m["format"].string != "drdc_trt.bundle")
     bad_bundle(bundle, "manifest.json is not a drdc_trt bundle manifest (format != 'drdc_trt.bundle')");
+  host_io::require_host_method(m, path);  // DRDC only (drdc_host checks it before any backend, too)
   if (m.get({"schema_version"}, -1) != 1)
     bad_bundle(bundle, "manifest.json has schema_version " + std::to_string(m.integer({"schema_version"}, -1)) +
                            ", this host reads schema_version 1; re-export the bundle with `drdc export`");

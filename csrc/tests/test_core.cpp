@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "backends.h"
+#include "core/backends.h"
+#include "core/half.h"
 #include "drdc/drdc.h"
-#include "half.h"
-#include "kernel_math.h"
+#include "drdc/drdc_math.h"
 #include "test_util.h"
 
 using namespace drdc;
@@ -167,7 +167,7 @@ static void test_fuse_known() {
   CHECK_THROWS_STATUS(fuse(Device::kCPU, bad), Status::kInvalidArgument);
 }
 
-// The integer-atomic float max of the CUDA score kernel (kernel_math.h's
+// The integer-atomic float max of the CUDA score kernel (drdc/drdc_math.h's
 // float_max_op), emulated with the same int / unsigned orders on the host.
 static float emulated_max(float init, const std::vector<float>& values) {
   uint32_t cur;

@@ -1,5 +1,5 @@
 // CUDA kernels against the CPU kernels (same inputs; both follow one
-// definition, kernel_math.h), the Gaussian generator on both devices, and
+// definition, the families' *_math.h), the Gaussian generator on both devices, and
 // the CUDA refiner: exact recovery with the analytic runner, and the CUDA
 // graph path (warm-up, capture, replay) giving the eager result.
 // Exits 77 (ctest: skipped) when no CUDA device is usable.
@@ -13,8 +13,8 @@
 #include <memory>
 #include <vector>
 
-#include "cuda_api.h"
-#include "device_buffer.h"
+#include "core/cuda_api.h"
+#include "core/device_buffer.h"
 #include "drdc/drdc.h"
 #include "test_util.h"
 
@@ -123,7 +123,7 @@ void test_kernels_fp32() { kernels(DType::kFloat32); }
 void test_kernels_fp16() { kernels(DType::kFloat16); }
 
 // DiffusionAD's norm-guided combination: the same bits on both devices (both
-// round every op on its own, kernel_math.h), x0_b included, clamped and not.
+// round every op on its own, diffusionad/norm_guided_math.h), x0_b included, clamped and not.
 void test_norm_guided() {
   const size_t n = 3 * 64 * 64 * 2 + 5;  // not a multiple of any block size
   std::vector<float> xa = randn(n, 20), ea = randn(n, 21), xb = randn(n, 22), eb = randn(n, 23);

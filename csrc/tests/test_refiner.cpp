@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "core/half.h"
 #include "drdc/drdc.h"
-#include "half.h"
 #include "test_util.h"
 
 using namespace drdc;

@@ -1,11 +1,11 @@
-#include "device_buffer.h"
+#include "core/device_buffer.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
 
-#include "cuda_api.h"
+#include "core/cuda_api.h"
 #include "drdc/status.h"
 
 namespace drdc {

@@ -3,11 +3,11 @@
 #include <string>
 #include <vector>
 
-#include "backends.h"
-#include "device_buffer.h"
+#include "core/backends.h"
+#include "core/device_buffer.h"
+#include "core/half.h"
+#include "core/kernel_math.h"
 #include "drdc/status.h"
-#include "half.h"
-#include "kernel_math.h"
 
 namespace drdc {
 

@@ -1,6 +1,6 @@
-// CPU implementation of the fused kernels (definition: drdc_trt/ops.py).
-// Parallel over images × rows of pixels; every output element is written by
-// one worker, so results do not depend on the thread count.
+// CPU implementation of DRDC's fused kernels prepare / step / fuse (definition:
+// drdc_trt/ops.py). Parallel over images × rows of pixels; every output element
+// is written by one worker, so results do not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -8,10 +8,11 @@
 #include <numeric>
 #include <vector>
 
-#include "backends.h"
-#include "half.h"
-#include "kernel_math.h"
-#include "parallel.h"
+#include "core/backends.h"
+#include "core/half.h"
+#include "core/kernel_math.h"
+#include "core/parallel.h"
+#include "drdc/drdc_math.h"
 
 namespace drdc {
 namespace detail {
@@ -218,56 +219,6 @@ void fuse_image(const FuseArgs& a, int b) {
 }
 
 }  // namespace
-
-void norm_guided_cpu(const NormGuidedArgs& a) {
-  const NormGuidedCoef k = norm_guided_coef(a.ab_a, a.ab_b, a.w);
-  const bool clip = a.clamp;
-  parallel_for(a.count, 4096, [&](int64_t lo, int64_t hi) {
-    float x0b;
-    for (int64_t i = lo; i < hi; ++i) {
-      a.x0_g[i] = norm_guided_x0(a.x_a[i], a.e_a[i], a.x_b[i], a.e_b[i], k, clip, &x0b);
-      if (a.x0_b) a.x0_b[i] = x0b;
-    }
-  });
-}
-
-void glad_predict_cpu(const GladPredictArgs& a) {
-  const float sa = a.sqrt_ab, sma = a.sqrt_1mab;
-  const bool clip = a.clip;
-  parallel_for(a.count, 4096, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      float g, in;
-      glad_predict_one(a.x_t[i], a.x[i], a.noise[i], a.eps[i], sa, sma, clip, &g, &in);
-      a.x0_gen[i] = g, a.x0_in[i] = in;
-    }
-  });
-}
-
-// Decisions of every row first (from the state before the step), then the elements of the
-// active rows in parallel over (row, channel) planes, then the rows' scalar state.
-void glad_update_cpu(const GladUpdateArgs& a) {
-  std::vector<GladRow> rows(static_cast<size_t>(a.B));
-  for (int b = 0; b < a.B; ++b)
-    rows[static_cast<size_t>(b)] =
-        glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
-  const GladNextCoef coef = glad_next_coef(a.ab_next);
-  const int64_t HW = static_cast<int64_t>(a.H) * a.W;
-  parallel_for(static_cast<int64_t>(a.B) * a.C, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t plane = lo; plane < hi; ++plane) {
-      const int64_t b = plane / a.C;
-      const GladRow& r = rows[static_cast<size_t>(b)];
-      if (!r.active) continue;  // a finished row is not written at all
-      const int64_t off = plane * HW;
-      const float* w = a.w + b * HW;
-      for (int64_t p = 0; p < HW; ++p)
-        glad_update_one(r, a.x0_gen[off + p], a.x0_in[off + p], a.eps[off + p], w[p], coef, a.x_t + off + p,
-                        a.recon + off + p);
-    }
-  });
-  for (int b = 0; b < a.B; ++b)
-    glad_row_state(rows[static_cast<size_t>(b)], a.k, a.score[b], a.done + b, a.triggered + b, a.steps + b,
-                   a.trigger_step + b, a.trigger_kind + b, a.max_score + b);
-}
 
 void prepare_cpu(const PrepareArgs& args) {
   if (args.net_dtype == DType::kFloat16)

@@ -1,6 +1,6 @@
-#include "cuda_api.h"
+#include "core/cuda_api.h"
 
-#include "cuda_check.h"
+#include "core/cuda_check.h"
 
 namespace drdc {
 namespace cuda {

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "kernel_math.h"  // DRDC_HD
+#include "core/kernel_math.h"  // DRDC_HD
 
 namespace drdc {
 namespace detail {

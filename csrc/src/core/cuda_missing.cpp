@@ -1,8 +1,8 @@
 // Built instead of the CUDA sources when no CUDA compiler was found: every
 // CUDA entry point throws Error kNotCompiled with one clear message, so a
 // CPU-only build links and a CUDA request fails cleanly at run time.
-#include "backends.h"
-#include "cuda_api.h"
+#include "core/backends.h"
+#include "core/cuda_api.h"
 #include "drdc/status.h"
 
 namespace drdc {

@@ -1,4 +1,4 @@
-// CUDA implementation of the fused kernels (definition: drdc_trt/ops.py).
+// CUDA implementation of DRDC's fused kernels (definition: drdc_trt/ops.py).
 //
 // prepare: one thread per (row, pixel). step: one thread per (image, pixel)
 // looping over the J·K rows of that image, so the heat accumulation of a
@@ -6,40 +6,27 @@
 // consecutive pixels of every plane (coalesced). fuse: one thread per
 // (image, pixel) for the maps, then one block per (image, window row) for the
 // score with a shared-memory column sum and one atomic max per block.
-// glad_update: one thread per element of the active rows, then one per row for
-// the row state (after the elements, on the same stream).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <string>
 
-#include "backends.h"
-#include "cuda_check.h"
-#include "kernel_math.h"
+#include "core/backends.h"
+#include "core/cuda_check.h"
+#include "core/cuda_launch.cuh"
+#include "core/kernel_math.h"
+#include "drdc/drdc_math.h"
 
 namespace drdc {
 namespace detail {
 namespace {
 
-constexpr int kThreads = 256;
-
+// Network buffers: float or half.
 __device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-
-__device__ __forceinline__ int64_t thread_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t thread_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
-
-unsigned blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < (1 << 30) ? b : (1 << 30));  // grid-stride loops cover the rest
-}
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 template <class Net>
 __global__ void prepare_kernel(PrepareArgs a, int64_t HW, int64_t total) {
@@ -141,7 +128,7 @@ __global__ void fuse_map_kernel(FuseArgs a, int64_t HW, int64_t total, float sca
 // NaN-propagating max, as torch.amax.
 __device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a >= b) ? a : b; }
 
-// Float max through integer atomics (the ordering is kernel_math.h's float_max_op).
+// Float max through integer atomics (the ordering is drdc_math.h's float_max_op).
 __device__ void atomic_max_float(float* addr, float v) {
   const FloatMaxOp op = float_max_op(v);
   if (op.min_unsigned)
@@ -180,63 +167,7 @@ __global__ void score_kernel(const float* __restrict__ fin, float* score, int H,
   }
 }
 
-__global__ void norm_guided_kernel(NormGuidedArgs a, NormGuidedCoef k) {
-  for (int64_t i = thread_index(); i < a.count; i += thread_stride()) {
-    float x0b;
-    a.x0_g[i] = norm_guided_x0(a.x_a[i], a.e_a[i], a.x_b[i], a.e_b[i], k, a.clamp, &x0b);
-    if (a.x0_b) a.x0_b[i] = x0b;
-  }
-}
-
-__global__ void glad_predict_kernel(GladPredictArgs a) {
-  for (int64_t i = thread_index(); i < a.count; i += thread_stride()) {
-    float g, in;
-    glad_predict_one(a.x_t[i], a.x[i], a.noise[i], a.eps[i], a.sqrt_ab, a.sqrt_1mab, a.clip, &g, &in);
-    a.x0_gen[i] = g, a.x0_in[i] = in;
-  }
-}
-
-// One thread per element; each decides its row from the row state before the step (the
-// row-state kernel below runs after this one on the same stream).
-__global__ void glad_elements_kernel(GladUpdateArgs a, GladNextCoef c, int64_t HW, int64_t P, int64_t total) {
-  for (int64_t i = thread_index(); i < total; i += thread_stride()) {
-    const int64_t b = i / P;
-    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
-    if (!r.active) continue;
-    glad_update_one(r, a.x0_gen[i], a.x0_in[i], a.eps[i], a.w[b * HW + i % HW], c, a.x_t + i, a.recon + i);
-  }
-}
-
-__global__ void glad_rows_kernel(GladUpdateArgs a) {
-  for (int64_t b = thread_index(); b < a.B; b += thread_stride()) {
-    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
-    glad_row_state(r, a.k, a.score[b], a.done + b, a.triggered + b, a.steps + b, a.trigger_step + b,
-                   a.trigger_kind + b, a.max_score + b);
-  }
-}
-
 }  // namespace
-
-void glad_predict_cuda(const GladPredictArgs& a, void* stream) {
-  glad_predict_kernel<<<blocks_for(a.count), kThreads, 0, as_stream(stream)>>>(a);
-  check_launch("glad_predict kernel");
-}
-
-void glad_update_cuda(const GladUpdateArgs& a, void* stream) {
-  const GladNextCoef c = glad_next_coef(a.ab_next);
-  const int64_t HW = static_cast<int64_t>(a.H) * a.W, P = HW * a.C, total = P * a.B;
-  glad_elements_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(a, c, HW, P, total);
-  check_launch("glad_update elements kernel");
-  glad_rows_kernel<<<blocks_for(a.B), kThreads, 0, as_stream(stream)>>>(a);
-  check_launch("glad_update rows kernel");
-}
-
-void norm_guided_cuda(const NormGuidedArgs& a, void* stream) {
-  // coefficients on the host, in float, as the CPU kernel forms them
-  const NormGuidedCoef k = norm_guided_coef(a.ab_a, a.ab_b, a.w);
-  norm_guided_kernel<<<blocks_for(a.count), kThreads, 0, as_stream(stream)>>>(a, k);
-  check_launch("norm_guided kernel");
-}
 
 void prepare_cuda(const PrepareArgs& a, void* stream) {
   const int64_t HW = static_cast<int64_t>(a.H) * a.W;

@@ -6,16 +6,16 @@
 #include <string>
 #include <utility>
 
-#include "backends.h"
-#include "cuda_api.h"
-#include "device_buffer.h"
+#include "core/backends.h"
+#include "core/cuda_api.h"
+#include "core/device_buffer.h"
 #include "drdc/status.h"
 
 namespace drdc {
 
 
 // Every pointer handed to the runner must be 256-byte aligned (TensorRT's
-// rule for tensor addresses): the buffers are (device_buffer.cpp), and the
+// rule for tensor addresses): the buffers are (core/device_buffer.cpp), and the
 // timestep rows are padded to a multiple of 64 floats.
 constexpr std::size_t kRunnerAlign = 256;
 constexpr std::size_t kTimestepStride = kRunnerAlign / sizeof(float);

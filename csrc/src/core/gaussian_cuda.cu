@@ -1,9 +1,9 @@
 // CUDA side of the counter-based Gaussian generator (see philox.h).
 #include <cuda_runtime.h>
 
-#include "backends.h"
-#include "cuda_check.h"
-#include "philox.h"
+#include "core/backends.h"
+#include "core/cuda_check.h"
+#include "core/philox.h"
 
 namespace drdc {
 namespace detail {

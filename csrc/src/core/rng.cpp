@@ -7,12 +7,12 @@
 #include <string>
 #include <utility>
 
-#include "backends.h"
-#include "device_buffer.h"
+#include "core/backends.h"
+#include "core/device_buffer.h"
+#include "core/parallel.h"
+#include "core/philox.h"
 #include "drdc/buffer.h"
 #include "drdc/status.h"
-#include "parallel.h"
-#include "philox.h"
 
 namespace drdc {
 

@@ -2,9 +2,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "backends.h"
-#include "cuda_check.h"
-#include "kernel_math.h"
+#include "core/backends.h"
+#include "core/cuda_check.h"
+#include "core/kernel_math.h"
 
 namespace drdc {
 namespace detail {
