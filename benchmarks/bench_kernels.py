@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import Schedule, grid_labels
+from drdc_trt.methods.drdc import ops
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.masks import grid_labels
 
 # Nominal DRAM bandwidth (GB/s, vendor data sheets) by device-name fragment.
 NOMINAL_GBPS = [

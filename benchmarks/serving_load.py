@@ -34,7 +34,7 @@ LEVELS = (1, 4, 16)
 def make_tiny_bundle(folder: Path) -> Path:
     import torch
 
-    from drdc_trt.checkpoint import load_checkpoint
+    from drdc_trt.loading import load_checkpoint
     from drdc_trt.config import preset
     from drdc_trt.data import make_synthetic_dataset
     from drdc_trt.export import export_bundle

@@ -16,8 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drdc_trt import ops
-from drdc_trt.diffusion import Schedule, grid_labels
+from drdc_trt.methods.drdc import ops
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.masks import grid_labels
 
 B, S, GRIDS, K, POOL = 2, 64, (8, 16), 2, (1, 2)
 N = B * len(GRIDS) * K

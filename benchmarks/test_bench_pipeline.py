@@ -20,9 +20,9 @@ import torch
 
 from drdc_trt.backends import as_torch_runner, make_runner
 from drdc_trt.config import preset
-from drdc_trt.fusion import PixelStats
-from drdc_trt.models import DRDCModel
-from drdc_trt.pipeline import Detector
+from drdc_trt.methods.drdc.fusion import PixelStats
+from drdc_trt.methods.drdc.model import DRDCModel
+from drdc_trt.methods.drdc.pipeline import Detector
 
 BATCH = 2
 CASES = [(b, loop) for b in ("torch", "torch-compiled", "onnxruntime", "tensorrt") for loop in ("torch", "csrc")]

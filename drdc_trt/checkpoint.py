@@ -4,8 +4,8 @@ A checkpoint is a folder:
 
     model.safetensors   transformer + U-Net weights (the backbone has its own)
     config.json         the ModelConfig
-    stats.json          FusionStats (normalisation, thresholds)
-    pixel_stats.safetensors   per-pixel mean / std of the diffusion map (fusion.diff_norm = "pixel")
+    stats.json          the method's statistics (thresholds; DRDC: its map normalisation too)
+    pixel_stats.safetensors   DRDC: per-pixel mean / std of the diffusion map (fusion.diff_norm = "pixel")
 
 Every file is written to a temporary name and renamed into place, so a crash
 never leaves a half-written file where a good one was.
@@ -22,9 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig, missing_fields
-from .fusion import FusionStats, PixelStats
-from .models import DRDCModel
+from .settings import ModelConfig, missing_fields
 
 WEIGHTS, CONFIG, STATS = "model.safetensors", "config.json", "stats.json"
 PIXEL_STATS = "pixel_stats.safetensors"
@@ -56,11 +54,12 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
     _atomic(path, lambda tmp: save_file(plain, str(tmp), metadata=metadata))
 
 
-def save_checkpoint(model: DRDCModel, folder: str | Path) -> Path:
-    """A DRDCModel or a DiffusionADModel (whose stats.json holds its two thresholds)."""
-    if model.cfg.method == "drdc" and model.cfg.fusion.diff_norm == "pixel" and model.stats.pixel is None:
-        raise CheckpointError(f"{folder}: fusion.diff_norm='pixel' but the model has no per-pixel statistics "
-                              "(stats.pixel); calibrate it before saving")
+def save_checkpoint(model, folder: str | Path) -> Path:
+    """Any method's model: ``trainable_state_dict``, ``cfg``, ``stats`` (stats.json) and, where it has
+    them, per-pixel statistics (``stats.pixel``)."""
+    check = getattr(model, "check_savable", None)  # a method's own precondition (DRDC: per-pixel statistics)
+    if check is not None:
+        check(folder)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(model.trainable_state_dict(), folder / WEIGHTS, {"format": "drdc_trt/1"})
@@ -93,47 +92,6 @@ def load_config(folder: str | Path) -> ModelConfig:
     return cfg
 
 
-def _check_stats(raw, path: Path) -> None:
-    """The normalisation statistics and thresholds of stats.json: present, numbers, positive stds."""
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected an object, got {type(raw).__name__}")
-    for key in ("diff_mean", "diff_std", "base_mean", "base_std", "image_threshold", "pixel_threshold"):
-        if key not in raw:
-            raise CheckpointError(f"{path}: lacks field {key!r}")
-        v = raw[key]
-        if v is None and key.endswith("threshold"):  # +inf (JSON has no inf)
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise CheckpointError(f"{path}: {key} must be a finite number, got {v!r}")
-        if key.endswith("_std") and v <= 0:
-            raise CheckpointError(f"{path}: {key} must be positive, got {v!r}")
-
-
-def load_checkpoint(folder: str | Path, backbone_weights: str | None = None) -> DRDCModel:
-    """Load a checkpoint folder. ``backbone_weights`` overrides the config's source."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: checkpoint folder does not exist")
-    cfg = load_config(folder)
-    if cfg.method == "diffusionad":  # no backbone; U-Net + segmentation net and two thresholds
-        from .models.diffusionad.model import load_diffusionad_checkpoint
-
-        return load_diffusionad_checkpoint(folder, cfg)
-    if cfg.method == "glad":  # U-Net, the frozen backbone; τ and two thresholds
-        from .models.glad.model import load_glad_checkpoint
-
-        return load_glad_checkpoint(folder, cfg, backbone_weights)
-    if backbone_weights is not None:
-        cfg.backbone.weights = backbone_weights
-    def parse(raw: dict) -> FusionStats:
-        _check_stats(raw, folder / STATS)
-        return FusionStats.from_dict(raw)
-
-    model = load_weights(DRDCModel(cfg, load_stats(folder, parse)), folder)
-    model.stats.pixel = load_pixel_stats(folder, cfg)
-    return model.eval()
-
-
 def load_stats(folder: Path, parse):
     """parse(the dict of ``stats.json``) → the method's statistics; a CheckpointError naming the
     file when it is missing, not JSON or refused by ``parse``."""
@@ -164,15 +122,3 @@ def load_weights(model, folder: Path):
     return model
 
 
-def load_pixel_stats(folder: Path, cfg: ModelConfig) -> PixelStats | None:
-    """The per-pixel statistics a ``fusion.diff_norm = "pixel"`` config needs (None otherwise)."""
-    if cfg.fusion.diff_norm != "pixel":
-        return None
-    path = Path(folder) / PIXEL_STATS
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; config.json has fusion.diff_norm='pixel' "
-                              "(re-calibrate with drdc calibrate)")
-    try:
-        return PixelStats.from_tensors(load_file(str(path)), str(path), cfg.image_size)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None

@@ -30,7 +30,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict:
 def _config(preset: str, config_file: str | None, sets: tuple[str, ...], method: str | None = None):
     """A preset's config for ``method`` (default drdc), or a config file's (whose method ``method``,
     when given, must be); then the --set overrides."""
-    from .config import ModelConfig, preset as make_preset
+    from drdc_trt.settings import ModelConfig
+    from drdc_trt.config import preset as make_preset
 
     cfg = make_preset(preset, method or "drdc")
     if config_file:
@@ -91,7 +92,7 @@ def main() -> None:
 def train(data_root, out, preset, config_file, sets, categories, device, method, quiet):
     """Train a model: DRDC (base model, U-Net, fusion statistics) or DiffusionAD (--method)."""
     from .data import DatasetError
-    from .train import train as run
+    from drdc_trt.train import train as run
 
     cfg = _config(preset, config_file, sets, method)
     try:
@@ -116,7 +117,7 @@ def calibrate(model_dir, data_root, out, sets, categories, device, quiet):
     statistics (and λ, with fusion.select=synthetic) again on the held-out normal images."""
     from .checkpoint import CheckpointError
     from .data import DatasetError
-    from .train import recalibrate
+    from drdc_trt.methods.drdc.train import recalibrate
 
     try:
         recalibrate(model_dir, data_root, out, _parse_sets(sets), _categories(categories), progress=not quiet,
@@ -316,10 +317,11 @@ def _knn_config(bank_size, sampling, stride, seed):
 def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size, seed, device,
                  knn_bank_size, knn_sampling, knn_stride):
     """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC (vs kNN)."""
-    from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+    from drdc_trt.checkpoint import CheckpointError, atomic_write_text
+    from drdc_trt.loading import load_checkpoint
     from .data import DatasetError
     from .evaluate import evaluate, fit_knn, report_html, save_results
-    from .pipeline import Detector
+    from drdc_trt.methods.drdc.pipeline import Detector
 
     out = _out_folder(out)
     try:
@@ -334,13 +336,13 @@ def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size
         if own == "glad":
             if loop != "torch":
                 _fail(ValueError(f"--loop {loop}: a GLAD model runs its adaptive loop in PyTorch"))
-            from .models.glad import GLADDetector
+            from drdc_trt.methods.glad.detector import GLADDetector
 
             det = GLADDetector(model, device, seed)
         elif own == "diffusionad":
             if loop != "torch":
                 _fail(ValueError(f"--loop {loop}: a DiffusionAD model has no inpainting loop"))
-            from .models.diffusionad import DiffusionADDetector
+            from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
 
             det = DiffusionADDetector(model, device, seed)
         else:
@@ -475,7 +477,7 @@ def ablate(model_dir, data_root, work, prefix, report, categories, lams, factors
     """Base vs DRDC vs kNN on one trained model, then λ (post hoc) and K / steps / t0 (one pass each);
     on a DiffusionAD model its t_a / t_b / w, on a GLAD model its τ / t0 / min_step, beside other
     models with --compare-model."""
-    from .ablation import machine_info, run_ablation, write_results
+    from drdc_trt.methods.drdc.ablation import machine_info, run_ablation, write_results
     from .checkpoint import CheckpointError, load_config
     from .data import DatasetError
 
@@ -522,12 +524,12 @@ def _ablate_method(own, model_dir, data_root, work, prefix, report, categories, 
                    no_synthetic_lambda, batch_size, seed, device, title, per_type, notes, commands, quiet,
                    compare_models, compare_works, lams, knn_cfg):
     """drdc ablate on a DiffusionAD or GLAD model (drdc_trt.models.study), other models beside it."""
-    from .ablation import machine_info
+    from drdc_trt.methods.drdc.ablation import machine_info
     from .checkpoint import CheckpointError, load_config
     from .data import DatasetError
-    from .models.diffusionad import ablation as dad_ablation
-    from .models.glad import ablation as glad_ablation
-    from .models.study import run_method_study, write_results
+    from drdc_trt.methods.diffusionad import ablation as dad_ablation
+    from drdc_trt.methods.glad import ablation as glad_ablation
+    from drdc_trt.study import run_method_study, write_results
 
     studies = {"diffusionad": dad_ablation.STUDY, "glad": glad_ablation.STUDY}
     if len(compare_works) > len(compare_models):

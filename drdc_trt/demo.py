@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write_text
-from .config import ModelConfig
+from drdc_trt.settings import ModelConfig
 from .data import make_synthetic_dataset
 from .evaluate import evaluate, report_html, save_results
-from .pipeline import Detector
-from .train import train
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.train import train
 
 
 def run_demo(out: Path, cfg: ModelConfig, progress: bool = True, log=print) -> dict:

@@ -13,10 +13,10 @@ import torch
 
 from . import metrics, ops, viz
 from .data import Loaded, load_split
-from .fusion import normalised_blend
-from .models.diffusionad import DiffusionADBatch
-from .models.glad import GLADBatch
-from .pipeline import Detector, InferenceBatch
+from drdc_trt.methods.drdc.fusion import normalised_blend
+from drdc_trt.methods.diffusionad.detector import DiffusionADBatch
+from drdc_trt.methods.glad.detector import GLADBatch
+from drdc_trt.methods.drdc.pipeline import Detector, InferenceBatch
 
 COLUMNS = ["category", "method", *metrics.METRICS]
 
@@ -73,7 +73,7 @@ def fit_knn(model, data_root: str | Path, categories: Sequence[str] | None = Non
     images the model was trained on and its map statistics measured on the held-out
     calibration images (the same split as ``train.train``)."""
     from .models.knn import PatchKNN
-    from .train import split_calibration
+    from drdc_trt.training import split_calibration
 
     cfg = model.cfg
     data = train_data or load_split(data_root, "train", cfg.image_size, categories, progress=progress)

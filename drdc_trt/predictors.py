@@ -1,5 +1,5 @@
 """The predictor ``drdc detect`` runs for its options, shared with ``drdc serve``: a checkpoint
-(backends torch, torch-compiled: drdc_trt.pipeline.Detector, DiffusionADDetector, GLADDetector) or a
+(backends torch, torch-compiled: drdc_trt.methods.drdc.pipeline.Detector, DiffusionADDetector, GLADDetector) or a
 bundle (the torch-free runtime's load_detector), for every method (DRDC, DiffusionAD, GLAD). Bad
 combinations of options are refused with click.UsageError, worded for the command line."""
 
@@ -15,8 +15,7 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
     ``steps``, and GLADStats; same field names)."""
     import torch
 
-    from drdc_trt.fusion import FusionStats
-    from drdc_trt.pipeline import InferenceBatch
+    from drdc_trt import methods
 
     if (model_dir is None) == (bundle_dir is None):
         raise click.UsageError("give exactly one of --model CKPT (torch backends) or --bundle B (engine backends)")
@@ -29,30 +28,16 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
                                    "`drdc export --model CKPT --out B`, then use --bundle B")
         if loop == "numpy":
             raise click.UsageError("--loop numpy is the torch-free runtime's loop; use it with --bundle")
-        from drdc_trt.backends import make_runner
-        from drdc_trt.checkpoint import load_checkpoint
-        from drdc_trt.pipeline import Detector
+        from drdc_trt.loading import load_checkpoint
 
         model = load_checkpoint(model_dir)
         if method is not None and model.cfg.method != method:
             raise click.UsageError(f"--method {method}: {model_dir} holds a {model.cfg.method} model")
-        if model.cfg.method == "diffusionad":
-            if backend != "torch" or loop not in ("auto", "torch"):
-                raise click.UsageError("a DiffusionAD checkpoint runs with --backend torch and --loop auto/torch")
-            from drdc_trt.models.diffusionad import DiffusionADDetector
-
-            det = DiffusionADDetector(model, device, seed=0 if seed is None else seed)
-            return det.predict, model.cfg.image_size, model.stats
-        if model.cfg.method == "glad":
-            if backend != "torch" or loop not in ("auto", "torch"):
-                raise click.UsageError("a GLAD checkpoint runs with --backend torch and --loop auto/torch")
-            from drdc_trt.models.glad import GLADDetector
-
-            det = GLADDetector(model, device, seed=0 if seed is None else seed)
-            return det.predict, model.cfg.image_size, model.stats
-        runner = make_runner(backend, model=model, device=device)
-        det = Detector(model.cfg, runner, model.stats, device, loop="torch" if loop == "auto" else loop,
-                       seed=0 if seed is None else seed)
+        spec = methods.get(model.cfg.method)
+        try:
+            det = spec.entry("detector")(model, device, seed=0 if seed is None else seed, loop=loop, backend=backend)
+        except ValueError as e:  # the method's own refusal of a loop or backend
+            raise click.UsageError(str(e)) from None
         return det.predict, model.cfg.image_size, model.stats
     backend = backend or "onnxruntime"
     if backend not in ("onnxruntime", "openvino", "tensorrt"):
@@ -65,7 +50,8 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
     bundle = load_bundle(bundle_dir)
     if method is not None and bundle.method != method:
         raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
-    seed_key = "noise_seed" if bundle.method in ("diffusionad", "glad") else "label_seed"
+    spec = methods.get(bundle.method)
+    seed_key = spec.seed_key
     if seed is not None and seed != bundle.manifest[seed_key]:
         raise click.UsageError(f"the bundle carries the masks and noise of seed {bundle.manifest[seed_key]} "
                                f"(drdc export --seed); got --seed {seed}")
@@ -74,28 +60,10 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
         kwargs = {"device": device, "precision": precision}
     det = load_detector(bundle, backend=backend, kernels="csrc" if loop == "csrc" else
                         ("numpy" if loop == "numpy" else "auto"), **kwargs)
-    if bundle.method == "diffusionad":
-        from drdc_trt.models.diffusionad import DiffusionADBatch
-        from drdc_trt.models.diffusionad.model import DiffusionADStats
-
-        def predict_diffusionad(x, batch_size=8, progress=False):
-            r = det.predict(x.numpy(), batch_size=batch_size)
-            return DiffusionADBatch(*(torch.from_numpy(getattr(r, f)) for f in DiffusionADBatch.__dataclass_fields__))
-
-        th = bundle.manifest["thresholds"]
-        return predict_diffusionad, bundle.image_size, DiffusionADStats.from_dict(th, "manifest.json: thresholds")
-    if bundle.method == "glad":
-        from drdc_trt.models.glad import GLADBatch, GLADStats
-
-        def predict_glad(x, batch_size=8, progress=False):
-            r = det.predict(x.numpy(), batch_size=batch_size)
-            return GLADBatch(*(torch.from_numpy(getattr(r, f)) for f in GLADBatch.__dataclass_fields__))
-
-        return predict_glad, bundle.image_size, GLADStats.from_dict(bundle.manifest["thresholds"],
-                                                                    "manifest.json: thresholds")
+    batch = spec.entry("batch")  # the method's result dataclass, filled from the runtime's numpy arrays
 
     def predict(x, batch_size=8, progress=False):
         r = det.predict(x.numpy(), batch_size=batch_size)
-        return InferenceBatch(*(torch.from_numpy(getattr(r, f)) for f in InferenceBatch.__dataclass_fields__))
+        return batch(*(torch.from_numpy(getattr(r, f)) for f in batch.__dataclass_fields__))
 
-    return predict, bundle.image_size, FusionStats.from_dict(bundle.manifest["fusion_stats"])
+    return predict, bundle.image_size, spec.entry("bundle_stats")(bundle.manifest)

@@ -29,6 +29,7 @@ say which file or field is at fault.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -47,7 +48,7 @@ NOISE_FILES = {"fill": "noise_fill.npy", "start": "noise_start.npy", "steps": "n
 # fusion.diff_norm = "pixel": the diffusion map's per-pixel mean and std (S×S float32)
 PIXEL_STATS_FILES = {"mean": "diff_pixel_mean.npy", "std": "diff_pixel_std.npy"}
 
-# Slack of the [-1, 1] image range check (as drdc_trt.pipeline.RANGE_SLACK): float rounding,
+# Slack of the [-1, 1] image range check (as drdc_trt.methods.drdc.pipeline.RANGE_SLACK): float rounding,
 # far below the error of passing 0..255 pixels.
 RANGE_SLACK = 1e-3
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -251,7 +252,7 @@ class Bundle:
 
     def model_config(self):
         """The ModelConfig the bundle was exported with (drdc_trt.config is torch-free)."""
-        from drdc_trt.config import ModelConfig
+        from drdc_trt.settings import ModelConfig
 
         return ModelConfig.from_dict(self.config).validate()
 
@@ -310,7 +311,7 @@ class Bundle:
     def check_images(self, images) -> None:
         """Images for the whole pipeline: B×3×S×S float32, finite, in [-1, 1] (8-bit pixels v:
         v / 127.5 − 1; a slack of RANGE_SLACK covers float rounding)."""
-        if self.method in ("diffusionad", "glad"):  # no network takes the plain image alone
+        if not importlib.import_module("drdc_trt.methods").get(self.method).image_input:  # no network takes it alone
             s = self.image_size
             TensorSpec("image", ("batch", 3, s, s), "float32").check(images, self.method)
         else:
@@ -367,123 +368,39 @@ class Bundle:
         return out
 
 
-_REQUIRED = ("config", "networks", "noise", "rows_per_image", "normalization", "fusion_stats", "fusion",
-             "max_batch", "label_seed", "timesteps", "versions")
-
-
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
     try:
-        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
     except OverflowError:  # an int beyond the float range
         return False
 
 
-def _check_array_spec(spec: dict, field: str, where: Path) -> None:
+def check_array_spec(spec: dict, field: str, where: Path) -> None:
     shape, dtype = spec.get("shape"), spec.get("dtype")
-    if not isinstance(shape, list) or not all(_is_int(s) and s > 0 for s in shape) or dtype not in _DTYPES:
+    if not isinstance(shape, list) or not all(is_int(s) and s > 0 for s in shape) or dtype not in _DTYPES:
         raise BundleError(f"bundle {where}: {MANIFEST}: {field} needs a shape (positive ints) and a dtype "
                           f"among {_DTYPES}, got shape {shape!r}, dtype {dtype!r}")
 
 
-def _check_settings(m: dict, where: Path) -> None:
-    """The values the runtimes read: present and of the right type and range."""
-    def refuse(field: str, why: str):
-        raise BundleError(f"bundle {where}: {MANIFEST}: {field} {why}")
-
-    norm = m["normalization"]
-    if not isinstance(norm, list) or len(norm) != 4 or not all(_is_number(v) for v in norm):
-        refuse("normalization", f"must be [mu_diff, sd_diff, mu_base, sd_base] (finite numbers), got {norm!r}")
-    if not (norm[1] > 0 and norm[3] > 0):
-        refuse("normalization", f"standard deviations must be positive, got sd_diff={norm[1]}, sd_base={norm[3]}")
-    f = m["fusion"]
-    if not isinstance(f, dict):
-        refuse("fusion", f"must be an object, got {f!r}")
-    pools = f.get("pool_factors")
-    if not isinstance(pools, list) or not 1 <= len(pools) <= 4 or not all(_is_int(p) and p >= 1 for p in pools):
-        refuse("fusion.pool_factors", f"must list 1 to 4 positive ints, got {pools!r}")
-    mf = f.get("mean_filter")
-    if not (_is_int(mf) and mf >= 1 and mf % 2 == 1):
-        refuse("fusion.mean_filter", f"must be a positive odd int, got {mf!r}")
-    lam = f.get("lam")
-    if not (_is_number(lam) and 0 <= lam <= 1):
-        refuse("fusion.lam", f"must be a number in [0, 1], got {lam!r}")
-    sw = f.get("score_window")
-    if not (_is_int(sw) and sw >= 1):
-        refuse("fusion.score_window", f"must be a positive int, got {sw!r}")
-    stats = m["fusion_stats"]
-    for key in ("image_threshold", "pixel_threshold"):
-        v = stats.get(key, "missing") if isinstance(stats, dict) else "missing"
-        if not (v is None or _is_number(v)):  # None: +inf (JSON has no inf)
-            refuse(f"fusion_stats.{key}", f"must be a number or null, got {v!r}")
-    for key in ("rows_per_image", "max_batch"):
-        if not (_is_int(m[key]) and m[key] >= 1):
-            refuse(key, f"must be a positive int, got {m[key]!r}")
-    if not (_is_int(m["label_seed"]) and m["label_seed"] >= 0):
-        refuse("label_seed", f"must be a non-negative int, got {m['label_seed']!r}")
-    ts = m["timesteps"]
-    if not isinstance(ts, list) or not ts or not all(_is_int(t) and t >= 0 for t in ts):
-        refuse("timesteps", f"must list the DDIM timesteps (non-negative ints), got {ts!r}")
-
-
 def _validate_references(m: dict, where: Path, files: set[str]) -> None:
-    method = m.get("method", "drdc")  # bundles written before DiffusionAD have no method: DRDC's
-    if method == "diffusionad":
-        from .diffusionad_bundle import validate_manifest
-
-        return validate_manifest(
-            m, where, files, BundleError, MANIFEST,
-            check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
-            check_array=lambda spec, field: _check_array_spec(spec, field, where))
-    if method == "glad":
-        from .glad_bundle import validate_manifest as validate_glad
-
-        return validate_glad(
-            m, where, files, BundleError, MANIFEST,
-            check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
-            check_array=lambda spec, field: _check_array_spec(spec, field, where))
-    if method != "drdc":
-        raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of ['drdc', 'diffusionad', "
-                          "'glad']")
-    missing = [k for k in _REQUIRED if k not in m]
-    if missing:
-        raise BundleError(f"bundle {where}: {MANIFEST} lacks field(s) {missing}")
-    _check_settings(m, where)
-    for net in ("base", "unet"):
-        spec = m["networks"].get(net) if isinstance(m["networks"], dict) else None
-        if not isinstance(spec, dict) or "onnx" not in spec:
-            raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.onnx is missing")
-        for role in ("inputs", "outputs"):
-            if not isinstance(spec.get(role), list):
-                raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.{role} must list tensor specs")
-            for i, d in enumerate(spec[role]):
-                TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: networks.{net}.{role}[{i}]")
-        if not isinstance(spec["onnx"], str) or spec["onnx"] not in files:
-            raise BundleError(f"bundle {where}: {MANIFEST}: networks.{net}.onnx names {spec['onnx']!r}, "
-                              "which is not among its files")
-    for key in NOISE_FILES:
-        spec = m["noise"].get(key) if isinstance(m["noise"], dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or spec["file"] not in files:
-            raise BundleError(f"bundle {where}: {MANIFEST}: noise.{key} is missing or names a file not in the bundle")
-        _check_array_spec(spec, f"noise.{key}", where)
-    for key in PIXEL_STATS_FILES if m.get("pixel_stats") else ():
-        spec = m["pixel_stats"].get(key) if isinstance(m["pixel_stats"], dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or spec["file"] not in files:
-            raise BundleError(f"bundle {where}: {MANIFEST}: pixel_stats.{key} is missing or names a file not in "
-                              "the bundle")
-        _check_array_spec(spec, f"pixel_stats.{key}", where)
-    trt = m.get("tensorrt") or {}
-    plans = trt.get("plans") or {} if isinstance(trt, dict) else None
-    if not isinstance(plans, dict):
-        raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans must be an object")
-    for net, plan in plans.items():
-        if not isinstance(plan, dict) or not isinstance(plan.get("file"), str) or plan["file"] not in files:
-            raise BundleError(f"bundle {where}: {MANIFEST}: tensorrt.plans.{net} names "
-                              f"{plan.get('file') if isinstance(plan, dict) else plan!r}, "
-                              "which is not among its files")
+    """The manifest's method checks its own fields (its registered ``manifest_check``). The method is
+    looked up by the name the manifest carries, at run time (importlib), as a saved artifact names
+    its own class: this format module does not import any method."""
+    methods = importlib.import_module("drdc_trt.methods")
+    method = m.get("method", "drdc")  # bundles written before the second method have no field: DRDC's
+    try:
+        spec = methods.get(method)
+    except ValueError:
+        raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of "
+                          f"{list(methods.names())}") from None
+    return spec.entry("manifest_check")(
+        m, where, files, BundleError, MANIFEST,
+        check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
+        check_array=lambda spec, field: check_array_spec(spec, field, where))
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -517,6 +434,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     that is missing, and (``verify=True``) a file whose size or SHA-256 differs
     from the manifest's.
     """
+    importlib.import_module("drdc_trt.methods")  # the registry: every method's config sections are known
     path = Path(path)
     m = read_manifest(path)
     files = m["files"]
@@ -538,7 +456,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                                   f"{meta['sha256'][:16]}…: it changed after export; re-export the bundle")
     _validate_references(m, path, set(files))
     try:
-        from drdc_trt.config import ModelConfig, missing_fields
+        from drdc_trt.settings import ModelConfig, missing_fields
 
         ModelConfig.from_dict(m["config"]).validate()
     except (TypeError, ValueError, KeyError) as e:

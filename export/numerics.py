@@ -116,7 +116,7 @@ class _Recorder:
 
 def record_unet_inputs(model, images: torch.Tensor, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(x, t, ε̂) of every U-Net call of the reference loop on ``images`` (PyTorch eager, CPU)."""
-    from drdc_trt.pipeline import Detector
+    from drdc_trt.methods.drdc.pipeline import Detector
 
     rec = _Recorder(model)
     Detector(model.cfg, rec, model.stats, "cpu", seed=seed).heat(images.float())

@@ -32,7 +32,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from drdc_trt.config import ModelConfig
+from drdc_trt.settings import ModelConfig
 
 DEFAULT_OPSET = 17
 # TensorRT 10.0's ONNX parser: opsets 9..20 (onnx-tensorrt docs/operators.md).

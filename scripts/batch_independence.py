@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from drdc_trt.benchmarking.machine import cpu_model
-from drdc_trt.checkpoint import atomic_write_text, load_checkpoint
+from drdc_trt.checkpoint import atomic_write_text
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.data import load_split
 from drdc_trt.export.exporter import export_bundle
 from drdc_trt.predictors import detect_predictor

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from drdc_trt import diagnostics, metrics, ops, tuning
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt import diagnostics, metrics, ops
+from drdc_trt.methods.drdc import tuning
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import HEAT_NORMS
 from drdc_trt.data import load_split
-from drdc_trt.fusion import measure_stats
-from drdc_trt.pipeline import Detector
-from drdc_trt.train import split_calibration
+from drdc_trt.methods.drdc.fusion import measure_stats
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.training import split_calibration
 
 LAMS = (0.0, 0.5, 0.9, 1.0)
 RINGS = ((0, 2), (2, 4), (4, 8), (8, 10**6))

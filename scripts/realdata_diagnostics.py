@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from drdc_trt import metrics, ops
 from drdc_trt.checkpoint import load_config
 from drdc_trt.data import load_split
-from drdc_trt.fusion import FusionStats, normalised_blend
+from drdc_trt.methods.drdc.fusion import FusionStats, normalised_blend
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -96,9 +96,9 @@ def main() -> None:
 
 
 def pixel_mean_sweep(a, cfg, stats, cached, data) -> None:
-    from drdc_trt.checkpoint import load_checkpoint
-    from drdc_trt.pipeline import Detector
-    from drdc_trt.train import split_calibration
+    from drdc_trt.loading import load_checkpoint
+    from drdc_trt.methods.drdc.pipeline import Detector
+    from drdc_trt.training import split_calibration
 
     train = load_split(a.data, "train", cfg.image_size)
     _, calib_idx = split_calibration(len(train), cfg.train.calib_fraction, cfg.train.seed)

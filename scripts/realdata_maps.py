@@ -29,9 +29,9 @@ SHARD = 96  # images per .npz file: ~9.6 MB of fp16 heat at 224²
 
 
 def infer(model_dir: str, data_root: str, out: str, device: str, batch: int, seed: int, loop: str) -> Path:
-    from drdc_trt.checkpoint import load_checkpoint
+    from drdc_trt.loading import load_checkpoint
     from drdc_trt.data import load_split
-    from drdc_trt.pipeline import Detector
+    from drdc_trt.methods.drdc.pipeline import Detector
 
     t_start = time.perf_counter()
     model = load_checkpoint(model_dir)
@@ -89,9 +89,9 @@ def load_maps(maps_dir: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
 
 def fused(heat_mean: torch.Tensor, base: torch.Tensor, cfg, stats, lam: float):
     """InferenceBatch of the pipeline's fusion on stored maps (``Detector.predict_batch``'s tail)."""
-    from drdc_trt import ops
-    from drdc_trt.fusion import normalised_blend
-    from drdc_trt.pipeline import InferenceBatch
+    from drdc_trt.methods.drdc import ops
+    from drdc_trt.methods.drdc.fusion import normalised_blend
+    from drdc_trt.methods.drdc.pipeline import InferenceBatch
 
     f = cfg.fusion
     final, hd, hb, score = ops.fuse(heat_mean, 1, base, f.mean_filter, stats.as_tuple(), lam, cfg.score_window,
@@ -107,7 +107,7 @@ def report(maps_dir: str, data_root: str, results: str, title: str, lams: list[f
     from drdc_trt.config import ModelConfig
     from drdc_trt.data import load_split
     from drdc_trt.evaluate import COLUMNS, EvalResult, method_outputs, report_html, table
-    from drdc_trt.fusion import FusionStats
+    from drdc_trt.methods.drdc.fusion import FusionStats
 
     t0 = time.perf_counter()
     index, heat, base = load_maps(maps_dir)

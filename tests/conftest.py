@@ -36,7 +36,7 @@ def dad_checkpoint(tmp_path_factory) -> Path:
     setting pass); detector seed 0."""
     from drdc_trt.checkpoint import save_checkpoint
     from drdc_trt.config import preset
-    from drdc_trt.models.diffusionad import DiffusionADModel, DiffusionADStats
+    from drdc_trt.methods.diffusionad.model import DiffusionADModel, DiffusionADStats
 
     torch.manual_seed(0)
     model = DiffusionADModel(preset("tiny", "diffusionad"))

@@ -1,6 +1,6 @@
 """One benchmarked engine: a backend × DDIM loop × precision, built on the pipeline.
 
-Engines with ``loop`` ``torch`` or ``csrc`` run :class:`drdc_trt.pipeline.Detector`
+Engines with ``loop`` ``torch`` or ``csrc`` run :class:`drdc_trt.methods.drdc.pipeline.Detector`
 (the same code for every backend; engine backends through
 :func:`drdc_trt.backends.as_torch_runner`); ``loop="runtime"`` runs a bundle on
 the torch-free :class:`drdc_trt.runtime.BundleDetector` (C++ refiner when the
@@ -216,7 +216,7 @@ def build(spec: EngineSpec, ctx: Context, timer: StageTimer) -> Engine:
     """The engine of ``spec`` with its stage spans on ``timer`` (call :func:`unavailable` first)."""
     prec = engine_precision(spec, ctx)
     if spec.loop == "runtime":
-        from drdc_trt.runtime import BundleDetector
+        from drdc_trt.methods.drdc.runtime import BundleDetector
 
         kwargs = ({"providers": ort_providers(ctx.device), "threads": ctx.ort_threads}
                   if spec.backend == "onnxruntime" else
@@ -230,7 +230,7 @@ def build(spec: EngineSpec, ctx: Context, timer: StageTimer) -> Engine:
         return Engine(spec, label, prec, det.predict_batch, info, host_input=True)
 
     from drdc_trt.backends import as_torch_runner
-    from drdc_trt.pipeline import Detector
+    from drdc_trt.methods.drdc.pipeline import Detector
 
     if spec.backend in ("torch", "torch-compiled"):
         runner, label, info = _torch_runner(spec, ctx)

@@ -38,7 +38,7 @@ def count_flops(fn, *args) -> int:
 
 def unet_flops_per_row(cfg) -> int:
     """U-Net FLOPs of one row (in_channels × S × S) of ``cfg`` (a ModelConfig), on the meta device."""
-    from drdc_trt.models import UNet
+    from drdc_trt.models.unet import UNet
 
     with torch.device("meta"):
         unet = UNet(cfg.unet).eval()
@@ -152,8 +152,9 @@ def step_op(cfg, batch: int, device, net_dtype: torch.dtype, have_csrc: bool, se
     ``drdc_trt._C.step`` kernel on preallocated buffers (what the C++ refiner of
     ``loop=csrc`` launches). Returns median ms, GB/s of the minimal bytes, per impl.
     """
-    from drdc_trt import ops
-    from drdc_trt.diffusion import Schedule, grid_labels
+    from drdc_trt.methods.drdc import ops
+    from drdc_trt.schedule import Schedule
+    from drdc_trt.methods.drdc.masks import grid_labels
 
     device = torch.device(device)
     d = cfg.diffusion

@@ -61,7 +61,7 @@ def method_model(opts, method: str, size: int | None = None):
     """(model, source text) of the options for ``method`` (diffusionad, glad): ``--model CKPT`` or a
     random-init preset."""
     if opts.model:
-        from drdc_trt.checkpoint import load_checkpoint
+        from drdc_trt.loading import load_checkpoint
 
         model = load_checkpoint(opts.model)
         if model.cfg.method != method:
@@ -76,11 +76,11 @@ def method_model(opts, method: str, size: int | None = None):
         cfg = cfg.replace(image_size=size)
     torch.manual_seed(opts.seed)
     if method == "glad":
-        from drdc_trt.models.glad import GLADModel
+        from drdc_trt.methods.glad.model import GLADModel
 
         model = GLADModel(cfg)
     else:
-        from drdc_trt.models.diffusionad import DiffusionADModel
+        from drdc_trt.methods.diffusionad.model import DiffusionADModel
 
         model = DiffusionADModel(cfg)
     return (model.eval(), f"preset {opts.config or 'small'!r} for {NAMES[method]}, randomly initialised "
@@ -153,8 +153,8 @@ def _engine_rows(method: str, model, opts, engines, log: Callable[[str], None],
 
 def diffusionad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dict]:
     """The DiffusionAD rows at every batch size of ``opts``, speed-ups against its eager baseline."""
-    from drdc_trt.models.diffusionad import DiffusionADDetector
-    from drdc_trt.runtime.diffusionad import DiffusionADBundleDetector
+    from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
+    from drdc_trt.methods.diffusionad.runtime import DiffusionADBundleDetector
 
     threads = opts.threads or 0
     engines = [("torch eager", "torch", "torch", lambda _: DiffusionADDetector(model, "cpu", opts.seed), False),
@@ -172,8 +172,8 @@ def glad_rows(opts, model, log: Callable[[str], None] = _log) -> list[dict]:
     """The GLAD rows at every batch size of ``opts`` (module doc), each with the steps its images took."""
     import math
 
-    from drdc_trt.models.glad import GLADDetector
-    from drdc_trt.runtime.glad import GLADBundleDetector
+    from drdc_trt.methods.glad.detector import GLADDetector
+    from drdc_trt.methods.glad.runtime import GLADBundleDetector
 
     full_cfg = model.cfg.replace(**{"glad.min_step": 0})  # no fallback: with τ = +∞ every row runs all K steps
     threads = opts.threads or 0
@@ -200,7 +200,7 @@ class _WithConfig:
     """A detector built and run with ``cfg`` in place of its model's config (restored after each call)."""
 
     def __init__(self, cls, model, cfg, *args, **kwargs):
-        from drdc_trt.models.study import carrying_config
+        from drdc_trt.study import carrying_config
 
         self.carrying = lambda: carrying_config(model, cfg)
         with self.carrying():
@@ -283,7 +283,7 @@ def _drdc_report(opts, argv, log) -> dict:
 
     from drdc_trt.config import preset
     from drdc_trt.export import export_bundle
-    from drdc_trt.models import DRDCModel
+    from drdc_trt.methods.drdc.model import DRDCModel
 
     from . import suite
 
@@ -297,7 +297,7 @@ def _drdc_report(opts, argv, log) -> dict:
     torch.manual_seed(opts.seed)
     model = DRDCModel(cfg).eval()
     if cfg.fusion.diff_norm == "pixel":  # neutral per-pixel statistics, as the suite gives a random-init model
-        from drdc_trt.fusion import PixelStats
+        from drdc_trt.methods.drdc.fusion import PixelStats
 
         s = cfg.image_size
         model.stats.pixel = PixelStats(torch.zeros(s, s), torch.ones(s, s))

@@ -61,8 +61,8 @@ def _log(msg: str) -> None:
 # --------------------------------------------------------------------------- model
 def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]):
     """(cfg, model, stats, bundle, config_name, model_source) for the options."""
-    from drdc_trt.fusion import FusionStats
-    from drdc_trt.models import DRDCModel
+    from drdc_trt.methods.drdc.fusion import FusionStats
+    from drdc_trt.methods.drdc.model import DRDCModel
 
     bundle = None
     if opts.bundle:
@@ -70,7 +70,7 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
 
         bundle = load_bundle(opts.bundle)
     if opts.model:
-        from drdc_trt.checkpoint import load_checkpoint
+        from drdc_trt.loading import load_checkpoint
 
         model = load_checkpoint(opts.model)
         cfg, stats = model.cfg, model.stats
@@ -121,7 +121,7 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
         source = f"checkpoint {opts.model} (torch rows) and bundle {opts.bundle} (engines)"
     if cfg.fusion.diff_norm == "pixel" and stats.pixel is None:
         # per-pixel statistics: the bundle's, else neutral ones (the op is timed, the values do not matter)
-        from drdc_trt.fusion import PixelStats
+        from drdc_trt.methods.drdc.fusion import PixelStats
 
         arrays = bundle.load_pixel_stats() if bundle is not None else None
         s = cfg.image_size
@@ -352,7 +352,7 @@ def _first_line(e: Exception) -> str:
 def _free(device: torch.device, notes: list[str]) -> None:
     """Release what the last engine held (cached C++ refiners too). A CUDA error left by a
     failed row surfaces here: it is noted, and the rows after it report their own failures."""
-    from drdc_trt.refiner import clear_cache
+    from drdc_trt.methods.drdc.refiner import clear_cache
 
     clear_cache()
     gc.collect()

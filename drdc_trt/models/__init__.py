@@ -1,9 +1,7 @@
-"""Networks of the methods: backbone, reconstruction transformer, conditioned U-Net (DRDC);
-DiffusionAD's U-Net and segmentation net (``diffusionad/``); GLAD's (``glad/``)."""
+"""Networks several methods share: the frozen backbone, the ADM U-Net, the patch-kNN baseline;
+checkpoint parts and thresholds every method's model uses. A method's own networks live in its
+folder (``drdc_trt/methods/<name>/``)."""
 
-from .base import BaseModel
-from .diffusionad import DiffusionADModel
-from .drdc import DRDCModel
 from .unet import UNet
 
-__all__ = ["BaseModel", "DRDCModel", "DiffusionADModel", "UNet"]
+__all__ = ["UNet"]

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..config import BackboneConfig
+from drdc_trt.settings import BackboneConfig
 
 # Stage depths of EfficientNet-lite0: _blocks.i → blocks.s.j
 _LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)

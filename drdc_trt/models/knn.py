@@ -190,7 +190,7 @@ class PatchKNN:
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
         """(image scores B, anomaly maps B×S×S) on the CPU."""
-        from .. import ops
+        from drdc_trt import ops
 
         s = self.image_size
         dist = self.patch_distances(images, batch_size)

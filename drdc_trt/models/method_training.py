@@ -3,7 +3,7 @@
 Each method supplies what differs (``MethodTraining``): its model, optimizers, the part the EMA
 averages, the iteration loop, the calibration on the held-out normal images and the fields of
 ``train_report.json``. The run itself is the same for both and follows DRDC's
-(drdc_trt.train): seed, training split, one snapshot folder (drdc_trt.train.TrainState) resumed
+(drdc_trt.train): seed, training split, one snapshot folder (drdc_trt.methods.drdc.train.TrainState) resumed
 when present, a snapshot on Ctrl-C, the averaged weights for inference, calibration, then the
 checkpoint and its report written atomically.
 """
@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..checkpoint import atomic_write_text, save_checkpoint
-from ..config import ModelConfig
+from drdc_trt.settings import ModelConfig
 from ..ema import EMA
-from ..train import TrainState, _remove_stale_temps, snapshot_on_interrupt, training_split
+from drdc_trt.training import TrainState, remove_stale_temps, snapshot_on_interrupt, training_split
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def train_method(spec: MethodTraining, data_root: str | Path, out: str | Path, c
     cfg.validate()
     if cfg.method != spec.method:
         raise ValueError(f"config method={cfg.method!r}: this trains {spec.method!r} "
-                         "(drdc_trt.train.train: DRDC)")
+                         "(drdc_trt.methods.drdc.train.train: DRDC)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
@@ -80,7 +80,7 @@ def train_method(spec: MethodTraining, data_root: str | Path, out: str | Path, c
     if state.ema is not None:  # inference uses the averaged weights
         state.ema.copy_to(spec.averaged(model))
     model.eval()
-    _remove_stale_temps(out)
+    remove_stale_temps(out)
     t0 = time.perf_counter()
     spec.calibrate(model, calib, report, max(1, tc.batch_size // 2), progress)
     report.seconds["calibration"] = time.perf_counter() - t0

@@ -41,3 +41,12 @@ class Thresholds:
             elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{where}: {f.name} must be a non-negative integer, got {v!r}")
         return cls(**{k: (math.inf if v is None else v) for k, v in d.items()})
+
+
+def pixel_threshold(maps) -> float:
+    """The 99.9th percentile of the pixels of normal images' final maps (every method's pixel
+    threshold; at most ~1M pixels, sampled evenly, go into the quantile)."""
+    import torch  # here: the stats classes above are read by the torch-free runtime
+
+    flat = maps.flatten()
+    return float(torch.quantile(flat[:: max(1, flat.numel() // 1_000_000)].float(), 0.999))

@@ -1,5 +1,5 @@
 """Linear β schedule and DDIM timesteps without torch (same math as
-``drdc_trt.diffusion.schedule``, whose package imports torch)."""
+``drdc_trt.schedule``, whose package imports torch)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def ddim_timesteps(t0: int, num_steps: int) -> list[int]:
     if not 1 <= num_steps <= t0:
         raise ValueError(f"num_steps={num_steps} must lie in [1, t0={t0}]")
     return [(t0 * (num_steps - i)) // num_steps for i in range(num_steps)]
+
+
+# --------------------------------------------------------------------------- the combination
+def f32_coefficients(ab) -> tuple[np.float32, np.float32]:
+    """(√ᾱ, √(1 − ᾱ)) in float32, formed as the PyTorch reference forms them from float32 ᾱ."""
+    ab = np.float32(ab)
+    return np.sqrt(ab), np.sqrt(np.float32(1) - ab)
+
+
+def q_sample(x: np.ndarray, ab, noise: np.ndarray) -> np.ndarray:
+    """√ᾱ·x + √(1 − ᾱ)·ε in float32 (norm_guided.q_sample)."""
+    s, sm = f32_coefficients(ab)
+    return s * x + sm * noise

@@ -120,13 +120,17 @@ class ServingModel:
              max_batch: int = 8) -> "ServingModel":
         """The predictor ``drdc detect`` builds for the same options (drdc_trt.predictors), for every
         method: a bundle runs on the torch-free runtime's load_detector, a checkpoint on PyTorch."""
-        from drdc_trt.models.glad import GLADStats
+        from drdc_trt import methods
+        from drdc_trt.checkpoint import load_config
+        from drdc_trt.export.bundle import read_manifest
         from drdc_trt.predictors import detect_predictor
 
         predict, size, stats = detect_predictor(model, bundle, backend, loop, None, device, False)
+        own = read_manifest(bundle).get("method", "drdc") if bundle is not None else load_config(model).method
+        spec = methods.get(own)
         src = f"bundle {bundle}" if bundle is not None else f"checkpoint {model}"
         return cls(predict, size, stats.image_threshold, max_batch, f"{src} ({backend or 'default backend'})",
-                   steps=isinstance(stats, GLADStats))  # GLAD's results carry the steps each image took
+                   steps="steps" in spec.outputs)  # GLAD's results carry the steps each image took
 
     def predict(self, x: np.ndarray) -> Prediction:
         import torch

@@ -16,6 +16,8 @@ PyTriton server, a bad request here fails alone: the others of its dynamic batch
 
 from __future__ import annotations
 
+from drdc_trt import methods
+
 import shutil
 from pathlib import Path
 
@@ -79,7 +81,7 @@ def write_repository(bundle_dir: str | Path, out: str | Path, backend: str = "on
         for folder in (raw, enc):
             shutil.copyfile(MODEL_PY, folder / "model.py")
         common = dict(image_size=bundle.image_size, max_batch=max_batch, instances=instances, backend=backend,
-                      max_queue_delay_us=max_queue_delay_us, steps=bundle.method == "glad")
+                      max_queue_delay_us=max_queue_delay_us, steps="steps" in methods.get(bundle.method).outputs)
         (tmp / MODEL_RAW / "config.pbtxt").write_text(config_pbtxt(MODEL_RAW, INPUT_RAW, bundle="bundle", **common))
         (tmp / MODEL_ENCODED / "config.pbtxt").write_text(
             config_pbtxt(MODEL_ENCODED, INPUT_ENCODED, bundle=f"../../{MODEL_RAW}/1/bundle", **common))

@@ -28,11 +28,13 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt.checkpoint import load_checkpoint, save_checkpoint
+from drdc_trt.loading import load_checkpoint
+from drdc_trt.checkpoint import save_checkpoint
 from drdc_trt.config import preset
 from drdc_trt.export.exporter import export_bundle
 from drdc_trt.export.numerics import sample_images
-from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
+from drdc_trt.methods.glad.detector import GLADDetector
+from drdc_trt.methods.glad.model import GLADModel, GLADStats
 from drdc_trt.predictors import detect_predictor
 
 SCORE_RTOL = 1e-4

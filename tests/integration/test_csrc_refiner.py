@@ -1,6 +1,6 @@
 """The C++ refiner reproduces the reference DDIM inpainting loop.
 
-``drdc_trt.refiner.csrc_inpaint_heat`` (C++ loop, Python network through a
+``drdc_trt.methods.drdc.refiner.csrc_inpaint_heat`` (C++ loop, Python network through a
 ``_C.PythonRunner``) against ``drdc_trt.diffusion.inpaint_heat`` (PyTorch
 loop) with the same noise, labels, schedule and network. Tolerance: on the
 CPU the fused kernels are bit-identical to the reference's element-wise
@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt.diffusion import LoopNoise, Schedule, grid_labels, inpaint_heat
-from drdc_trt.refiner import csrc_inpaint_heat
+from drdc_trt.methods.drdc.inpaint import LoopNoise, inpaint_heat
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.masks import grid_labels
+from drdc_trt.methods.drdc.refiner import csrc_inpaint_heat
 
 from drdc_trt import _C  # a required part of the package: missing is a failure, not a skip
 
@@ -125,7 +127,7 @@ def test_eps_fn_sees_the_loop_buffers():
 def test_refiner_is_built_once_per_batch_and_calls_the_current_network(device):
     """The C++ refiner (and its buffers) is cached per batch and settings; a cached one calls
     the network of the current call, and the results equal a freshly built one's."""
-    from drdc_trt import refiner as R
+    from drdc_trt.methods.drdc import refiner as R
 
     x, labels, noise = _setup(device, b=2, steps=3)
     s, nets = Schedule.linear(), [TinyEps(0).to(device), TinyEps(1).to(device)]

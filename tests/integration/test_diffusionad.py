@@ -10,13 +10,15 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import preset
 from drdc_trt.data import load_image, load_split, make_synthetic_dataset
 from drdc_trt.evaluate import evaluate
-from drdc_trt.models.diffusionad import DiffusionADDetector, DiffusionADModel
-from drdc_trt.train import TrainState, split_calibration, train
+from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
+from drdc_trt.methods.diffusionad.model import DiffusionADModel
+from drdc_trt.training import TrainState, split_calibration
+from drdc_trt.train import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

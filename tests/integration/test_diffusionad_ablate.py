@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from drdc_trt import metrics
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.data import load_split
 from drdc_trt.evaluate import evaluate
-from drdc_trt.pipeline import Detector
+from drdc_trt.methods.drdc.pipeline import Detector
 
 SEED = 0
 

@@ -20,13 +20,16 @@ from drdc_trt.checkpoint import save_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import preset
 from drdc_trt.export.bundle import BundleError, load_bundle
-from drdc_trt.export.diffusionad import compare_diffusionad, plan_profiles
+from drdc_trt.methods.diffusionad.export import compare_diffusionad, plan_profiles
 from drdc_trt.export.numerics import NumericsError, sample_images
 from drdc_trt.export.onnx_export import check_onnx, tensorrt_problems
 from drdc_trt.float_bounds import decisions_agree
-from drdc_trt.models.diffusionad import DiffusionADDetector, DiffusionADModel
-from drdc_trt.models.diffusionad.model import DiffusionADStats
-from drdc_trt.runtime import BundleDetector, DiffusionADBundleDetector, load_detector
+from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
+from drdc_trt.methods.diffusionad.model import DiffusionADModel
+from drdc_trt.methods.diffusionad.model import DiffusionADStats
+from drdc_trt.methods.drdc.runtime import BundleDetector
+from drdc_trt.methods.diffusionad.runtime import DiffusionADBundleDetector
+from drdc_trt.runtime import load_detector
 
 # float32 engines that differ from PyTorch in summation order only (measured: ~1e-6 on x0_g,
 # ~1e-7 on the map); far below the map's spread between images

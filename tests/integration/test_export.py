@@ -21,14 +21,14 @@ from click.testing import CliRunner
 
 from drdc_trt.backends import as_torch_runner, make_runner
 from drdc_trt.backends.torch_backend import TorchRunner
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.export.bundle import MANIFEST, BundleError, load_bundle
 from drdc_trt.export.numerics import NumericsError, compare_networks, sample_images
 from drdc_trt.export.onnx_export import export_base, export_unet, tensorrt_problems
 from drdc_trt.float_bounds import decisions_agree
-from drdc_trt.pipeline import Detector
-from drdc_trt.runtime import BundleDetector
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.methods.drdc.runtime import BundleDetector
 
 FIELDS = ("anomaly_map", "pred_score", "base_map", "diff_map", "base_score")
 ATOL = RTOL = 1e-4
@@ -263,7 +263,7 @@ def test_export_of_a_freshly_initialised_model_passes_the_checks(tmp_path):
     shares through Identity nodes; they are still constant weights."""
     from drdc_trt.config import preset
     from drdc_trt.export.onnx_export import export_unet, tensorrt_problems
-    from drdc_trt.models import DRDCModel
+    from drdc_trt.methods.drdc.model import DRDCModel
 
     import onnx
 

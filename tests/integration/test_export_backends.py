@@ -11,7 +11,7 @@ from drdc_trt.backends.onnxruntime_backend import resolve_providers
 from drdc_trt.backends.torch_backend import TorchRunner
 from drdc_trt.backends.torch_compiled import TorchCompiledRunner
 from drdc_trt.config import preset
-from drdc_trt.models import DRDCModel
+from drdc_trt.methods.drdc.model import DRDCModel
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ from drdc_trt.backends import as_torch_runner, make_runner  # noqa: E402
 from drdc_trt.backends.cuda_util import device_count, device_info  # noqa: E402
 from drdc_trt.backends.tensorrt_backend import PlanMismatchError, TensorRTRunner  # noqa: E402
 from drdc_trt.backends.torch_backend import TorchRunner  # noqa: E402
-from drdc_trt.checkpoint import load_checkpoint  # noqa: E402
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.export import export_bundle  # noqa: E402
 from drdc_trt.export.bundle import MANIFEST, load_bundle  # noqa: E402
 from drdc_trt.export.numerics import record_unet_inputs, sample_images  # noqa: E402
-from drdc_trt.pipeline import Detector  # noqa: E402
-from drdc_trt.runtime import BundleDetector  # noqa: E402
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.methods.drdc.runtime import BundleDetector
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu,
               pytest.mark.skipif(device_count() == 0, reason="TensorRT needs a CUDA GPU; none is visible")]

@@ -13,13 +13,15 @@ import torch
 from click.testing import CliRunner
 
 from drdc_trt import metrics
-from drdc_trt.checkpoint import load_checkpoint, save_checkpoint
+from drdc_trt.loading import load_checkpoint
+from drdc_trt.checkpoint import save_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import preset
 from drdc_trt.data import load_split
-from drdc_trt.models.glad import GLADDetector, GLADModel
-from drdc_trt.models.glad.model import GLADStats
-from drdc_trt.train import split_calibration
+from drdc_trt.methods.glad.detector import GLADDetector
+from drdc_trt.methods.glad.model import GLADModel
+from drdc_trt.methods.glad.model import GLADStats
+from drdc_trt.training import split_calibration
 
 SEED = 0
 # tiny preset: t0 = 650, K = 5 → timesteps 650, 520, 390, 260, 130

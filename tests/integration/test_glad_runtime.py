@@ -16,17 +16,22 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from drdc_trt.checkpoint import load_checkpoint, save_checkpoint
+from drdc_trt.loading import load_checkpoint
+from drdc_trt.checkpoint import save_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import preset
 from drdc_trt.export.bundle import BundleError, load_bundle
-from drdc_trt.export.glad import compare_glad, plan_profiles
+from drdc_trt.methods.glad.export import compare_glad, plan_profiles
 from drdc_trt.export.numerics import NumericsError, sample_images
 from drdc_trt.export.onnx_export import check_onnx, tensorrt_problems
 from drdc_trt.float_bounds import decisions_agree
-from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
-from drdc_trt.models.glad.adaptive import FALLBACK, TRIGGERED, adaptive_loop, trigger_score
-from drdc_trt.runtime import BundleDetector, DiffusionADBundleDetector, GLADBundleDetector, load_detector
+from drdc_trt.methods.glad.detector import GLADDetector
+from drdc_trt.methods.glad.model import GLADModel, GLADStats
+from drdc_trt.methods.glad.adaptive import FALLBACK, TRIGGERED, adaptive_loop, trigger_score
+from drdc_trt.methods.drdc.runtime import BundleDetector
+from drdc_trt.methods.diffusionad.runtime import DiffusionADBundleDetector
+from drdc_trt.methods.glad.runtime import GLADBundleDetector
+from drdc_trt.runtime import load_detector
 
 # float32 engines that differ from PyTorch in summation order only (measured: ~4e-6 on the map,
 # ~3e-5 on reconstructions that went through the loop's 4–5 steps)
@@ -98,7 +103,7 @@ def glad_case(synthetic_root, tmp_path_factory, perturb_unet, one_thread):
     τ and the thresholds chosen off every knife edge; exported by `drdc export`; the PyTorch result
     on six images read from PNG files."""
     from drdc_trt.data import load_image
-    from drdc_trt.models.glad.train import train
+    from drdc_trt.methods.glad.train import train
 
     root = tmp_path_factory.mktemp("glad_export")
     train(synthetic_root, root / "trained", preset("tiny", "glad"), progress=False, log=lambda *_: None)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from drdc_trt.backends.torch_backend import TorchRunner
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.export.exporter import export_bundle
 from drdc_trt.export.numerics import sample_images
-from drdc_trt.pipeline import Detector
-from drdc_trt.runtime import BundleDetector
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.methods.drdc.runtime import BundleDetector
 
 ATOL = RTOL = 1e-4
 

@@ -13,12 +13,12 @@ import torch
 from drdc_trt.backends import BACKENDS, ENGINE_BACKENDS, available_backends, make_runner
 from drdc_trt.backends.openvino_backend import OpenVINORunner, available_devices, supports_bf16
 from drdc_trt.backends.torch_backend import TorchRunner
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.export.exporter import export_bundle
 from drdc_trt.export.numerics import sample_images
 from drdc_trt.float_bounds import decisions_agree
-from drdc_trt.pipeline import Detector
-from drdc_trt.runtime import RUNTIME_BACKENDS, BundleDetector
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.methods.drdc.runtime import RUNTIME_BACKENDS, BundleDetector
 
 # f32: kernels that differ from PyTorch's only in summation order and fusion (measured ~1e-6).
 F32_RTOL = 1e-5

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from drdc_trt.backends import make_runner
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.export.exporter import export_bundle
 from drdc_trt.float_bounds import decisions_agree
 

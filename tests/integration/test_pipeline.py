@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import preset
 from drdc_trt.evaluate import evaluate
 from drdc_trt.float_bounds import decisions_agree
-from drdc_trt.pipeline import Detector
-from drdc_trt.train import TrainState, train
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.training import TrainState
+from drdc_trt.train import train
 
 
 def test_detector_results_do_not_depend_on_batching(tiny_checkpoint, perturb_unet):
@@ -38,7 +39,7 @@ def test_detector_rejects_wrong_shape(tiny_checkpoint):
 def _calibration_images(root, cfg):
     """The held-out normal images training measured its statistics on (its own split)."""
     from drdc_trt.data import load_split
-    from drdc_trt.train import split_calibration
+    from drdc_trt.training import split_calibration
 
     data = load_split(root, "train", cfg.image_size, progress=False)
     _, calib = split_calibration(len(data), cfg.train.calib_fraction, cfg.train.seed)
@@ -72,7 +73,7 @@ def _reference_rows(out, data, stats, window):
     import numpy as np
     from sklearn.metrics import precision_recall_curve, roc_auc_score
 
-    from drdc_trt import ops
+    from drdc_trt.methods.drdc import ops
 
     base = (out.base_map - stats.base_mean) / stats.base_std
     methods = {"base (UniAD)": (ops.image_score(base, window), base), "DRDC": (out.pred_score, out.anomaly_map)}

@@ -8,11 +8,12 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import HEAT_NORMS, preset
-from drdc_trt.train import recalibrate, train
-from drdc_trt.tuning import LAMBDA_GRID
+from drdc_trt.methods.drdc.train import recalibrate
+from drdc_trt.train import train
+from drdc_trt.methods.drdc.tuning import LAMBDA_GRID
 
 NEW = {"diffusion.margin": 4, "fusion.select": "synthetic"}
 

@@ -15,7 +15,7 @@ import torch
 from drdc_trt.config import preset
 from drdc_trt.data import make_synthetic_dataset
 from drdc_trt.evaluate import evaluate
-from drdc_trt.pipeline import Detector
+from drdc_trt.methods.drdc.pipeline import Detector
 from drdc_trt.train import train
 
 FLOORS = {  # (method, metric): floor

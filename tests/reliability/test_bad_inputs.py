@@ -39,11 +39,13 @@ import pytest
 import torch
 from PIL import Image
 
-from drdc_trt import _C, ops
-from drdc_trt.checkpoint import CheckpointError, load_checkpoint
+from drdc_trt import _C
+from drdc_trt.methods.drdc import ops
+from drdc_trt.checkpoint import CheckpointError
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import preset
 from drdc_trt.data import DatasetError, load_image, load_mask, load_split, scan
-from drdc_trt.diffusion import grid_labels
+from drdc_trt.methods.drdc.masks import grid_labels
 from drdc_trt.export.bundle import MANIFEST, NOISE_FILES, BundleError, BundleWriter, load_bundle
 
 
@@ -198,8 +200,8 @@ class _MakesFolder:
 
 @functools.lru_cache(maxsize=None)
 def _detector():
-    from drdc_trt.models import DRDCModel
-    from drdc_trt.pipeline import Detector
+    from drdc_trt.methods.drdc.model import DRDCModel
+    from drdc_trt.methods.drdc.pipeline import Detector
 
     return Detector.from_model(DRDCModel(preset("tiny")).eval())
 

@@ -22,7 +22,7 @@ from collections import Counter
 
 import pytest
 
-from drdc_trt.checkpoint import load_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.export.bundle import MANIFEST, BundleError, load_bundle
 
 BYTE_INPUTS = 6_000

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt.checkpoint import load_checkpoint
-from drdc_trt.pipeline import Detector
+from drdc_trt.loading import load_checkpoint
+from drdc_trt.methods.drdc.pipeline import Detector
 
 pytestmark = pytest.mark.slow  # ~1 min each on two cores; .ci/run runs the slow tests in a second pass
 
@@ -107,7 +107,7 @@ def test_detector_long_run_memory_is_flat(cheap_model, capsys):
 
 def test_runtime_long_run_memory_is_flat(cheap_model, tmp_path, capsys):
     from drdc_trt.export.exporter import export_bundle
-    from drdc_trt.runtime.detector import BundleDetector
+    from drdc_trt.methods.drdc.runtime import BundleDetector
 
     export_bundle(cheap_model, tmp_path / "bundle", check_batches=())
     det = BundleDetector(tmp_path / "bundle", backend="onnxruntime")

@@ -26,7 +26,7 @@ def _serve_extra():
 @pytest.fixture(scope="session")
 def serve_bundle(tiny_checkpoint, perturb_unet, tmp_path_factory):
     """A DRDC bundle (ONNX Runtime) of the tiny checkpoint, U-Net perturbed so maps move."""
-    from drdc_trt.checkpoint import load_checkpoint
+    from drdc_trt.loading import load_checkpoint
     from drdc_trt.export import export_bundle
 
     out = tmp_path_factory.mktemp("serve_bundle") / "bundle"

@@ -29,16 +29,18 @@ def _checkpoint(method, dad_checkpoint, perturb_unet, images, out):
     """A checkpoint of ``method`` whose thresholds split the images (labels of both kinds); for GLAD
     τ between the images' largest trigger scores, so some images trigger and run all the U-Net steps
     while the others fall back earlier."""
-    from drdc_trt.checkpoint import load_checkpoint, save_checkpoint
+    from drdc_trt.loading import load_checkpoint
+    from drdc_trt.checkpoint import save_checkpoint
 
     if method == "diffusionad":
-        from drdc_trt.models.diffusionad import DiffusionADDetector
+        from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
 
         model = load_checkpoint(dad_checkpoint)
         detector = lambda: DiffusionADDetector(model, "cpu", seed=model.stats.detector_seed)  # noqa: E731
     else:
         from drdc_trt.config import preset
-        from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
+        from drdc_trt.methods.glad.detector import GLADDetector
+        from drdc_trt.methods.glad.model import GLADModel, GLADStats
 
         torch.manual_seed(0)
         model = perturb_unet(GLADModel(preset("tiny", "glad")), scale=0.05, seed=1).eval()

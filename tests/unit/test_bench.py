@@ -81,7 +81,7 @@ def test_flops_of_a_convolution_by_hand():
 def test_tiny_unet_flops_equal_flop_counter_on_the_real_net():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from drdc_trt.models import UNet
+    from drdc_trt.models.unet import UNet
 
     cfg = preset("tiny")
     s = cfg.image_size
@@ -97,7 +97,7 @@ def test_tiny_unet_flops_equal_flop_counter_on_the_real_net():
 
 
 def test_pipeline_flops_is_unet_rows_steps_plus_base():
-    from drdc_trt.models import DRDCModel
+    from drdc_trt.methods.drdc.model import DRDCModel
 
     cfg = preset("tiny")
     model = DRDCModel(cfg).eval()

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt import contrast
+from drdc_trt.methods.drdc import contrast
 from drdc_trt.config import preset
-from drdc_trt.diffusion import LoopNoise, Schedule, crop, grid_labels, inpaint_heat, pad_image
-from drdc_trt.gridsets import pad_labels, symmetric_index
-from drdc_trt.runtime import kernels as K
+from drdc_trt.methods.drdc.inpaint import LoopNoise, inpaint_heat
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.margin import crop, pad_image
+from drdc_trt.methods.drdc.masks import grid_labels
+from drdc_trt.methods.drdc.gridsets import pad_labels, symmetric_index
+from drdc_trt.methods.drdc import runtime_kernels as K
 
 
 def test_symmetric_index_by_hand():
@@ -146,7 +149,7 @@ def test_config_margin_and_heat_norm_are_checked():
 
 
 def test_pixel_stats_by_hand():
-    from drdc_trt.fusion import PixelStats, pixel_window
+    from drdc_trt.methods.drdc.fusion import PixelStats, pixel_window
 
     assert pixel_window((4, 8)) == 9 and pixel_window((8, 16)) == 17 and pixel_window((5,)) == 5
     maps = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[3.0, 2.0], [5.0, 8.0]]])  # two images, 2×2
@@ -166,7 +169,7 @@ def test_pixel_normalisation_finds_an_interior_defect_that_a_noisy_border_hides(
     """Normal maps vary strongly in a 2-px frame (an edge that inpaints badly on every image);
     with one global mean/std a test map's maximum lies on that frame, with per-pixel statistics
     on the interior defect."""
-    from drdc_trt.fusion import PixelStats
+    from drdc_trt.methods.drdc.fusion import PixelStats
 
     g = torch.Generator().manual_seed(0)
     s = 24

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import Schedule, ddim_timesteps, grid_labels
-from drdc_trt.runtime import kernels as K
-from drdc_trt.gridsets import grid_labels as np_grid_labels
+from drdc_trt.methods.drdc import ops
+from drdc_trt.schedule import Schedule, ddim_timesteps
+from drdc_trt.methods.drdc.masks import grid_labels
+from drdc_trt.methods.drdc import runtime_kernels as K
+from drdc_trt.methods.drdc.gridsets import grid_labels as np_grid_labels
 from drdc_trt.runtime.schedule import alphas_cumprod, coefficients
 from drdc_trt.runtime.schedule import ddim_timesteps as np_ddim_timesteps
 
@@ -21,7 +22,7 @@ ATOL = 2e-6
 
 
 def test_labels_known_answer():
-    from drdc_trt.gridsets import cell_sets, splitmix64
+    from drdc_trt.methods.drdc.gridsets import cell_sets, splitmix64
 
     # SplitMix64's published first output for seed 0
     assert splitmix64(0) == (0x9E3779B97F4A7C15, 0xE220A8397B1DCDAF)
@@ -124,7 +125,7 @@ def test_runtime_modules_import_no_torch(tmp_path):
             "    def find_spec(self, name, path=None, target=None):\n"
             "        if name == 'torch' or name.startswith('torch.'): raise ImportError('blocked')\n"
             "sys.meta_path.insert(0, B())\n"
-            "import drdc_trt.runtime, drdc_trt.runtime.kernels, drdc_trt.backends, drdc_trt.backends.onnxruntime_backend\n"
+            "import drdc_trt.runtime, drdc_trt.methods.drdc.runtime_kernels, drdc_trt.methods.drdc.runtime, drdc_trt.methods.glad.runtime, drdc_trt.methods.diffusionad.runtime, drdc_trt.backends, drdc_trt.backends.onnxruntime_backend\n"
             "import drdc_trt.backends.tensorrt_backend, drdc_trt.export, drdc_trt.export.tensorrt_build\n"
             "assert 'torch' not in sys.modules\n"
             "print('ok')\n")

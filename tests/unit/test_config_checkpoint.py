@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from drdc_trt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from drdc_trt.checkpoint import CheckpointError, save_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import PRESETS, ModelConfig, preset
-from drdc_trt.fusion import FusionStats, PixelStats
-from drdc_trt.models import DRDCModel
+from drdc_trt.methods.drdc.fusion import FusionStats, PixelStats
+from drdc_trt.methods.drdc.model import DRDCModel
 
 
 @pytest.mark.parametrize("name", PRESETS)

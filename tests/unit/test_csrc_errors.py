@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import Schedule, grid_labels
+from drdc_trt.methods.drdc import ops
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.masks import grid_labels
 
 from drdc_trt import _C  # a required part of the package: missing is a failure, not a skip
 

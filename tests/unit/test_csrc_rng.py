@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt.diffusion import Schedule, ddim_timesteps, grid_labels
-from drdc_trt.diffusion.masks import cell_sets, spec_seed
+from drdc_trt.schedule import Schedule, ddim_timesteps
+from drdc_trt.methods.drdc.masks import grid_labels
+from drdc_trt.methods.drdc.masks import cell_sets, spec_seed
 
 from drdc_trt import _C  # a required part of the package: missing is a failure, not a skip
 

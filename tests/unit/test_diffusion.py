@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import (LoopNoise, Schedule, cell_sets, ddim_timesteps, grid_labels, inpaint_heat,
-                                min_snr_weight)
-from drdc_trt.diffusion.masks import random_known_masks
+from drdc_trt.methods.drdc import ops
+from drdc_trt.methods.drdc.inpaint import LoopNoise, inpaint_heat
+from drdc_trt.schedule import Schedule, ddim_timesteps, min_snr_weight
+from drdc_trt.methods.drdc.masks import cell_sets, grid_labels
+from drdc_trt.methods.drdc.masks import random_known_masks
 
 
 def test_linear_schedule_hand_values():

@@ -10,14 +10,18 @@ import math
 import pytest
 import torch
 
-from drdc_trt.checkpoint import CheckpointError, load_checkpoint, load_config, save_checkpoint
+from drdc_trt.checkpoint import CheckpointError, load_config, save_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import ModelConfig, missing_fields, preset
 from drdc_trt.data.anomalies import anomaly_batch, blend
-from drdc_trt.diffusion import Schedule
-from drdc_trt.models.diffusionad import DiffusionADDetector, DiffusionADModel, DiffusionADStats, SegmentationNet
-from drdc_trt.models.diffusionad.loss import focal_loss, segmentation_loss, smooth_l1
-from drdc_trt.models.diffusionad.norm_guided import closed_form, guidance_weight, norm_guided_x0, predict_x0
-from drdc_trt.models.diffusionad.train import Batch, seg_lr, training_batch, training_losses
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
+from drdc_trt.methods.diffusionad.model import DiffusionADModel, DiffusionADStats
+from drdc_trt.methods.diffusionad.segmentation import SegmentationNet
+from drdc_trt.methods.diffusionad.loss import focal_loss, segmentation_loss, smooth_l1
+from drdc_trt.methods.diffusionad.norm_guided import closed_form, guidance_weight, norm_guided_x0
+from drdc_trt.schedule import predict_x0
+from drdc_trt.methods.diffusionad.train import Batch, seg_lr, training_batch, training_losses
 
 
 def tiny_model(seed: int = 0) -> DiffusionADModel:
@@ -256,7 +260,7 @@ def test_top_k_scales_with_the_image_area():
     cfg = preset("tiny", "diffusionad")
     assert [cfg.replace(image_size=s).top_k for s in (256, 224, 64, 32)] == [50, 38, 3, 1]  # round(50·(S/256)²)
     maps = torch.arange(16.0).view(1, 4, 4)
-    from drdc_trt.models.diffusionad import image_score
+    from drdc_trt.methods.diffusionad.detector import image_score
 
     assert float(image_score(maps, 3)) == pytest.approx((15 + 14 + 13) / 3)
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import Schedule
+from drdc_trt.methods.diffusionad import ops
+from drdc_trt.schedule import Schedule
 from drdc_trt.float_bounds import Bound
-from drdc_trt.models.diffusionad.norm_guided import closed_form, predict_x0
+from drdc_trt.methods.diffusionad.norm_guided import closed_form
+from drdc_trt.schedule import predict_x0
 
 AB = Schedule.linear().alphas_cumprod
 
@@ -107,7 +108,7 @@ def test_model_reconstruction_and_the_fused_op_keep_the_bound():
     """The detector's per-image ᾱ path (torch ops) and the kernel's one-ᾱ call: both within the
     float32 bound of the exact value."""
     from drdc_trt.config import preset
-    from drdc_trt.models.diffusionad import DiffusionADModel
+    from drdc_trt.methods.diffusionad.model import DiffusionADModel
 
     torch.manual_seed(0)
     model = DiffusionADModel(preset("tiny", "diffusionad")).eval()
@@ -127,7 +128,7 @@ def test_model_reconstruction_and_the_fused_op_keep_the_bound():
 
 
 def test_numpy_transcription_keeps_the_bound():
-    from drdc_trt.runtime.diffusionad import numpy_norm_guided
+    from drdc_trt.methods.diffusionad.runtime import numpy_norm_guided
 
     x_a, e_a, x_b, e_b = operands((1, 3, 8, 8), seed=9, scale=2.0)
     ab_a, ab_b = float(AB[200]), float(AB[400])

@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from drdc_trt import diagnostics, tuning
+from drdc_trt import diagnostics
+from drdc_trt.methods.drdc import tuning
 from drdc_trt.config import ModelConfig, preset
 from drdc_trt.data.anomalies import paste_anomalies, perlin, perlin_mask, self_shuffled
 from drdc_trt.ema import EMA
-from drdc_trt.fusion import FusionStats
+from drdc_trt.methods.drdc.fusion import FusionStats
 
 
 def test_ema_update_by_hand():

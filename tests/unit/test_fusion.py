@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.fusion import FusionStats, measure_stats
+from drdc_trt.methods.drdc import ops
+from drdc_trt.methods.drdc.fusion import FusionStats, measure_stats
 
 
 def test_mean_filter_hand_computed():

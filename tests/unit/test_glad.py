@@ -13,16 +13,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drdc_trt.checkpoint import CheckpointError, load_checkpoint, load_config, save_checkpoint
+from drdc_trt.checkpoint import CheckpointError, load_config, save_checkpoint
+from drdc_trt.loading import load_checkpoint
 from drdc_trt.config import ModelConfig, missing_fields, preset
 from drdc_trt.data.anomalies import anomaly_batch, grid_shuffled, perlin, perlin_mask
-from drdc_trt.diffusion import Schedule, ddim_timesteps
-from drdc_trt.models.glad import GLADBatch, GLADDetector, GLADModel, GLADStats
-from drdc_trt.models.glad.adaptive import (FALLBACK, NONE, TRIGGERED, adaptive_loop, ddim_next, decide,
-                                           saff_blend, saff_weight, steps_histogram)
-from drdc_trt.models.glad.features import gaussian_blur, nearest_patch_distance, top_k_score
-from drdc_trt.models.glad.target import anomaly_aware_target, mixed_source, predict_x0, q_sample
-from drdc_trt.models.glad.train import training_batch
+from drdc_trt.schedule import Schedule, ddim_timesteps
+from drdc_trt.methods.glad.detector import GLADBatch, GLADDetector
+from drdc_trt.methods.glad.model import GLADModel, GLADStats
+from drdc_trt.methods.glad.adaptive import (
+    FALLBACK,
+    NONE,
+    TRIGGERED,
+    adaptive_loop,
+    ddim_next,
+    decide,
+    saff_blend,
+    saff_weight,
+    steps_histogram,
+)
+from drdc_trt.methods.glad.features import gaussian_blur, nearest_patch_distance, top_k_score
+from drdc_trt.methods.glad.target import anomaly_aware_target, mixed_source
+from drdc_trt.schedule import predict_x0, q_sample
+from drdc_trt.methods.glad.train import training_batch
 
 AB = torch.from_numpy(Schedule.linear().alphas_cumprod).float()
 

@@ -15,13 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drdc_trt import ops
+from drdc_trt.methods.glad import ops
 from drdc_trt.config import preset
-from drdc_trt.diffusion import Schedule, ddim_timesteps
+from drdc_trt.schedule import Schedule, ddim_timesteps
 from drdc_trt.float_bounds import Bound
-from drdc_trt.models.glad import GLADDetector, GLADModel, GLADStats
-from drdc_trt.models.glad.adaptive import FALLBACK, NONE, TRIGGERED, RowState, adaptive_loop
-from drdc_trt.runtime.glad_kernels import (CsrcGladKernels, GladRows, NumpyGladKernels, make_glad_kernels)
+from drdc_trt.methods.glad.detector import GLADDetector
+from drdc_trt.methods.glad.model import GLADModel, GLADStats
+from drdc_trt.methods.glad.adaptive import FALLBACK, NONE, TRIGGERED, RowState, adaptive_loop
+from drdc_trt.methods.glad.runtime_kernels import CsrcGladKernels, GladRows, NumpyGladKernels, make_glad_kernels
 
 from drdc_trt import _C  # noqa: F401  (a required part of the package: missing is a failure, not a skip)
 
@@ -348,7 +349,7 @@ def test_numpy_loop_equals_torch_loop():
     """The torch-free runtime's loop shape (predict → A, score, w → update) on GladRows, with the
     numpy and the compiled kernels, against adaptive_loop (same decisions, floats within the loop
     tolerance; the ᾱ table is the schedule's own, whether torch's √ of it is correctly rounded or not)."""
-    from drdc_trt.models.glad.adaptive import saff_weight, trigger_score
+    from drdc_trt.methods.glad.adaptive import saff_weight, trigger_score
 
     ts = ddim_timesteps(650, 10)
     table = AB

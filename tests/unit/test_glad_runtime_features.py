@@ -1,5 +1,5 @@
 """The torch-free runtime's GLAD feature arithmetic (drdc_trt.runtime.glad_features) against the
-PyTorch functions it transcribes (drdc_trt.models.glad.features / adaptive.saff_weight) on random
+PyTorch functions it transcribes (drdc_trt.methods.glad.features / adaptive.saff_weight) on random
 inputs, including the blur's replicate padding at sides its radius reaches, and hand cases."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt.models.glad import features as T
-from drdc_trt.models.glad.adaptive import saff_weight as torch_saff_weight
-from drdc_trt.runtime import glad_features as N
+from drdc_trt.methods.glad import features as T
+from drdc_trt.methods.glad.adaptive import saff_weight as torch_saff_weight
+from drdc_trt.methods.glad import runtime_features as N
 
 # float32 sums in another order (numpy vs PyTorch's kernels): ~1e-7 on values of order 1
 ATOL = 1e-6

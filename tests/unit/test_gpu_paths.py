@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from drdc_trt.fusion import FusionStats
-from drdc_trt.pipeline import InferenceBatch
+from drdc_trt.methods.drdc.fusion import FusionStats
+from drdc_trt.methods.drdc.pipeline import InferenceBatch
 
 
 class OnDevice(torch.Tensor):

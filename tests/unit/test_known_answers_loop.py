@@ -24,10 +24,11 @@ import numpy as np
 import pytest
 import torch
 
-from drdc_trt import ops
-from drdc_trt.diffusion import LoopNoise, Schedule, inpaint_heat
-from drdc_trt.refiner import csrc_inpaint_heat
-from drdc_trt.runtime import kernels as K
+from drdc_trt.methods.drdc import ops
+from drdc_trt.methods.drdc.inpaint import LoopNoise, inpaint_heat
+from drdc_trt.schedule import Schedule
+from drdc_trt.methods.drdc.refiner import csrc_inpaint_heat
+from drdc_trt.methods.drdc import runtime_kernels as K
 
 SCHED = Schedule.linear(1000, 1e-4, 0.02)
 T, T_NEXT = 250, 225

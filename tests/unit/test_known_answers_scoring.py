@@ -16,12 +16,12 @@ from drdc_trt import metrics
 from drdc_trt.config import preset
 from drdc_trt.data import load_image
 from drdc_trt.data.folder import Loaded, Sample
-from drdc_trt.diffusion import LoopResult
+from drdc_trt.methods.drdc.inpaint import LoopResult
 from drdc_trt.evaluate import table
-from drdc_trt.fusion import FusionStats, measure_stats
-from drdc_trt.pipeline import Detector
-from drdc_trt.runtime import kernels as K
-from drdc_trt.runtime.detector import BundleDetector
+from drdc_trt.methods.drdc.fusion import FusionStats, measure_stats
+from drdc_trt.methods.drdc.pipeline import Detector
+from drdc_trt.methods.drdc import runtime_kernels as K
+from drdc_trt.methods.drdc.runtime import BundleDetector
 
 
 # --------------------------------------------------------------------------- data

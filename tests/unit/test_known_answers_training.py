@@ -13,10 +13,11 @@ import torch
 import torch.nn as nn
 
 from drdc_trt.config import BackboneConfig, preset
-from drdc_trt.diffusion import Schedule
+from drdc_trt.schedule import Schedule
 from drdc_trt.models.backbone import Backbone
-from drdc_trt.models.base import BaseModel
-from drdc_trt.train import TrainReport, TrainState, _train_base, _train_unet, _unet_batch_for, unet_batch
+from drdc_trt.methods.drdc.base_model import BaseModel
+from drdc_trt.training import TrainReport, TrainState
+from drdc_trt.methods.drdc.train import _train_base, _train_unet, _unet_batch_for, unet_batch
 
 SIZE, CROP, N = 8, 4, 6
 AB = torch.tensor([0.64, 0.36])  # √ᾱ = 0.8 / 0.6 and √(1 − ᾱ) = 0.6 / 0.8

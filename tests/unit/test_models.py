@@ -3,9 +3,10 @@
 import torch
 
 from drdc_trt.config import BackboneConfig, preset
-from drdc_trt.models import BaseModel, UNet
+from drdc_trt.methods.drdc.base_model import BaseModel
+from drdc_trt.models.unet import UNet
 from drdc_trt.models.backbone import Backbone, lite0_package_weights
-from drdc_trt.models.transformer import neighbor_mask
+from drdc_trt.methods.drdc.transformer import neighbor_mask
 
 
 def test_package_weights_map_exactly_onto_timm_lite0():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from drdc_trt.export import diffusionad as dad_export
-from drdc_trt.export import glad as glad_export
+from drdc_trt.methods.diffusionad import export as dad_export
+from drdc_trt.methods.glad import export as glad_export
 from drdc_trt.export import tensorrt_build as tb
 
 

@@ -62,7 +62,7 @@ class _Recorder:
         self.batches = []
 
     def __call__(self, x: torch.Tensor, batch_size=8):
-        from drdc_trt.pipeline import InferenceBatch
+        from drdc_trt.methods.drdc.pipeline import InferenceBatch
 
         self.batches.append(x.shape[0])
         score = x.mean(dim=(1, 2, 3))

@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from drdc_trt.config import preset
-from drdc_trt.diffusion import Schedule
-from drdc_trt.train import LOSS_READ_EVERY, _unet_batch_for
+from drdc_trt.schedule import Schedule
+from drdc_trt.training import LOSS_READ_EVERY
+from drdc_trt.methods.drdc.train import _unet_batch_for
 
 
 def test_batches_depend_on_their_iteration_only():

@@ -1,0 +1,1 @@
+"""The glad method: everything of it in one folder; its registry entry is spec.py."""
