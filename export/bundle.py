@@ -1,4 +1,4 @@
-"""The bundle: what ``drdc export`` writes and the runtimes load (DESIGN §4).
+"""The bundle: what ``drdc export`` writes and the runtimes load.
 
 A bundle is a folder::
 

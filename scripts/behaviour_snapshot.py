@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,8 +99,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--compare", type=Path)
     a = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        snap = snapshot(Path(tmp))
+    # one fixed folder: paths a manifest or a results file records are then the same in every run
+    work = Path(tempfile.gettempdir()) / "drdc_behaviour_snapshot"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        snap = snapshot(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     a.out.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
     if a.compare is None:
         return 0

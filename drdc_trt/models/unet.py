@@ -1,4 +1,4 @@
-"""Conditioned ADM-style U-Net (guided-diffusion family, DESIGN §1.2).
+"""Conditioned ADM-style U-Net (guided-diffusion family).
 
 Predicts ε from concat(x_t, c) (6 channels) and the timestep. Residual blocks
 with timestep embedding (scale-shift norm), self-attention at the configured

@@ -1,4 +1,4 @@
-"""Spatio-temporal fusion and scoring (DESIGN §1.4), with the normalisation
+"""Spatio-temporal fusion and scoring (docs/design.md, "DRDC's hot loop"), with the normalisation
 statistics measured on normal training images and stored with the model.
 
 The per-pixel math is ``ops.reference_fuse`` (the definition the fused kernel is

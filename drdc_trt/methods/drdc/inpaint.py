@@ -1,4 +1,4 @@
-"""Reference batched DDIM inpainting loop (DESIGN §1.3 and §2).
+"""Reference batched DDIM inpainting loop (docs/design.md, "DRDC's hot loop").
 
 For B images every (grid spec j, set k) pair is one row of a single batch of
 N = B·J·K rows; the network is called once per step on all of them. Between two

@@ -54,7 +54,7 @@ def reference_prepare(
     fill_noise: torch.Tensor, eps0: torch.Tensor,
     sqrt_ab: float, sqrt_1mab: float, net_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Condition c = M·x + (1−M)·n and start x_{t0} = √ᾱ·c + √(1−ᾱ)·ε (DESIGN §1.3).
+    """Condition c = M·x + (1−M)·n and start x_{t0} = √ᾱ·c + √(1−ᾱ)·ε (docs/design.md).
 
     Returns (xt float32 N×3×H×W, unet_in net_dtype N×6×H×W).
     """
@@ -119,7 +119,7 @@ def reference_fuse(
     heat: torch.Tensor, count: int, base: torch.Tensor,
     mean_filter_size: int, stats: Sequence[float], lam: float, score_window: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Spatio-temporal fusion (DESIGN §1.4).
+    """Spatio-temporal fusion (docs/design.md, "DRDC's hot loop").
 
     ``stats`` = (μ_diff, σ_diff, μ_base, σ_base), measured on normal images.
     Returns (final B×H×W, diffusion map B×H×W, up-sampled base map B×H×W, score B).

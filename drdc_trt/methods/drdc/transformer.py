@@ -1,4 +1,4 @@
-"""UniAD-style feature reconstruction transformer (the base model of DRDC, DESIGN §1.1).
+"""UniAD-style feature reconstruction transformer (the base model of DRDC).
 
 Tokens are the S/16 × S/16 backbone features. The encoder and decoder use
 neighbour-masked attention (a token may not look at its n×n neighbourhood, so it
