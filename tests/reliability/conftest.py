@@ -1,10 +1,22 @@
-"""Reliability suite: shared hooks."""
+"""Reliability suite: shared hooks.
+
+Tests are not a package and run under ``--import-mode=importlib``, which leaves ``sys.path``
+alone; this folder goes on it here (conftest.py is loaded before the test modules beside it)
+so the bad-input modules (test_bad_*.py) can import what they share from bad_inputs.py.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
 
 def pytest_terminal_summary(terminalreporter):
-    """The count of bad inputs tried (tests/reliability/test_bad_inputs.py), in the run's summary."""
+    """The count of bad inputs tried (the table in tests/reliability/test_bad_*.py), in the run's summary."""
     tried, refused = set(), set()
     for outcome in ("passed", "failed", "error"):
         for rep in terminalreporter.stats.get(outcome, []):
