@@ -16,6 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import methods as registry
+from .benchmarking.runs import runs, stem as runs_stem
+
 BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 # openvino rows are asked for by name (--backends ...,openvino): they need its optional package
 DEFAULT_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
@@ -91,6 +94,19 @@ def _batches(text: str):
     return out
 
 
+def _method_help() -> str:
+    """--method's help, from the method registry (drdc_trt.benchmarking.runs)."""
+    groups = runs()
+    own = [n for n in registry.names() if registry.get(n).has("bench_suite")]
+    rows = [n for n in registry.names() if n not in own]
+    text = [f"{n} (the rows above)" for n in own]
+    if rows:
+        text.append(f"{', '.join(rows)} (that method's rows: torch eager, onnxruntime, the torch-free runtime and "
+                    "what drdc_trt/methods/<name>/bench.py adds)")
+    return ("; ".join(text) + f"; both ({' and '.join(groups['both'])}) or all ({', '.join(groups['all'])}) side by "
+            "side at the same image size, each against its own eager fp32 PyTorch [%(default)s]")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="drdc-bench", description=__doc__.split("\n\n")[0].replace("``", ""),
@@ -127,11 +143,7 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads of torch, the compiled kernels, ONNX Runtime and OpenVINO [their defaults: one per "
                         "core]; "
                         "on a busy machine fewer threads than cores avoid oversubscription stalls")
-    p.add_argument("--method", choices=("drdc", "diffusionad", "glad", "both", "all"), default="drdc",
-                   help="drdc (the rows above), diffusionad or glad (torch eager, onnxruntime, the torch-free "
-                        "runtime; glad also its loop without early exits and the steps each image took), both "
-                        "(drdc and diffusionad) or all three side by side at the same image size, each against "
-                        "its own eager fp32 PyTorch [drdc]")
+    p.add_argument("--method", choices=tuple(runs()), default=registry.names()[0], help=_method_help())
     p.add_argument("--images", metavar="DIR",
                    help="--method glad/all: a folder of images for the inputs (read as drdc detect reads them, "
                         "cycled to fill a batch) instead of random ones: GLAD's steps depend on the images")
@@ -171,14 +183,15 @@ def options(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     from .benchmarking import report
-    from .benchmarking.suite import BenchError, run
+    from .benchmarking.suite import BenchError
 
     opts = options(argv)
     method = parser().parse_args(argv).method
-    if method != "drdc":
+    spec = registry.get(method) if method in registry.names() else None
+    if spec is None or not spec.has("bench_suite"):
         return _main_methods(opts, method, argv)
     try:
-        rep = run(opts, argv)
+        rep = spec.entry("bench_suite")(opts, argv)  # the method's own pipeline suite (its spec's bench_suite)
     except BenchError as e:
         print(f"drdc-bench: error: {e}", file=sys.stderr)
         return 2
@@ -193,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_methods(opts, method: str, argv) -> int:
-    """--method diffusionad / glad / both / all (drdc_trt.benchmarking.methods)."""
+    """--method of a method's rows, both or all (drdc_trt.benchmarking.methods; the runs offered:
+    drdc_trt.benchmarking.runs)."""
     from .benchmarking import methods as D
 
     try:
@@ -203,7 +217,7 @@ def _main_methods(opts, method: str, argv) -> int:
         return 2
     print(D.markdown(rep))
     if opts.write:
-        name = {"both": "drdc_vs_diffusionad", "all": "drdc_vs_diffusionad_vs_glad"}.get(method, method)
+        name = runs_stem(rep["run"]["methods"])  # a_vs_b_vs_c for a run of several methods
         stem = f"drdc_bench_cpu_{name}_{rep['run']['image_size']}px_{opts.date}"
         stem += f"_{opts.tag}" if opts.tag else ""
         jp, mp = D.write(rep, opts.out, stem)

@@ -9,7 +9,11 @@
                cannot run here
 * ``machine``  CPU/GPU model, driver and library versions
 * ``report``   Markdown tables and the JSON document
-* ``suite``    runs everything for the command line
+* ``suite``    runs everything for the command line (DRDC's pipeline bench, ``drdc-bench`` alone)
+* ``runs``     what ``--method`` offers, from the method registry (each method, ``both``, ``all``)
+* ``rows``     what every method's ``--method`` rows share: model, inputs, measured engine rows
+               on a temporary bundle, speed-ups (a method's rows: ``drdc_trt/methods/<name>/bench.py``)
+* ``methods``  ``--method``: the methods of the run side by side, through the registry
 
-``stats`` imports nothing but the standard library; the rest import torch.
+``stats`` imports nothing but the standard library, ``runs`` only the registry; the rest import torch.
 """

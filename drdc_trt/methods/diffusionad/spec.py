@@ -16,4 +16,5 @@ SPEC = MethodSpec(
     bundle_stats="drdc_trt.methods.diffusionad.model:stats_from_manifest",
     batch="drdc_trt.methods.diffusionad.detector:DiffusionADBatch",
     study="drdc_trt.methods.diffusionad.ablation:STUDY",
+    extras={"bench_rows": "drdc_trt.methods.diffusionad.bench:bench_rows"},  # drdc-bench (see the drdc spec)
 )

@@ -21,5 +21,10 @@ SPEC = MethodSpec(
     image_input=True,
     knn_baseline=True,
     extras={"ablate": "drdc_trt.methods.drdc.ablation:run_ablation",
-            "recalibrate": "drdc_trt.methods.drdc.train:recalibrate"},
+            "recalibrate": "drdc_trt.methods.drdc.train:recalibrate",
+            # drdc-bench beside other methods: (kit, opts, size, argv, log) -> {rows, source, config, image_size,
+            # report}, kit = drdc_trt.benchmarking.rows
+            "bench_rows": "drdc_trt.methods.drdc.bench:bench_rows",
+            # drdc-bench --method drdc: the pipeline suite, (opts, argv, log) -> a drdc_trt.benchmarking.report report
+            "bench_suite": "drdc_trt.benchmarking.suite:run"},
 )

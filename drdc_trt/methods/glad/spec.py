@@ -17,4 +17,7 @@ SPEC = MethodSpec(
     batch="drdc_trt.methods.glad.detector:GLADBatch",
     study="drdc_trt.methods.glad.ablation:STUDY",
     outputs=("steps",),
+    # drdc-bench --method (the signatures: the drdc spec); its steps table: (report) -> markdown
+    extras={"bench_rows": "drdc_trt.methods.glad.bench:bench_rows",
+            "bench_markdown": "drdc_trt.methods.glad.bench:markdown_section"},
 )
