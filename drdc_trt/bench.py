@@ -155,10 +155,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options(argv: list[str] | None = None):
-    """Parse ``argv`` into :class:`drdc_trt.benchmarking.suite.Options` (device defaults applied)."""
+    """Parse ``argv`` into :class:`drdc_trt.benchmarking.options.Options` (device defaults applied)."""
     import torch
 
-    from .benchmarking.suite import Options
+    from drdc_trt.benchmarking.options import Options
 
     a = parser().parse_args(argv)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,7 +183,7 @@ def options(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     from .benchmarking import report
-    from .benchmarking.suite import BenchError
+    from drdc_trt.benchmarking.options import BenchError
 
     opts = options(argv)
     method = parser().parse_args(argv).method

@@ -14,7 +14,6 @@ never leaves a half-written file where a good one was.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 

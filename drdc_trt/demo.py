@@ -12,7 +12,7 @@ from .checkpoint import atomic_write_text
 from drdc_trt.settings import ModelConfig
 from .data import make_synthetic_dataset
 from .evaluate import evaluate, report_html, save_results
-from drdc_trt.methods.drdc.pipeline import Detector
+from . import methods
 from drdc_trt.train import train
 
 
@@ -34,7 +34,8 @@ def run_demo(out: Path, cfg: ModelConfig, progress: bool = True, log=print) -> d
 
     t0 = time.perf_counter()
     log("[3/3] evaluating on the test split")
-    result = evaluate(Detector.from_model(model), data, progress=progress)
+    detector = methods.get(cfg.method).entry("detector")(model, "cpu", seed=0, loop="torch")
+    result = evaluate(detector, data, progress=progress)
     times["eval"] = time.perf_counter() - t0
     times["total"] = sum(times.values())
     meta = {"command": "drdc demo", "date": time.strftime("%Y-%m-%d %H:%M:%S"),

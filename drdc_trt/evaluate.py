@@ -1,4 +1,5 @@
-"""Evaluation on an MVTec-layout test split: the base model and full DRDC side by side."""
+"""Evaluation on an MVTec-layout test split: the rows a method's results contribute (DRDC: its base
+model and itself; ``report_maps`` of its result batch), the kNN baseline beside them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import metrics, ops, viz
+from . import metrics, viz
 from .data import Loaded, load_split
-from drdc_trt.methods.drdc.fusion import normalised_blend
-from drdc_trt.methods.diffusionad.detector import DiffusionADBatch
-from drdc_trt.methods.glad.detector import GLADBatch
-from drdc_trt.methods.drdc.pipeline import Detector, InferenceBatch
 
 COLUMNS = ["category", "method", *metrics.METRICS]
 
@@ -38,7 +35,7 @@ class KNNOutput:
 @dataclass
 class EvalResult:
     data: Loaded
-    out: InferenceBatch | None  # None when only the kNN baseline was run
+    out: object | None          # the method's result batch; None when only the kNN baseline was run
     rows: list[dict]            # one per (category, method), plus the means
     seconds: float
     knn: KNNOutput | None = None
@@ -50,18 +47,12 @@ class EvalResult:
         return next(r for r in self.rows if r["category"] == "mean" and r["method"] == method)
 
 
-def method_outputs(out: InferenceBatch | None, stats, lam: float, window: int,
-                   knn: KNNOutput | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(scores, maps) of each method from one inference pass (and the kNN baseline's, if given)."""
-    methods = {}
-    if isinstance(out, DiffusionADBatch):  # its own row: no base model behind it
-        methods["DiffusionAD"] = (out.pred_score, out.anomaly_map)
-    elif isinstance(out, GLADBatch):
-        methods["GLAD"] = (out.pred_score, out.anomaly_map)
-    elif out is not None:
-        base = normalised_blend(out.diff_map, out.base_map, stats, 0.0)
-        methods["base (UniAD)"] = (ops.image_score(base, window), base)
-        methods["DRDC"] = (out.pred_score, out.anomaly_map)
+def method_outputs(out, stats, cfg=None, knn: KNNOutput | None = None,
+                   curves: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(scores, maps) of each row of the table: the ones the method's result batch contributes
+    (``report_maps``: DRDC gives its base model's and its own) and the kNN baseline's, if given.
+    ``curves``: the scores the ROC curves use (DRDC's base row: the base model's own score)."""
+    methods = dict(out.report_maps(stats, cfg, curves)) if out is not None else {}
     if knn is not None:
         methods[KNN] = (knn.scores, knn.maps)
     return methods
@@ -105,7 +96,7 @@ def table(data: Loaded, methods: dict[str, tuple[torch.Tensor, torch.Tensor]]) -
     return sorted(rows, key=lambda r: (r["category"] == "mean", r["category"]))
 
 
-def evaluate(detector: Detector | None, data_root: str | Path, categories: Sequence[str] | None = None,
+def evaluate(detector, data_root: str | Path, categories: Sequence[str] | None = None,
              batch_size: int = 8, progress: bool = True, knn=None, knn_fit_seconds: float = 0.0,
              data: Loaded | None = None) -> EvalResult:
     """Base model and DRDC from one pass of ``detector``; the fitted ``knn``
@@ -123,10 +114,8 @@ def evaluate(detector: Detector | None, data_root: str | Path, categories: Seque
         out = detector.predict(data.images, batch_size=batch_size, progress=progress)
         seconds = time.perf_counter() - t0
     knn_out = run_knn(knn, data.images, knn_fit_seconds) if knn is not None else None
-    if detector is not None:
-        methods = method_outputs(out, detector.stats, detector.cfg.fusion.lam, detector.cfg.score_window, knn_out)
-    else:
-        methods = method_outputs(None, None, 0.0, 1, knn_out)
+    methods = method_outputs(out, detector.stats if detector is not None else None,
+                             detector.cfg if detector is not None else None, knn_out)
     return EvalResult(data, out, table(data, methods), seconds, knn_out)
 
 
@@ -148,13 +137,10 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
     statistics (mean … mean + 6 std of the raw map); red outline = ground truth."""
     data, out, knn = result.data, result.out, result.knn
     headers = ["input", "ground truth"]
-    if isinstance(out, (DiffusionADBatch, GLADBatch)):
-        headers += ["reconstruction", "anomaly map"]
-    elif out is not None:
-        headers += ["base map", "diffusion map", "final map"]
-        d_lo, d_hi = stats.diff_mean, stats.diff_mean + 6 * stats.diff_std
-        b_lo, b_hi = stats.base_mean, stats.base_mean + 6 * stats.base_std
-        f_lo, f_hi = 0.0, max(6.0, float(np.quantile(out.anomaly_map.cpu().numpy(), 0.999)))
+    cells = None
+    if out is not None:  # the method's own columns (DRDC: base, diffusion and final maps)
+        more, cells = out.example_columns(stats)
+        headers += more
     if knn is not None:
         headers.append("kNN map")
         k_lo, k_hi = knn.map_mean, knn.map_mean + 6 * knn.map_std
@@ -163,15 +149,10 @@ def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[li
         img, m = data.images[i], data.masks[i, 0]
         row = [viz.to_uint8_image(img), viz.mask_image(m)]
         cap = data.samples[i].path.name
-        if isinstance(out, (DiffusionADBatch, GLADBatch)):  # DiffusionAD: probabilities, a fixed 0..1 range
-            hi = 1.0 if isinstance(out, DiffusionADBatch) else 1.5 * float(out.anomaly_map.max())  # GLAD: distances
-            row += [viz.to_uint8_image(out.reconstruction[i]), viz.overlay(img, out.anomaly_map[i], 0.0, hi, mask=m)]
-            cap += f" score {float(out.pred_score[i]):.2f}"
-        elif out is not None:
-            row += [viz.overlay(img, out.base_map[i], b_lo, b_hi, mask=m),
-                    viz.overlay(img, out.diff_map[i], d_lo, d_hi, mask=m),
-                    viz.overlay(img, out.anomaly_map[i], f_lo, f_hi, mask=m)]
-            cap += f" score {float(out.pred_score[i]):.2f}"
+        if cells is not None:
+            extra, note = cells(i, img, m)
+            row += extra
+            cap += note
         if knn is not None:
             row.append(viz.overlay(img, knn.maps[i], k_lo, k_hi, mask=m))
             cap += f" kNN {float(knn.scores[i]):.3f}"
@@ -188,13 +169,11 @@ def report_html(result: EvalResult, title: str, stats, notes: Sequence[str] = ()
     data, out = result.data, result.out
     sections = ["".join(f"<p class='note'>{n}</p>" for n in notes),
                 "<h2>Metrics (%)</h2>", viz.metrics_table(result.rows, COLUMNS)]
-    methods = method_outputs(out, stats, 0.0, 1, result.knn)  # maps only; image scores below
+    methods = method_outputs(out, stats, None, result.knn, curves=True)
     image_curves, pixel_curves = {}, {}
     step = 4 if data.masks[:, 0].numel() > 4_000_000 else 1
     gt = data.masks[:, 0, ::step, ::step]
     for name, (scores, maps) in methods.items():
-        if name == "base (UniAD)":
-            scores = out.base_score
         image_curves[name] = metrics.roc_curve(data.labels, scores)
         pixel_curves[name] = metrics.roc_curve(gt, maps[:, ::step, ::step])
     rocs = [viz.roc_svg(image_curves, "image-level ROC"), viz.roc_svg(pixel_curves, "pixel-level ROC")]

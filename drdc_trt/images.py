@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from drdc_trt.export.bundle import RANGE_SLACK
+# Float rounding slack of the [-1, 1] range check (the bundle's torch-free check uses the same,
+# export/bundle.py: RANGE_SLACK; a separate constant so the training path needs no drdc_trt.export).
+RANGE_SLACK = 1e-3
 
 
 

@@ -1,7 +1,7 @@
 """The predictor ``drdc detect`` runs for its options, shared with ``drdc serve``: a checkpoint
-(backends torch, torch-compiled: drdc_trt.methods.drdc.pipeline.Detector, DiffusionADDetector, GLADDetector) or a
-bundle (the torch-free runtime's load_detector), for every method (DRDC, DiffusionAD, GLAD). Bad
-combinations of options are refused with click.UsageError, worded for the command line."""
+(PyTorch: the method's registered ``detector``) or a bundle (the torch-free runtime's
+``load_detector``), for every registered method. Bad combinations of options are refused with
+click.UsageError, worded for the command line."""
 
 from __future__ import annotations
 

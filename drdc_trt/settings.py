@@ -155,6 +155,14 @@ def register_method_config(mc: MethodConfig) -> MethodConfig:
     return mc
 
 
+def unregister_method_config(owner: str) -> None:
+    """Forget a method's sections (a method registered for a test only); configs made before keep them."""
+    mc = _METHOD_CONFIGS.pop(owner, None)
+    if mc is not None:
+        for key in mc.legacy:
+            LEGACY_VALUES.pop(key, None)
+
+
 def method_configs() -> dict[str, MethodConfig]:
     return dict(_METHOD_CONFIGS)
 

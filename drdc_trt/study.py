@@ -9,7 +9,7 @@ What differs between methods is a :class:`StudyMethod`: which factors it varies,
 runs with a variant's settings (GLAD re-calibrates its trigger threshold τ on the held-out normal
 training images for each variant; DiffusionAD has nothing to calibrate that enters the metrics),
 and the extra columns of its rows. Every pass is cached under ``work`` with a fingerprint of the
-model, the data and the seed (``drdc_trt.methods.drdc.ablation._Cache``), so an interrupted run resumes.
+model, the data and the seed (``drdc_trt.study_parts.ResultCache``), so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 
 from drdc_trt import viz
-from drdc_trt.methods.drdc.ablation import _pct, report_header
+from drdc_trt.study_parts import pct as _pct, report_header
 from drdc_trt.checkpoint import atomic_write_text
 from drdc_trt.loading import load_checkpoint
 from drdc_trt.data import load_split
@@ -91,15 +91,11 @@ def run_method_study(method: StudyMethod, model_dir: str | Path, data_root: str 
     this call (the others come from the cache or are reported as not run). ``compare``: keyword
     arguments of ``drdc_trt.methods.drdc.ablation.run_ablation`` for a DRDC model (model_dir, work, ...);
     ``others``: (method, model_dir, work) of further models whose default pass goes beside."""
-    from drdc_trt.methods.drdc.ablation import (
-        _Cache,
-        _fingerprint,
-        _get,
-        label,
-        _slug,
-        run_ablation,
-        variant_changes,
-    )
+    from drdc_trt.study_parts import ResultCache as _Cache
+    from drdc_trt.study_parts import config_value as _get
+    from drdc_trt.study_parts import fingerprint as _fingerprint
+    from drdc_trt.study_parts import label, variant_changes
+    from drdc_trt.study_parts import slug as _slug
 
     factors = dict(method.factors if factors is None else factors)
     model_dir = Path(model_dir)
@@ -145,7 +141,7 @@ def run_method_study(method: StudyMethod, model_dir: str | Path, data_root: str 
 
     out, seconds["default_pass"], info, hit = cached_pass("default_pass", {})
     log(f"{method.name} default pass: " + ("from cache" if hit else f"{seconds['default_pass']:.0f} s"))
-    result = EvalResult(test, out, table(test, method_outputs(out, None, 0.0, 1)), seconds["default_pass"])
+    result = EvalResult(test, out, table(test, method_outputs(out, None)), seconds["default_pass"])
 
     variants = []
     for changes in variants_todo:
@@ -167,8 +163,10 @@ def run_method_study(method: StudyMethod, model_dir: str | Path, data_root: str 
 
     other = None
     if compare is not None:
+        run_ablation = compare["run"]  # the compared model's method's ablation (its registered "ablate")
         other = run_ablation(data_root=data_root, categories=categories, factors={}, device=device, seed=seed,
-                             progress=progress, log=log, batch_size=batch_size, **compare)
+                             progress=progress, log=log, batch_size=batch_size,
+                             **{k: v for k, v in compare.items() if k != "run"})
         _same_test(compare.get("model_dir"), other.eval.data, test)
         seconds.update({f"drdc_{k}": v for k, v in other.seconds.items()})
     beside = []
@@ -183,7 +181,7 @@ def run_method_study(method: StudyMethod, model_dir: str | Path, data_root: str 
 
 def _variants_with_pseudo(cfg, factors, grid, pseudo) -> list[dict]:
     """variant_changes for factors some of which are not config fields (every value is a variant)."""
-    from drdc_trt.methods.drdc.ablation import variant_changes
+    from drdc_trt.study_parts import variant_changes
 
     real = {k: v for k, v in factors.items() if k not in pseudo}
     out = variant_changes(cfg, real, grid) if real else []
@@ -230,7 +228,7 @@ def ablation_rows(res: MethodStudy) -> list[dict]:
 
 def per_defect_rows(res: MethodStudy) -> list[dict]:
     """drdc_trt.methods.drdc.ablation.per_defect_rows for the method, then the rows of the models beside it."""
-    from drdc_trt.methods.drdc.ablation import per_defect_rows as drdc_rows
+    from drdc_trt.study_parts import per_defect_rows as drdc_rows
 
     def own(study):  # method_outputs gives a reconstruction-method batch its own row alone
         return drdc_rows(type("Own", (), {"eval": study.eval, "cfg": study.cfg, "stats": None}))
@@ -265,7 +263,8 @@ def write_results(res: MethodStudy, prefix: str | Path, meta: Mapping[str, Any],
                   title: str | None = None, report_per_type: int = 4,
                   png_defects: Sequence[str] = ("blowhole", "crack", "uneven"), png_per_type: int = 4) -> list[Path]:
     """``<prefix>.md`` and ``<prefix>.json`` (+ example grids of the method's maps) and the HTML report."""
-    from drdc_trt.methods.drdc.ablation import _clean, example_pngs, per_defect_markdown
+    from drdc_trt.study_parts import example_pngs, per_defect_markdown
+    from drdc_trt.study_parts import json_clean as _clean
 
     m = res.method
     title = title or f"{m.name} on real data"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from drdc_trt.checkpoint import CONFIG, atomic_write_text, save_checkpoint
+from drdc_trt.checkpoint import CONFIG, atomic_write_text
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data import load_split
 from drdc_trt.ema import EMA

@@ -18,71 +18,14 @@ that it holds no plans and why.
 
 from __future__ import annotations
 
-import platform
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
-from .bundle import NOISE_FILES, PIXEL_STATS_FILES, BundleWriter, load_bundle, sha256_file
-from .numerics import NumericsReport, Tolerance, compare_networks
+from .bundle import sha256_file
+from .numerics import NumericsReport, Tolerance
 from .onnx_export import DEFAULT_OPSET, export_base, export_unet
-from .tensorrt_build import TensorRTUnavailable, build_plans, import_tensorrt
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    numerics: NumericsReport | None
-    tensorrt: dict | None
-
-
-def _versions() -> dict:
-    import onnx
-    import onnxruntime
-    import torch
-
-    import drdc_trt
-
-    trt = None
-    try:
-        trt = str(import_tensorrt().__version__)
-    except TensorRTUnavailable:
-        pass
-    return {"drdc_trt": drdc_trt.__version__, "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "tensorrt": trt}
-
-
-def engine_fields(max_batch: int, fp16: bool, report, section: dict | None) -> dict:
-    """The manifest fields every method's bundle shares: batch limit, precisions, the numerics
-    report, versions and the TensorRT section."""
-    return {"max_batch": max_batch,
-            "precision": {"onnx": "float32", "tensorrt_fp16": bool(fp16 and section is not None)},
-            "numerics": report.to_dict() if report else None, "versions": _versions(), "tensorrt": section}
-
-
-def finish(path: Path, report, section: dict | None, blocker: Exception | None) -> "ExportResult":
-    """A committed bundle: loaded once (what was written must load); TensorRTUnavailable when plans
-    were asked for and could not be built (the ONNX bundle stays)."""
-    load_bundle(path)
-    if blocker is not None:
-        raise TensorRTUnavailable(f"wrote the ONNX bundle {path} without TensorRT plans: {blocker}")
-    return ExportResult(path=path, numerics=report, tensorrt=section)
-
-
-def _tensorrt_blocker() -> Exception | None:
-    """Why plans cannot be built here (None: they can)."""
-    from drdc_trt.backends.cuda_util import CudaUnavailable, device_info
-
-    try:
-        import_tensorrt()
-        device_info(0)
-    except (TensorRTUnavailable, CudaUnavailable) as e:
-        return e
-    return None
+from .results import ExportResult, engine_fields, finish, tensorrt_blocker  # noqa: F401  (re-exported)
 
 
 def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = False, max_batch: int = 8,
@@ -110,7 +53,7 @@ def export_bundle(model, out: str | Path, fp16: bool = False, tensorrt: bool = F
     cfg = model.cfg
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    blocker = _tensorrt_blocker() if tensorrt else None
+    blocker = tensorrt_blocker() if tensorrt else None
     if fp16 and not tensorrt:
         log("note: --fp16 applies to TensorRT plans; without --tensorrt the bundle holds float32 ONNX only")
     spec = methods.get(cfg.method, "config")

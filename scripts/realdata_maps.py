@@ -122,7 +122,7 @@ def report(maps_dir: str, data_root: str, results: str, title: str, lams: list[f
                          f"{missing[0]}")
     data = data.subset([have[p] for p in index["images"]])
     out = fused(heat, base, cfg, stats, cfg.fusion.lam)
-    methods = method_outputs(out, stats, cfg.fusion.lam, cfg.score_window)
+    methods = method_outputs(out, stats, cfg)
     methods[f"DRDC (λ = {cfg.fusion.lam:g})"] = methods.pop("DRDC")
     for lam in lams:
         if lam != cfg.fusion.lam:

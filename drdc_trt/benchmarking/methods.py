@@ -25,7 +25,7 @@ from . import rows as kit
 from .machine import environment, load_average
 from .rows import log_stderr
 from .runs import runs
-from .suite import thread_count
+from drdc_trt.benchmarking.options import thread_count
 
 
 def run(opts, method: str, argv: list[str] | None = None, log: Callable[[str], None] = log_stderr) -> dict:

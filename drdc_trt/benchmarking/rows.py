@@ -132,11 +132,3 @@ def export_bundle(model, out, **options):
     from drdc_trt.export import export_bundle as export
 
     return export(model, out, **options)
-
-
-def suite(opts, argv: list[str] | None, log: Callable[[str], None]) -> dict:
-    """The engine suite of ``drdc-bench`` alone (``drdc_trt.benchmarking.suite.run``: every backend ×
-    loop × precision on ``opts``' model or bundle) and its full report."""
-    from .suite import run
-
-    return run(opts, argv, log)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from drdc_trt import settings
 from drdc_trt.method_spec import MethodSpec
 
 from .diffusionad.spec import SPEC as _DIFFUSIONAD
@@ -37,8 +38,9 @@ def register(spec: MethodSpec) -> MethodSpec:
 
 
 def unregister(name: str) -> None:
-    """Remove a method added with ``register`` (tests); its config sections stay known."""
-    _REGISTRY.pop(name, None)
+    """Remove a method added with ``register`` (a test's), its config sections with it."""
+    if _REGISTRY.pop(name, None) is not None:
+        settings.unregister_method_config(name)
 
 
 def names() -> tuple[str, ...]:

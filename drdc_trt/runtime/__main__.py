@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from . import load_detector
-from drdc_trt.methods.drdc.runtime import RUNTIME_BACKENDS
+from drdc_trt.runtime import RUNTIME_BACKENDS
 
 
 def main(argv=None) -> int:

@@ -90,7 +90,7 @@ def client_cmd(url, images, batch, out, timeout_s):
     grpc://HOST:8001) and print one line per image, as `drdc detect` does."""
     import numpy as np
 
-    from drdc_trt.cli import _expand_images
+    from drdc_trt.cli_common import expand_images as _expand_images
 
     from .client import DetectorClient, result_line
 

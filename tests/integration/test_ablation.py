@@ -11,15 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from drdc_trt.methods.drdc import ops
-from drdc_trt.methods.drdc.ablation import (
-    FACTORS,
-    ablation_rows,
-    label,
-    machine_info,
-    run_ablation,
-    variant_changes,
-    write_results,
-)
+from drdc_trt.methods.drdc.ablation import FACTORS, ablation_rows, run_ablation, write_results
+from drdc_trt.study_parts import label, machine_info, variant_changes
 from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.config import preset
@@ -60,7 +53,7 @@ def test_variant_changes_one_at_a_time_and_grid():
 
 
 def test_list_setting_as_a_factor():
-    from drdc_trt.methods.drdc.ablation import _slug
+    from drdc_trt.study_parts import slug as _slug
 
     cfg = preset("small")  # grid sizes (4, 8), a tuple in the config
     got = variant_changes(cfg, {"diffusion.grid_sizes": ([4, 8], [8, 16]), "diffusion.t0": (150, 250)})
@@ -279,7 +272,8 @@ def test_grid_png_scales_tiles_up_and_down():
 
 
 def test_interrupted_pass_resumes_from_cached_chunks(tiny_checkpoint, tmp_path):
-    from drdc_trt.methods.drdc.ablation import _Cache, _parts_seconds, _predict_cached
+    from drdc_trt.methods.drdc.ablation import _parts_seconds, _predict_cached
+    from drdc_trt.study_parts import ResultCache as _Cache
 
     det = Detector.from_model(load_checkpoint(tiny_checkpoint))
     x = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -24,7 +24,8 @@ from drdc_trt.backends.torch_backend import TorchRunner
 from drdc_trt.loading import load_checkpoint
 from drdc_trt.cli import main
 from drdc_trt.export.bundle import MANIFEST, BundleError, load_bundle
-from drdc_trt.export.numerics import NumericsError, compare_networks, sample_images
+from drdc_trt.export.numerics import NumericsError, sample_images
+from drdc_trt.methods.drdc.numerics import compare_networks
 from drdc_trt.export.onnx_export import export_base, export_unet, tensorrt_problems
 from drdc_trt.float_bounds import decisions_agree
 from drdc_trt.methods.drdc.pipeline import Detector

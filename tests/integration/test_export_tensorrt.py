@@ -25,7 +25,8 @@ from drdc_trt.backends.torch_backend import TorchRunner  # noqa: E402
 from drdc_trt.loading import load_checkpoint
 from drdc_trt.export import export_bundle  # noqa: E402
 from drdc_trt.export.bundle import MANIFEST, load_bundle  # noqa: E402
-from drdc_trt.export.numerics import record_unet_inputs, sample_images  # noqa: E402
+from drdc_trt.export.numerics import sample_images  # noqa: E402
+from drdc_trt.methods.drdc.numerics import record_unet_inputs  # noqa: E402
 from drdc_trt.methods.drdc.pipeline import Detector
 from drdc_trt.methods.drdc.runtime import BundleDetector
 

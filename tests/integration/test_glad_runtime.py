@@ -387,7 +387,7 @@ def test_tensorrt_profiles_cover_compacted_and_feature_rows():
 
 
 def _tensorrt_blocker() -> str | None:
-    from drdc_trt.export.exporter import _tensorrt_blocker
+    from drdc_trt.export.results import tensorrt_blocker as _tensorrt_blocker
 
     e = _tensorrt_blocker()
     return None if e is None else str(e).splitlines()[0]

@@ -155,7 +155,7 @@ def test_manifest_that_does_not_match_the_graph_is_refused(bundle_dir, tmp_path)
 
 def test_bench_has_a_row_per_openvino_precision_against_eager_bf16_where_the_cpu_has_it(bundle_dir):
     from drdc_trt.bench import options
-    from drdc_trt.benchmarking.suite import run
+    from drdc_trt.methods.drdc.bench_suite import run
 
     opts = options(["--bundle", str(bundle_dir), "--device", "cpu", "--backends", "torch,onnxruntime,openvino",
                     "--loop", "runtime", "--batch", "2", "--warmup-s", "0", "--min-iters", "1",

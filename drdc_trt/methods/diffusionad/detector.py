@@ -18,6 +18,21 @@ class DiffusionADBatch:
     pred_mask: torch.Tensor       # B×S×S bool, map above the calibrated pixel threshold
     reconstruction: torch.Tensor  # B×3×S×S, the norm-guided reconstruction x0_g in [−1, 1]
 
+    def report_maps(self, stats, cfg=None, curves: bool = False) -> dict:
+        """The evaluation rows these results give: (scores, maps) by row name."""
+        return {"DiffusionAD": (self.pred_score, self.anomaly_map)}
+
+    def example_columns(self, stats):
+        """Report columns beside input and ground truth: the reconstruction and the map (a
+        probability: a fixed 0..1 colour range); ``cells(i, image, mask)`` → (images, caption)."""
+        from drdc_trt import viz
+
+        def cells(i, img, m):
+            return ([viz.to_uint8_image(self.reconstruction[i]), viz.overlay(img, self.anomaly_map[i], 0.0, 1.0, mask=m)],
+                    f" score {float(self.pred_score[i]):.2f}")
+
+        return ["reconstruction", "anomaly map"], cells
+
     def __len__(self) -> int:
         return int(self.pred_score.shape[0])
 

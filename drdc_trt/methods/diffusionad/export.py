@@ -30,7 +30,7 @@ from drdc_trt.methods.diffusionad.bundle import (
     UNET_OUTPUT,
     io_specs,
 )
-from drdc_trt.export.numerics import NumericsReport, Tolerance, _compare, sample_images
+from drdc_trt.export.numerics import NumericsReport, Tolerance, compare_arrays, sample_images
 from drdc_trt.export.onnx_export import DEFAULT_OPSET, OnnxInfo, export_network
 from drdc_trt.export.tensorrt_build import build_plan_set
 
@@ -100,9 +100,9 @@ def compare_diffusionad(model, unet_onnx, seg_onnx, batch_sizes: Sequence[int] =
     report = NumericsReport(tolerance, list(unet.providers))
     for b in batch_sizes:
         rows, t, eps, seg_in, maps = detector_rows(model, images[:b].float().contiguous(), seed)
-        report.comparisons.append(_compare("unet", rows.shape[0], eps.numpy(), unet.run(rows.numpy(), t.numpy()),
+        report.comparisons.append(compare_arrays("unet", rows.shape[0], eps.numpy(), unet.run(rows.numpy(), t.numpy()),
                                            tolerance))
-        report.comparisons.append(_compare("seg", b, maps.numpy(), seg.run(seg_in.numpy()), tolerance))
+        report.comparisons.append(compare_arrays("seg", b, maps.numpy(), seg.run(seg_in.numpy()), tolerance))
     if check:
         report.raise_if_failed()
     return report
@@ -134,7 +134,7 @@ def export_diffusionad_bundle(model, out: str | Path, fp16: bool = False, tensor
     mean what they mean for ``exporter.export_bundle``, which calls this for DiffusionAD models."""
     from drdc_trt.methods.diffusionad.detector import DiffusionADDetector
 
-    from drdc_trt.export.exporter import engine_fields, finish
+    from drdc_trt.export.results import engine_fields, finish
 
     model = model.float().eval().cpu()
     cfg, a = model.cfg, model.cfg.diffusionad

@@ -1,32 +1,11 @@
-"""The fused ops of the DDIM inpainting loop: one entry per op.
-
-Each op has a ``reference_*`` function in plain PyTorch (the definition) and a
-dispatching entry (``prepare``, ``step``, ``fuse``) that runs either that
-reference (``impl="torch"``) or the compiled kernel of ``drdc_trt._C``
-(``impl="csrc"``) after checking dtype, device, contiguity and shape. DiffusionAD's
-norm-guided combination (``norm_guided``) and GLAD's per-row step (``glad_predict``,
-``glad_update``) are the ops of the other methods.
-
-Layout (shared by every implementation):
-
-* ``x``       B×3×H×W float32, the input image scaled to [-1, 1].
-* ``labels``  J×H×W int32: for grid spec j, the disjoint set (0..K-1) that the
-  cell of each pixel belongs to. Row (j, k) treats set k as unknown.
-* rows        N = B·J·K, row n = (b·J + j)·K + k.
-* ``xt``      N×3×H×W float32, the DDIM state x_t.
-* ``unet_in`` N×6×H×W network dtype (float32 or float16): concat(x_t, c).
-* ``eps``     N×3×H×W network dtype, the U-Net output ε̂.
-* ``heat``    B×H×W float32, running sum of the per-step heatmap terms.
-
-Known mask M (1 = known) of row (j, k) at pixel p: ``labels[j, p] != k``.
-"""
+"""DiffusionAD's fused op: the norm-guided one-step combination (``norm_guided``), defined by
+``reference_norm_guided`` in plain PyTorch and dispatched to ``drdc_trt._C.norm_guided``
+(``impl="csrc"``) after the operand checks of ``drdc_trt.ops``."""
 
 from __future__ import annotations
 
-import numbers
 
 import torch
-import torch.nn.functional as F
 
 from drdc_trt.ops import check_tensor, compiled, cuda_stream, require_impl
 

@@ -22,38 +22,39 @@ report and PNG example grids.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
-import os
-import platform
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file
 
 from drdc_trt import viz
 from drdc_trt.methods.drdc import ops
 from drdc_trt.methods.drdc import tuning
-from drdc_trt.checkpoint import CONFIG, PIXEL_STATS, STATS, WEIGHTS, atomic_save_tensors, atomic_write_text
+from drdc_trt.checkpoint import atomic_write_text
 from drdc_trt.loading import load_checkpoint
 from drdc_trt.data import Loaded, load_split
-from drdc_trt.evaluate import (
-    COLUMNS,
-    EvalResult,
-    KNNOutput,
-    example_rows,
-    fit_knn,
-    method_outputs,
-    report_html,
-    table,
-)
+from drdc_trt.evaluate import COLUMNS, EvalResult, KNNOutput, fit_knn, method_outputs, report_html, table
 from drdc_trt.methods.drdc.fusion import FusionStats, PixelStats, normalised_blend
 from drdc_trt.methods.drdc.pipeline import Detector, InferenceBatch
+from drdc_trt.study_parts import (
+    FIELDS,
+    ResultCache,
+    config_value,
+    example_pngs,
+    fingerprint,
+    json_clean,
+    label,
+    mean_row,
+    pct,
+    per_defect_markdown,
+    per_defect_rows,
+    report_header,
+    slug,
+    variant_changes,
+)
 from drdc_trt.training import split_calibration
 
 LAMBDAS = (0.0, 0.5, 0.9, 1.0)
@@ -62,71 +63,8 @@ FACTORS: dict[str, tuple] = {
     "diffusion.num_steps": (5, 10, 20),
     "diffusion.t0": (150, 250, 400),
 }
-SHORT = {"diffusion.grid_sizes": "g", "diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0",
-         "fusion.lam": "λ", "diffusion.margin": "margin", "fusion.heat_norm": "heat_norm"}
 DIFF_ONLY = "diffusion only (λ=1)"
 SYNTH_LAM = "λ chosen on synthetic anomalies"
-
-
-def _get(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        if not hasattr(node, part):
-            raise KeyError(f"unknown config key {key!r}")
-        node = getattr(node, part)
-    return node
-
-
-def label(changes: Mapping[str, Any]) -> str:
-    return ", ".join(f"{SHORT.get(k, k)}={v}" for k, v in changes.items()) or "default"
-
-
-def variant_changes(cfg, factors: Mapping[str, Sequence], grid: bool = False) -> list[dict[str, Any]]:
-    """The settings to run besides the model's own: one factor at a time (each
-    value that differs from the model's), or every combination (``grid``)."""
-    default = {k: _plain(_get(cfg, k)) for k in factors}
-    factors = {k: [_plain(v) for v in vals] for k, vals in factors.items()}
-    if grid:
-        combos = [dict(zip(factors, vals)) for vals in itertools.product(*factors.values())]
-        return [{k: v for k, v in c.items() if v != default[k]} for c in combos if c != default]
-    return [{k: v} for k, vals in factors.items() for v in vals if v != default[k]]
-
-
-def _plain(v):
-    """Tuples as lists, so a list setting compares equal to the same values given on the command line."""
-    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
-
-
-def _slug(changes: Mapping[str, Any]) -> str:
-    """A file-name-safe name of a variant (numbers kept as they are: diffusion-t0=150)."""
-    raw = "_".join(f"{k.replace('.', '-')}={v}" for k, v in changes.items()) or "default"
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "", raw.replace(", ", "+"))
-
-
-def _clean(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
-
-
-def machine_info(device: str = "cpu") -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
 
 
 # ----------------------------------------------------------------- the study
@@ -142,42 +80,7 @@ class AblationResult:
     synthetic: dict | None = None         # λ chosen on synthetic anomalies: chosen, rows
 
 
-class _Cache:
-    """Finished pieces under ``work``, valid only for the same model, data and settings."""
-
-    def __init__(self, work: Path, fingerprint: str):
-        self.dir = Path(work)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.fp = fingerprint
-
-    def get_json(self, name: str) -> dict | None:
-        p = self.dir / f"{name}.json"
-        if not p.is_file():
-            return None
-        d = json.loads(p.read_text())
-        return d if d.get("fingerprint") == self.fp else None
-
-    def put_json(self, name: str, d: dict) -> None:
-        atomic_write_text(self.dir / f"{name}.json", json.dumps(_clean({**d, "fingerprint": self.fp}), indent=2))
-
-    def get_tensors(self, name: str) -> dict[str, torch.Tensor] | None:
-        meta = self.get_json(name)
-        p = self.dir / f"{name}.safetensors"
-        return load_file(str(p)) if meta is not None and p.is_file() else None
-
-    def put_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        atomic_save_tensors(tensors, self.dir / f"{name}.safetensors")
-        self.put_json(name, meta)  # the JSON last: it says the tensors are complete
-
-    def drop_parts(self, name: str) -> None:
-        for p in self.dir.glob(f"{name}.part*"):
-            p.unlink()
-
-
-FIELDS = ("pred_score", "pred_label", "anomaly_map", "pred_mask", "base_map", "diff_map", "base_score")
-
-
-def _predict_cached(det: Detector, images: torch.Tensor, cache: _Cache, name: str, batch_size: int,
+def _predict_cached(det: Detector, images: torch.Tensor, cache: ResultCache, name: str, batch_size: int,
                     progress: bool, chunk: int = 64) -> tuple[InferenceBatch, float, int]:
     """``det.predict`` in chunks of ``chunk`` images, each cached as it finishes, so an
     interrupted pass resumes (results do not depend on batching). Returns the outputs on
@@ -197,23 +100,12 @@ def _predict_cached(det: Detector, images: torch.Tensor, cache: _Cache, name: st
     return InferenceBatch.concat(parts), seconds, computed
 
 
-def _parts_seconds(cache: _Cache, name: str) -> tuple[float, int]:
+def _parts_seconds(cache: ResultCache, name: str) -> tuple[float, int]:
     """Seconds and images of every cached chunk of a pass (earlier calls included)."""
     total, n, k = 0.0, 0, 0
     while (meta := cache.get_json(f"{name}.part{k:03d}")) is not None:
         total, n, k = total + meta["seconds"], n + meta["images"], k + 1
     return total, n
-
-
-def _fingerprint(model_dir: Path, test: Loaded, calib_names: Sequence[str], extra: Mapping) -> str:
-    h = hashlib.sha256()
-    for name in (WEIGHTS, CONFIG, STATS, PIXEL_STATS):
-        if (Path(model_dir) / name).is_file():
-            h.update((Path(model_dir) / name).read_bytes())
-    h.update(json.dumps([str(s.path.name) + s.defect for s in test.samples]).encode())
-    h.update(json.dumps(list(calib_names)).encode())
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def _lam_rows(out: InferenceBatch, stats: FusionStats, data: Loaded, lams: Sequence[float], window: int) -> list[dict]:
@@ -241,7 +133,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     model = load_checkpoint(model_dir)
     cfg, stats = model.cfg, model.stats
     for k in factors:
-        _get(cfg, k)  # unknown keys fail here, before any work
+        config_value(cfg, k)  # unknown keys fail here, before any work
     for changes in variant_changes(cfg, factors, grid):  # and values the config refuses
         try:
             cfg.replace(**changes)
@@ -260,7 +152,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     extra = {"seed": seed, "size": cfg.image_size}
     if seed != stats.detector_seed:  # passes use statistics re-measured for this seed (below)
         extra["statistics_for_seed"] = seed
-    cache = _Cache(Path(work), _fingerprint(model_dir, test, [train_data.samples[i].path.name for i in calib_idx],
+    cache = ResultCache(Path(work), fingerprint(model_dir, test, [train_data.samples[i].path.name for i in calib_idx],
                                             extra))
     runner = TorchRunner(model, device)
     if seed != stats.detector_seed:
@@ -319,7 +211,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
             log(f"kNN: bank {knn.bank.shape[0]} of {knn.num_patches_seen} patches, {knn_out.seconds:.0f} s")
         seconds["knn"] = knn_out.seconds
 
-    methods = method_outputs(out, stats, cfg.fusion.lam, cfg.score_window, knn_out)
+    methods = method_outputs(out, stats, cfg, knn_out)
     result = EvalResult(test, out, table(test, methods), seconds["default_pass"], knn_out)
     lam_rows = _lam_rows(out, stats, test, lams, cfg.score_window)
 
@@ -334,7 +226,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
     # -- inference-setting variants (each: calibration pass + test pass)
     variants = []
     for changes in variant_changes(cfg, factors, grid):
-        name = "variant_" + _slug(changes)
+        name = "variant_" + slug(changes)
         entry = cache.get_json(name)
         if entry is None and (only is None or set(changes) & set(only)):
             vcfg = cfg.replace(**changes)
@@ -354,7 +246,7 @@ def run_ablation(model_dir: str | Path, data_root: str | Path, work: str | Path,
                      "per_image_ms": 1000 * t_test / len(test)}
             cache.put_json(name, entry)
             cache.drop_parts(name + "_test")
-            log(f"{label(changes)}: DRDC image AUROC {100 * _mean(rows, 'DRDC')['image_AUROC']:.1f} "
+            log(f"{label(changes)}: DRDC image AUROC {100 * mean_row(rows, 'DRDC')['image_AUROC']:.1f} "
                 f"({t_cal + t_test:.0f} s)")
         elif entry is not None:
             log(f"{label(changes)}: from cache")
@@ -401,54 +293,14 @@ def diagnostic_rows(res: AblationResult, border: int = 4) -> list[dict]:
     return diagnostics.diagnose(res.eval.data.images, res.eval.data.labels, methods, border)
 
 
-# ----------------------------------------------------------------- output
-def _mean(rows: Sequence[dict], method: str) -> dict | None:
-    return next((r for r in rows if r["category"] == "mean" and r["method"] == method), None)
-
-
-def _pct(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def per_defect_rows(res: AblationResult) -> list[dict]:
-    """Each method on each defect type alone: that type's images against all good test
-    images (image AUROC, pixel AUROC, AUPRO), plus the defect-area median (% of the image)."""
-    from drdc_trt import metrics
-
-    ev, cfg = res.eval, res.cfg
-    methods = method_outputs(ev.out, res.stats, cfg.fusion.lam, cfg.score_window, ev.knn)
-    data = ev.data
-    good = [i for i, s in enumerate(data.samples) if s.defect == "good"]
-    rows = []
-    for defect in sorted({s.defect for s in data.samples} - {"good"}):
-        own = [i for i, s in enumerate(data.samples) if s.defect == defect]
-        idx = good + own
-        area = data.masks[own, 0].flatten(1).mean(1).median().item()
-        for name, (scores, maps) in methods.items():
-            rows.append({"defect": defect, "images": len(own), "median_area_pct": 100 * area, "method": name,
-                         "image_AUROC": metrics.auroc(data.labels[idx], scores[idx]),
-                         "pixel_AUROC": metrics.auroc(data.masks[idx, 0] > 0.5, maps[idx]),
-                         "AUPRO": metrics.aupro(data.masks[idx, 0] > 0.5, maps[idx])})
-    return rows
-
-
-def per_defect_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| defect | images | median area % | method | image_AUROC | pixel_AUROC | AUPRO |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['defect']} | {r['images']} | {r['median_area_pct']:.2f} | {r['method']} | "
-                     f"{_pct(r['image_AUROC'])} | {_pct(r['pixel_AUROC'])} | {_pct(r['AUPRO'])} |")
-    return "\n".join(lines)
-
-
 def ablation_rows(res: AblationResult) -> list[dict]:
     """One row per setting (mean over categories): DRDC and the diffusion map alone."""
     cfg = res.cfg
     d = cfg.diffusion
     default = f"default (K={d.num_sets}, steps={d.num_steps}, t0={d.t0}, λ={cfg.fusion.lam:g})"
     rows = []
-    drdc = _mean(res.eval.rows, "DRDC")
-    lam1 = _mean(res.lam_rows, "λ=1")
+    drdc = mean_row(res.eval.rows, "DRDC")
+    lam1 = mean_row(res.lam_rows, "λ=1")
     ms = 1000 * res.seconds["default_pass"] / len(res.eval.data)
     rows.append({"setting": default, "method": "DRDC", **{k: drdc[k] for k in COLUMNS[2:]}, "ms_per_image": ms})
     if lam1:
@@ -464,7 +316,7 @@ def ablation_rows(res: AblationResult) -> list[dict]:
             rows.append({"setting": v["label"], "method": "not run", "ms_per_image": None})
             continue
         for method in ("DRDC", DIFF_ONLY):
-            r = _mean(v["rows"], method)
+            r = mean_row(v["rows"], method)
             rows.append({"setting": v["label"], "method": method, **{k: r[k] for k in COLUMNS[2:]},
                          "ms_per_image": v["per_image_ms"]})
     return rows
@@ -476,7 +328,7 @@ ABL_COLUMNS = ["setting", "method", *COLUMNS[2:], "ms_per_image"]
 def ablation_markdown(rows: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(ABL_COLUMNS) + " |", "|" + "---|" * len(ABL_COLUMNS)]
     for r in rows:
-        cells = [str(r["setting"]), str(r["method"])] + [_pct(r.get(k)) for k in COLUMNS[2:]]
+        cells = [str(r["setting"]), str(r["method"])] + [pct(r.get(k)) for k in COLUMNS[2:]]
         cells.append("–" if r.get("ms_per_image") is None else f"{r['ms_per_image']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -489,46 +341,10 @@ def ablation_html(rows: Sequence[dict]) -> str:
     body = []
     for r in rows:
         cells = [html.escape(str(r["setting"])), html.escape(str(r["method"]))]
-        cells += [_pct(r.get(k)) for k in COLUMNS[2:]]
+        cells += [pct(r.get(k)) for k in COLUMNS[2:]]
         cells.append("–" if r.get("ms_per_image") is None else f"{r['ms_per_image']:.0f}")
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def pick_examples(data: Loaded, defect: str, n: int) -> list[int]:
-    """``n`` images of a defect type spread over the type's list (deterministic)."""
-    idx = [i for i, s in enumerate(data.samples) if s.defect == defect]
-    if len(idx) <= n:
-        return idx
-    return [idx[round(j * (len(idx) - 1) / max(1, n - 1))] for j in range(n)]
-
-
-def example_pngs(ev, stats, prefix: Path, defects: Sequence[str], per_type: int) -> list[Path]:
-    """``<prefix>_examples_<defect>.png``: a grid of ``per_type`` test images of each defect type with
-    every method's map (``stats``: DRDC's, None for a reconstruction method's own row)."""
-    pngs = []
-    for defect in defects:
-        idx = pick_examples(ev.data, defect, per_type)
-        if not idx:
-            continue
-        rows, headers, caps = example_rows(ev, stats, idx)
-        scale = max(1, 128 // ev.data.images.shape[-1])
-        p = prefix.with_name(f"{prefix.name}_examples_{defect}.png")
-        p.write_bytes(viz.grid_png(rows, headers, caps, scale, title=f"{defect}: red outline = ground truth",
-                                   max_side=128))
-        pngs.append(p)
-    return pngs
-
-
-def report_header(title: str, meta: Mapping[str, Any], num_test: int) -> list[str]:
-    """The first lines of every method's ablation report: title, date, machine, data."""
-    md = [f"# {title}", "", f"- date: {meta.get('date', time.strftime('%Y-%m-%d %H:%M:%S'))}"]
-    m = meta.get("machine", {})
-    if m:
-        md.append("- machine: " + ", ".join(f"{k} {v}" for k, v in m.items()))
-    if meta.get("data"):
-        md.append(f"- data: `{meta['data']}` ({num_test} test images)")
-    return md
 
 
 def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, Any],
@@ -598,7 +414,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
                "stats": json.loads(res.stats.to_json()), "rows": res.eval.rows, "lambda_rows": res.lam_rows,
                "ablation": abl, "per_defect": per_defect, "variants": res.variants, "seconds": res.seconds,
                "diagnostics": diag, "synthetic_lambda": res.synthetic}
-    atomic_write_text(prefix.with_suffix(".json"), json.dumps(_clean(payload), indent=2, default=str))
+    atomic_write_text(prefix.with_suffix(".json"), json.dumps(json_clean(payload), indent=2, default=str))
     written += [prefix.with_suffix(".md"), prefix.with_suffix(".json"), *pngs]
     if report is not None:
         report = Path(report)

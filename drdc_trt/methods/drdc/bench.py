@@ -1,5 +1,5 @@
 """DRDC's ``drdc-bench --method`` rows beside other methods (its spec's ``bench_rows``): the engine
-suite of ``drdc-bench`` alone (``kit.suite``, the spec's ``bench_suite``) at the options' preset, its
+suite of ``drdc-bench`` alone (``bench_suite.run``, the spec's ``bench_suite``) at the options' preset, its
 engine rows on a bundle of its random-init model (or on ``--bundle`` / ``--model`` as the suite
 takes them). The suite's full report comes back too.
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .bench_suite import run as _suite
 from .spec import SPEC
 
 
@@ -35,7 +36,7 @@ def _drdc_report(kit, opts, size: int | None, argv, log) -> dict:
     from .model import DRDCModel
 
     if opts.bundle or opts.model:
-        return kit.suite(opts, argv, log)
+        return _suite(opts, argv, log)
     cfg = preset(opts.config or "small", SPEC.name)
     changes = {"backbone.weights": "none"}  # random init: no ImageNet download
     size = size if size is not None else opts.size
@@ -54,7 +55,7 @@ def _drdc_report(kit, opts, size: int | None, argv, log) -> dict:
         kit.export_bundle(model, Path(tmp) / "bundle", seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
         sub = replace(opts, config=None, bundle=str(Path(tmp) / "bundle"), size=None, write=False,
                       loops=tuple(dict.fromkeys((*opts.loops, "runtime"))))
-        rep = kit.suite(sub, argv, log)
+        rep = _suite(sub, argv, log)
     rep["run"]["bundle"] = "a temporary bundle exported from the random-init model"  # not a path kept anywhere
     rep["run"]["model_source"] = (f"preset {opts.config or 'small'!r}, randomly initialised (its engine rows run a "
                                   "bundle exported from it)")

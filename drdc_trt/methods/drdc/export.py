@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from drdc_trt.export.bundle import NOISE_FILES, PIXEL_STATS_FILES, BundleWriter
-from drdc_trt.export.exporter import engine_fields, finish
-from drdc_trt.export.numerics import compare_networks
+from drdc_trt.export.results import engine_fields, finish
+from drdc_trt.methods.drdc.numerics import compare_networks
 from drdc_trt.export.onnx_export import export_base, export_unet
 from drdc_trt.export.tensorrt_build import build_plans
 from drdc_trt.methods.drdc.pipeline import Detector

@@ -1,11 +1,8 @@
-"""The fused ops of the DDIM inpainting loop: one entry per op.
+"""DRDC's fused ops of the DDIM inpainting loop: one entry per op.
 
-Each op has a ``reference_*`` function in plain PyTorch (the definition) and a
-dispatching entry (``prepare``, ``step``, ``fuse``) that runs either that
-reference (``impl="torch"``) or the compiled kernel of ``drdc_trt._C``
-(``impl="csrc"``) after checking dtype, device, contiguity and shape. DiffusionAD's
-norm-guided combination (``norm_guided``) and GLAD's per-row step (``glad_predict``,
-``glad_update``) are the ops of the other methods.
+Each op has a ``reference_*`` function in plain PyTorch (the definition) and a dispatching entry
+(``prepare``, ``step``, ``fuse``) that runs either that reference (``impl="torch"``) or the compiled
+kernel of ``drdc_trt._C`` (``impl="csrc"``) after checking dtype, device, contiguity and shape.
 
 Layout (shared by every implementation):
 
@@ -23,7 +20,6 @@ Known mask M (1 = known) of row (j, k) at pixel p: ``labels[j, p] != k``.
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import torch

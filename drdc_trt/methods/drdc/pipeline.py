@@ -33,6 +33,33 @@ class InferenceBatch:
     diff_map: torch.Tensor     # B×S×S, filtered diffusion heatmap (raw)
     base_score: torch.Tensor   # B, score of the base map alone (the base model's answer)
 
+    def report_maps(self, stats, cfg=None, curves: bool = False) -> dict:
+        """The evaluation rows these results give: the base model alone (its map normalised as the
+        blend normalises it, scored with the config's window; ``curves``: its own score) and DRDC."""
+        base = normalised_blend(self.diff_map, self.base_map, stats, 0.0)
+        score = self.base_score if curves or cfg is None else ops.image_score(base, cfg.score_window)
+        return {"base (UniAD)": (score, base), "DRDC": (self.pred_score, self.anomaly_map)}
+
+    def example_columns(self, stats):
+        """Report columns beside input and ground truth: base, diffusion and final maps, colour ranges
+        from normal-image statistics (mean … mean + 6 std of the raw map); ``cells(i, image, mask)`` →
+        (images, caption)."""
+        import numpy as np
+
+        from drdc_trt import viz
+
+        d_lo, d_hi = stats.diff_mean, stats.diff_mean + 6 * stats.diff_std
+        b_lo, b_hi = stats.base_mean, stats.base_mean + 6 * stats.base_std
+        f_lo, f_hi = 0.0, max(6.0, float(np.quantile(self.anomaly_map.cpu().numpy(), 0.999)))
+
+        def cells(i, img, m):
+            return ([viz.overlay(img, self.base_map[i], b_lo, b_hi, mask=m),
+                     viz.overlay(img, self.diff_map[i], d_lo, d_hi, mask=m),
+                     viz.overlay(img, self.anomaly_map[i], f_lo, f_hi, mask=m)],
+                    f" score {float(self.pred_score[i]):.2f}")
+
+        return ["base map", "diffusion map", "final map"], cells
+
     def __len__(self) -> int:
         return int(self.pred_score.shape[0])
 

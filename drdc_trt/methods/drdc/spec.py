@@ -21,10 +21,11 @@ SPEC = MethodSpec(
     image_input=True,
     knn_baseline=True,
     extras={"ablate": "drdc_trt.methods.drdc.ablation:run_ablation",
+            "ablate_results": "drdc_trt.methods.drdc.ablation:write_results",
             "recalibrate": "drdc_trt.methods.drdc.train:recalibrate",
             # drdc-bench beside other methods: (kit, opts, size, argv, log) -> {rows, source, config, image_size,
             # report}, kit = drdc_trt.benchmarking.rows
             "bench_rows": "drdc_trt.methods.drdc.bench:bench_rows",
             # drdc-bench --method drdc: the pipeline suite, (opts, argv, log) -> a drdc_trt.benchmarking.report report
-            "bench_suite": "drdc_trt.benchmarking.suite:run"},
+            "bench_suite": "drdc_trt.methods.drdc.bench_suite:run"},
 )

@@ -11,19 +11,15 @@ trajectory as an uninterrupted one. Running again with a larger ``train.unet_ite
 from __future__ import annotations
 
 import json
-import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from drdc_trt.methods.drdc import tuning
-from drdc_trt.checkpoint import CONFIG, atomic_write_text, save_checkpoint
+from drdc_trt.checkpoint import atomic_write_text, save_checkpoint
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data import load_split
 from drdc_trt.schedule import Schedule, min_snr_weight
@@ -33,7 +29,6 @@ from drdc_trt.methods.drdc.model import DRDCModel
 from drdc_trt.methods.drdc.pipeline import Detector
 from drdc_trt.training import bar as progress_bar
 from drdc_trt.training import (
-    EMA_FILE,
     LOSS_READ_EVERY,
     TrainReport,
     TrainState,

@@ -34,10 +34,8 @@ import torch.nn.functional as F
 
 from drdc_trt.methods.glad import ops
 from drdc_trt.methods.glad.features import top_k_score
+from drdc_trt.methods.glad.row_rule import FALLBACK, NONE, TRIGGERED, ddim_next, decide, rows, saff_blend  # noqa: F401
 from drdc_trt.schedule import q_sample
-
-# Row decisions of one step (RowState.trigger_kind): the codes of the per-row rule.
-NONE, TRIGGERED, FALLBACK = 0, 1, 2
 
 
 @dataclass
@@ -60,11 +58,6 @@ class RowState:
                    torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros(b, dtype=torch.long, device=dev),
                    torch.full((b,), -1, dtype=torch.long, device=dev), torch.zeros(b, dtype=torch.long, device=dev),
                    torch.full((b,), float("-inf"), device=dev))
-
-
-def rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A B-vector of row flags shaped to broadcast over ``like`` (B×…)."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 def trigger_score(A: torch.Tensor, k: int) -> torch.Tensor:
@@ -92,27 +85,6 @@ def saff_weight(A: torch.Tensor, size: tuple[int, int], kind: str = "sigmoid") -
     else:
         raise ValueError(f"saff weight {kind!r}: choose one of {SAFF_WEIGHTS}")
     return F.interpolate(w.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
-
-
-def saff_blend(x0_gen: torch.Tensor, x0_in: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x0 = w⊙x0_gen + (1 − w)⊙x0_in."""
-    return w * x0_gen + (1 - w) * x0_in
-
-
-def decide(score: torch.Tensor, checking: torch.Tensor, tau: float, t: int, min_step: int
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(trigger, fallback) row masks of one step: a checking row triggers when its score exceeds τ,
-    else falls back once t < min_step."""
-    trig = checking & (score > tau)
-    fall = checking & ~trig & (t < min_step)
-    return trig, fall
-
-
-def ddim_next(x0: torch.Tensor, eps: torch.Tensor, ab_next: float) -> torch.Tensor:
-    """DDIM (η = 0): √ᾱ'·x0 + √(1 − ᾱ')·ε̂; ᾱ' = 1 (past the last step) gives x0."""
-    if ab_next >= 1.0:
-        return x0
-    return ab_next ** 0.5 * x0 + (1 - ab_next) ** 0.5 * eps
 
 
 EpsFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]  # (x_t rows, t, input rows) → ε̂ rows

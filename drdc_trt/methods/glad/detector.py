@@ -26,6 +26,23 @@ class GLADBatch:
     trigger_kind: torch.Tensor    # B long, adaptive.NONE / TRIGGERED / FALLBACK
     max_score: torch.Tensor       # B, its largest trigger score (what τ is calibrated on)
 
+    def report_maps(self, stats, cfg=None, curves: bool = False) -> dict:
+        """The evaluation rows these results give: (scores, maps) by row name."""
+        return {"GLAD": (self.pred_score, self.anomaly_map)}
+
+    def example_columns(self, stats):
+        """Report columns beside input and ground truth: the reconstruction and the map (feature
+        distances: colour range 0 … 1.5 × the largest); ``cells(i, image, mask)`` → (images, caption)."""
+        from drdc_trt import viz
+
+        hi = 1.5 * float(self.anomaly_map.max())
+
+        def cells(i, img, m):
+            return ([viz.to_uint8_image(self.reconstruction[i]), viz.overlay(img, self.anomaly_map[i], 0.0, hi, mask=m)],
+                    f" score {float(self.pred_score[i]):.2f}")
+
+        return ["reconstruction", "anomaly map"], cells
+
     def __len__(self) -> int:
         return int(self.pred_score.shape[0])
 

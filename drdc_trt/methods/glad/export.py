@@ -33,7 +33,7 @@ from drdc_trt.methods.glad.bundle import (
     io_specs,
     stage_output,
 )
-from drdc_trt.export.numerics import NumericsReport, Tolerance, _compare, sample_images
+from drdc_trt.export.numerics import NumericsReport, Tolerance, compare_arrays, sample_images
 from drdc_trt.export.onnx_export import DEFAULT_OPSET, OnnxInfo, export_network
 from drdc_trt.export.tensorrt_build import build_plan_set
 
@@ -124,7 +124,7 @@ def compare_glad(model, unet_onnx, features_onnx, batch_sizes: Sequence[int] = (
     up to ``max_steps`` loop steps (first and last included; the worst is reported), the features
     network per stage on cat(images, reconstructions) (2·batch rows)."""
     from drdc_trt.backends.onnxruntime_backend import OrtNetwork
-    from drdc_trt.methods.glad.runtime import _OrtStages
+    from drdc_trt.methods.glad.runtime import OrtStages
 
     model = model.float().eval().cpu()
     s, need = model.cfg.image_size, max(batch_sizes)
@@ -133,20 +133,20 @@ def compare_glad(model, unet_onnx, features_onnx, batch_sizes: Sequence[int] = (
     if images.shape[0] < need or tuple(images.shape[1:]) != (3, s, s):
         raise ValueError(f"images: need at least {need}×3×{s}×{s}, got {tuple(images.shape)}")
     unet = OrtNetwork(unet_onnx, list(UNET_INPUTS), UNET_OUTPUT, providers)
-    feats = _OrtStages(features_onnx, [stage_output(st) for st in model_stages(model)], providers)
+    feats = OrtStages(features_onnx, [stage_output(st) for st in model_stages(model)], providers)
     report = NumericsReport(tolerance, list(unet.providers))
     for b in batch_sizes:
         calls, feats_in, ref = detector_rows(model, images[:b], seed)
         picks = sorted({round(i * (len(calls) - 1) / max(1, max_steps - 1)) for i in range(max_steps)})
         worst = None
         for xin, t, eps in (calls[i] for i in picks):
-            c = _compare("unet", xin.shape[0], eps.numpy(), unet.run(xin.numpy(), t.numpy()), tolerance)
+            c = compare_arrays("unet", xin.shape[0], eps.numpy(), unet.run(xin.numpy(), t.numpy()), tolerance)
             if worst is None or c.max_abs - c.limit > worst.max_abs - worst.limit:
                 worst = c
         report.comparisons.append(worst)
         got = feats.run(feats_in.numpy())
         for stage, r, o in zip(model_stages(model), ref, got):
-            report.comparisons.append(_compare(f"features.{stage_output(stage)}", b, r.numpy(), o, tolerance))
+            report.comparisons.append(compare_arrays(f"features.{stage_output(stage)}", b, r.numpy(), o, tolerance))
     if check:
         report.raise_if_failed()
     return report
@@ -198,7 +198,7 @@ def export_glad_bundle(model, out: str | Path, fp16: bool = False, tensorrt: boo
     what they mean for ``exporter.export_bundle``, which calls this for GLAD models."""
     from drdc_trt.methods.glad.detector import GLADDetector
 
-    from drdc_trt.export.exporter import engine_fields, finish
+    from drdc_trt.export.results import engine_fields, finish
 
     model = model.float().eval().cpu()
     cfg = model.cfg

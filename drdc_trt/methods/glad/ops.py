@@ -1,34 +1,15 @@
-"""The fused ops of the DDIM inpainting loop: one entry per op.
-
-Each op has a ``reference_*`` function in plain PyTorch (the definition) and a
-dispatching entry (``prepare``, ``step``, ``fuse``) that runs either that
-reference (``impl="torch"``) or the compiled kernel of ``drdc_trt._C``
-(``impl="csrc"``) after checking dtype, device, contiguity and shape. DiffusionAD's
-norm-guided combination (``norm_guided``) and GLAD's per-row step (``glad_predict``,
-``glad_update``) are the ops of the other methods.
-
-Layout (shared by every implementation):
-
-* ``x``       B×3×H×W float32, the input image scaled to [-1, 1].
-* ``labels``  J×H×W int32: for grid spec j, the disjoint set (0..K-1) that the
-  cell of each pixel belongs to. Row (j, k) treats set k as unknown.
-* rows        N = B·J·K, row n = (b·J + j)·K + k.
-* ``xt``      N×3×H×W float32, the DDIM state x_t.
-* ``unet_in`` N×6×H×W network dtype (float32 or float16): concat(x_t, c).
-* ``eps``     N×3×H×W network dtype, the U-Net output ε̂.
-* ``heat``    B×H×W float32, running sum of the per-step heatmap terms.
-
-Known mask M (1 = known) of row (j, k) at pixel p: ``labels[j, p] != k``.
-"""
+"""GLAD's fused ops of one adaptive step: ``glad_predict`` (the two one-step estimates x0_gen and
+x0_in) and ``glad_update`` (the per-row rule: trigger, fall back, SAFF blend, DDIM step), each defined
+by a ``reference_*`` function in plain PyTorch and dispatched to ``drdc_trt._C`` (``impl="csrc"``)
+after the operand checks of ``drdc_trt.ops``."""
 
 from __future__ import annotations
 
 import numbers
 
 import torch
-import torch.nn.functional as F
 
-from drdc_trt.ops import check_tensor, compiled, compiled_with, cuda_stream, require_impl
+from drdc_trt.ops import check_tensor, compiled_with, cuda_stream, require_impl
 
 
 def reference_glad_predict(x_t: torch.Tensor, x: torch.Tensor, noise: torch.Tensor, eps: torch.Tensor, ab: float,
@@ -63,7 +44,7 @@ def reference_glad_update(state, x0_gen: torch.Tensor, x0_in: torch.Tensor, eps:
 
     A NaN score never triggers (NaN > τ is false). Rows that are done keep every value.
     """
-    from drdc_trt.methods.glad.adaptive import FALLBACK, TRIGGERED, ddim_next, decide, rows, saff_blend
+    from drdc_trt.methods.glad.row_rule import FALLBACK, TRIGGERED, ddim_next, decide, rows, saff_blend
 
     active = ~state.done
     checking = active & ~state.triggered

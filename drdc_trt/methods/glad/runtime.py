@@ -79,7 +79,7 @@ class GLADResult:
 
 
 # --------------------------------------------------------------------------- engines
-class _OrtStages:
+class OrtStages:
     """The features graph on ONNX Runtime: every stage output."""
 
     def __init__(self, path, outputs: list[str], providers=None, threads: int = 0):
@@ -135,7 +135,7 @@ class GLADNetworks:
             from drdc_trt.backends.onnxruntime_backend import OrtNetwork
 
             self._unet = OrtNetwork(bundle.onnx_path("unet"), list(UNET_INPUTS), UNET_OUTPUT, providers, threads)
-            self._features = _OrtStages(bundle.onnx_path("features"), stages, providers, threads)
+            self._features = OrtStages(bundle.onnx_path("features"), stages, providers, threads)
         elif backend == "openvino":
             from drdc_trt.backends.openvino_backend import OvNetwork, resolve_device, resolve_precision
 

@@ -13,45 +13,12 @@ from typing import Callable
 
 import torch
 
-from . import engines as E
-from . import limits
-from .machine import environment, load_average
-from .stats import summarize
-from .timing import Clock, MemoryProbe, StageTimer, measure
-
-
-@dataclass
-class Options:
-    config: str | None = None          # preset name (when neither bundle nor model)
-    bundle: str | None = None
-    model: str | None = None           # checkpoint folder (real weights for the torch rows)
-    backends: tuple[str, ...] = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
-    loops: tuple[str, ...] = ("torch", "csrc")
-    precisions: tuple[str, ...] = ("float32",)
-    batches: tuple[int, ...] = (1, 8)
-    steps: int | None = None
-    size: int | None = None
-    device: str = "cpu"
-    out: Path = Path("benchmarks/results")
-    warmup_s: float = 0.0
-    min_iters: int = 3
-    max_seconds: float = 10.0
-    max_iters: int = 200
-    budget_s: float | None = None
-    compile_mode: str = "graph"
-    seed: int = 0
-    threads: int | None = None         # CPU threads of torch, the _C kernels and ONNX Runtime
-    date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date().isoformat())
-    tag: str = ""
-    write: bool = True
-    images: str | None = None          # --method glad/all: a folder of input images (random ones otherwise)
-
-
-OPENVINO_PRECISIONS = ("float32", "bfloat16")
-
-
-class BenchError(ValueError):
-    """A bad combination of options (reported as a usage error)."""
+from drdc_trt.methods.drdc import bench_engines as E
+from drdc_trt.methods.drdc import bench_limits as limits
+from drdc_trt.benchmarking.machine import environment, load_average
+from drdc_trt.benchmarking.stats import summarize
+from drdc_trt.benchmarking.options import OPENVINO_PRECISIONS, BenchError, Options, thread_count
+from drdc_trt.benchmarking.timing import Clock, MemoryProbe, StageTimer, measure
 
 
 def _log(msg: str) -> None:
@@ -84,7 +51,7 @@ def load_subject(opts: Options, device: torch.device, log: Callable[[str], None]
                   "bundle's config (latency does not depend on the weights)")
         name = "bundle-" + (Path(opts.bundle).resolve().name or "bundle")
     else:
-        from drdc_trt.config import preset
+        from drdc_trt.settings import preset
 
         cfg = preset(opts.config)
         model = None
@@ -160,28 +127,6 @@ def _label(spec: E.EngineSpec) -> str:
 def _row(spec: E.EngineSpec, label: str, precision: str, batch, status: str, **extra) -> dict:
     return {"engine": label, "backend": spec.backend, "loop": spec.loop, "precision": precision,
             "batch": batch, "baseline": spec.baseline, "status": status, **extra}
-
-
-@contextmanager
-def thread_count(n: int | None):
-    """torch's and the compiled kernels' CPU threads set to ``n`` for the block, then restored:
-    the bench also runs in-process (tests, notebooks), where a changed count would change the
-    floating-point sums of whatever runs next."""
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise BenchError(f"--threads must be >= 1, got {n}")
-    from drdc_trt import _C
-
-    before = torch.get_num_threads(), _C.num_threads()
-    torch.set_num_threads(n)
-    _C.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        _C.set_num_threads(before[1])
 
 
 def run(opts: Options, argv: list[str] | None = None, log: Callable[[str], None] = _log) -> dict:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .timing import StageTimer
+from drdc_trt.benchmarking.timing import StageTimer
 
 LOOPS = ("torch", "csrc", "runtime")
 
@@ -250,7 +250,7 @@ def stage_breakdown(stages: list[dict], latencies_ms: list[float]) -> dict:
     """Median per stage over the samples: base, U-Net (sum of its calls), in-between
     (the loop minus its U-Net calls: prepare, steps, the loop's own overhead) and
     fusion (the rest of the call: fuse, scores, input checks)."""
-    from .stats import median
+    from drdc_trt.benchmarking.stats import median
 
     if not stages:
         return {}

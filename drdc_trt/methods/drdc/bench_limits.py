@@ -19,8 +19,8 @@ import contextlib
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .stats import median
-from .timing import Clock, measure
+from drdc_trt.benchmarking.stats import median
+from drdc_trt.benchmarking.timing import Clock, measure
 
 MIB = 2**20
 
