@@ -23,7 +23,14 @@ from .cli_common import MethodChoice
 
 
 @click.command(name="eval")
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Checkpoint folder.")
+@click.option("--model", "model_dir", type=click.Path(), help="Checkpoint folder (scored in PyTorch).")
+@click.option("--bundle", "bundle_dir", type=click.Path(),
+              help="Bundle folder (`drdc export`), scored on its own engines through the torch-free runtime: "
+                   "the artifact a line deploys. Give --model or --bundle.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]), default=None,
+              help="--bundle: the engine [default: onnxruntime].")
+@click.option("--precision", type=click.Choice(["f32", "bf16"]), default=None,
+              help="--bundle --backend openvino: inference precision [default: f32].")
 @click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--out", default="drdc_eval", show_default=True, type=click.Path(), help="Output folder.")
@@ -31,55 +38,96 @@ from .cli_common import MethodChoice
               help="drdc: base model and DRDC (one inference pass); diffusionad: DiffusionAD; knn: the "
                    "PatchCore-style patch-kNN baseline on a DRDC model's frozen backbone, its bank built from the "
                    "data's train/good; all: DRDC and kNN [default: the checkpoint's method].")
-@click.option("--loop", default="torch", show_default=True, type=click.Choice(["torch", "csrc"]))
+@click.option("--loop", default=None, type=click.Choice(["torch", "csrc", "numpy", "auto"]),
+              help="--model: torch or csrc [default: torch]; --bundle: auto, csrc or numpy [default: auto].")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda); OpenVINO's with --bundle.")
 @_knn_options
-def evaluate_cmd(model_dir, data_root, categories, out, method, loop, batch_size, seed, device,
-                 knn_bank_size, knn_sampling, knn_stride):
-    """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC (vs kNN)."""
+def evaluate_cmd(model_dir, bundle_dir, backend, precision, data_root, categories, out, method, loop, batch_size,
+                 seed, device, knn_bank_size, knn_sampling, knn_stride):
+    """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC (vs kNN),
+    or the model's own method; of a checkpoint, or of a bundle on its engines (--bundle)."""
     from drdc_trt.checkpoint import CheckpointError, atomic_write_text
+    from drdc_trt.export.bundle import BundleError
     from drdc_trt.loading import load_checkpoint
     from .data import DatasetError
     from .evaluate import evaluate, fit_knn, report_html, save_results
 
     out = _out_folder(out)
+    if (model_dir is None) == (bundle_dir is None):
+        raise click.UsageError("give exactly one of --model CKPT or --bundle B")
+    if bundle_dir is None and (backend is not None or precision is not None):
+        raise click.UsageError("--backend and --precision choose a bundle's engine: use them with --bundle B")
+    knn, fit_s = None, 0.0
     try:
-        model = load_checkpoint(model_dir)
-        own = model.cfg.method
-        spec = methods.get(own, f"{model_dir}/config.json")
-        method = method or own
-        if method in methods.names() and method != own:
-            _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
-        if method in ("knn", "all") and not spec.knn_baseline:
-            _fail(ValueError(f"--method {method}: the kNN baseline runs on a DRDC model's backbone; "
-                             f"{model_dir} holds a {spec.title} model"))
-        if loop not in spec.loops:
-            _fail(ValueError(f"--loop {loop}: a {spec.title} model runs --loop {' or '.join(spec.loops)}"))
-        det = spec.entry("detector")(model, device, seed=seed, loop=loop) if method != "knn" else None
-        knn, fit_s = None, 0.0
-        if method in ("knn", "all"):
-            t0 = time.perf_counter()
-            knn = fit_knn(model, data_root, _categories(categories),
-                          _knn_config(knn_bank_size, knn_sampling, knn_stride, seed), device, progress=True)
-            fit_s = time.perf_counter() - t0
+        if bundle_dir is not None:
+            det, own, spec, cfg, stats = _bundle_detector(bundle_dir, backend, precision, method, loop, seed,
+                                                          device)
+        else:
+            model = load_checkpoint(model_dir)
+            cfg, stats, own = model.cfg, model.stats, model.cfg.method
+            spec = methods.get(own, f"{model_dir}/config.json")
+            method = method or own
+            if method in methods.names() and method != own:
+                _fail(ValueError(f"--method {method}: {model_dir} holds a {own} model"))
+            if method in ("knn", "all") and not spec.knn_baseline:
+                _fail(ValueError(f"--method {method}: the kNN baseline runs on a DRDC model's backbone; "
+                                 f"{model_dir} holds a {spec.title} model"))
+            loop = loop or "torch"
+            if loop not in spec.loops:
+                _fail(ValueError(f"--loop {loop}: a {spec.title} model runs --loop {' or '.join(spec.loops)}"))
+            det = spec.entry("detector")(model, device, seed=seed, loop=loop) if method != "knn" else None
+            if method in ("knn", "all"):
+                t0 = time.perf_counter()
+                knn = fit_knn(model, data_root, _categories(categories),
+                              _knn_config(knn_bank_size, knn_sampling, knn_stride, seed), device, progress=True)
+                fit_s = time.perf_counter() - t0
         res = evaluate(det, data_root, _categories(categories), batch_size=batch_size, knn=knn,
                        knn_fit_seconds=fit_s)
-    except (CheckpointError, DatasetError) as e:
+    except (CheckpointError, BundleError, DatasetError) as e:
         _fail(e)
     click.echo(res.markdown())
-    meta = {"command": " ".join(sys.argv), "model": str(model_dir), "data": str(data_root),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": model.cfg.to_dict(),
+    source = f"model {model_dir}" if bundle_dir is None else \
+        f"bundle {bundle_dir} on {det.engine}"
+    meta = {"command": " ".join(sys.argv), "model": None if model_dir is None else str(model_dir),
+            "bundle": None if bundle_dir is None else str(bundle_dir),
+            "engine": None if bundle_dir is None else det.engine,
+            "data": str(data_root), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg.to_dict(),
             "knn_config": knn.cfg.to_dict() if knn is not None else None,
             "knn_seconds": res.knn.seconds if res.knn is not None else None}
     if res.out is not None and hasattr(res.out, "step_report"):  # adaptive steps over the test images (GLAD)
-        meta[f"{own}_steps"] = res.out.step_report(getattr(model.cfg, own).num_steps)
+        meta[f"{own}_steps"] = res.out.step_report(getattr(cfg, own).num_steps)
     save_results(res, out, meta)
-    title = f"{spec.title} evaluation"
-    atomic_write_text(Path(out) / "report.html", report_html(res, title, model.stats,
-                                                             [f"model {model_dir}, data {data_root}"]))
+    title = f"{spec.title} evaluation" + ("" if bundle_dir is None else f" (bundle, {det.engine})")
+    atomic_write_text(Path(out) / "report.html", report_html(res, title, stats, [f"{source}, data {data_root}"]))
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
+
+
+class _BundleScored:
+    """A bundle's torch-free runtime seen as a detector by ``evaluate``: ``predict`` (torch tensors in
+    and out, the method's result batch), the bundle's config and statistics."""
+
+    def __init__(self, predict, cfg, stats, engine: str):
+        self.predict, self.cfg, self.stats, self.engine = predict, cfg, stats, engine
+
+
+def _bundle_detector(bundle_dir, backend, precision, method, loop, seed, device):
+    """(detector, method name, spec, config, statistics) of a bundle scored on its engines."""
+    from .predictors import detect_predictor
+    from .runtime import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    spec = methods.get(bundle.method, f"bundle {bundle_dir}: manifest.json")
+    if method in ("knn", "all"):
+        raise click.UsageError(f"--method {method}: the kNN baseline runs on a checkpoint's backbone (--model CKPT)")
+    if method is not None and method != bundle.method:
+        raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
+    seed = None if seed == 0 else seed  # 0 (the option's default): the seed the bundle carries
+    predict, _, stats = detect_predictor(None, bundle_dir, backend, loop or "auto", seed, device, False,
+                                         precision=precision)
+    engine = (backend or "onnxruntime") + (f" {precision}" if precision else "")
+    return _BundleScored(predict, bundle.model_config(), stats, engine), bundle.method, spec, bundle.model_config(), stats
 
 
 @click.command()
