@@ -166,8 +166,9 @@ def _bundle_detector(bundle_dir, backend, precision, method, loop, seed, device)
               help="Check that the model is of this method [default: whatever the checkpoint holds]; a "
                    "DiffusionAD model varies diffusionad.t_a / .t_b / .w (default 100,200,300 / 300,400,600 / "
                    "0,0.5,1,2); a GLAD model glad.tau_quantile / glad.tau (τ itself, inf/-inf: the bounds) / "
-                   "glad.t0 / glad.min_step (default 0.5,0.75,0.95,0.99 / inf,-inf / 500,800 / 250,450), τ "
-                   "re-calibrated on the held-out normal training images for each variant.")
+                   "glad.t0 / glad.min_step / glad.fallback / glad.saff_weight (default 0.5,0.75,0.95,0.99 / "
+                   "inf,-inf / 500,800 / 250,450 / continue,stop / sigmoid,minmax: the values the model does not "
+                   "use), τ re-calibrated on the held-out normal training images for each variant.")
 @click.option("--compare-model", "compare_models", multiple=True, type=click.Path(),
               help="DiffusionAD or GLAD: another checkpoint whose rows go beside it (repeatable): a DRDC model "
                    "brings its base, DRDC and kNN rows, a DiffusionAD or GLAD model its default pass; each read "

@@ -28,11 +28,18 @@ def _seed_of(d: Mapping[str, Any], path: str) -> dict[str, int]:
 
 
 def _mean_rows(d: Mapping[str, Any], path: str) -> dict[str, dict]:
-    """method -> row of the 'mean' category (the headline rows and the λ rows)."""
+    """method -> row of the 'mean' category (the headline rows and the λ rows), and the variant
+    rows of a reconstruction method's study (DiffusionAD, GLAD: ``ablation`` rows, already means,
+    without a method of their own) as "<method> (<setting>)"."""
     rows = list(d.get("rows", ())) + list(d.get("lambda_rows", ()))
     out = {r["method"]: r for r in rows if r.get("category") == "mean"}
     if not out:
         raise SeedSummaryError(f"{path}: no rows with category 'mean' under 'rows' / 'lambda_rows'")
+    name = next(iter(out)) if len(out) == 1 else d.get("method", "study")  # the study's own row names it
+    for r in d.get("ablation", ()):
+        setting = str(r.get("setting", ""))
+        if "method" not in r and setting and not setting.startswith("default") and all(k in r for k in METRICS):
+            out[f"{name} ({setting})"] = r
     return out
 
 

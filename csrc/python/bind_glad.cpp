@@ -38,7 +38,7 @@ void bind_glad(py::module_& m) {
          std::uintptr_t eps, std::uintptr_t w, std::uintptr_t score, std::uintptr_t x_t, std::uintptr_t recon,
          std::uintptr_t done, std::uintptr_t triggered, std::uintptr_t steps, std::uintptr_t trigger_step,
          std::uintptr_t trigger_kind, std::uintptr_t max_score, int B, int C, int H, int W, int64_t k, int64_t t,
-         double ab_next, double tau, int64_t min_step, bool last) {
+         double ab_next, double tau, int64_t min_step, bool last, bool fallback_stops) {
         drdc::GladUpdateArgs a;
         a.x0_gen = ptr<const float>(x0_gen), a.x0_in = ptr<const float>(x0_in), a.eps = ptr<const float>(eps);
         a.w = ptr<const float>(w), a.score = ptr<const float>(score);
@@ -48,6 +48,7 @@ void bind_glad(py::module_& m) {
         a.trigger_kind = ptr<int64_t>(trigger_kind), a.max_score = ptr<float>(max_score);
         a.B = B, a.C = C, a.H = H, a.W = W, a.k = k, a.t = t, a.min_step = min_step;
         a.ab_next = ab_next, a.tau = static_cast<float>(tau), a.last = last;  // τ compared in float, as torch
+        a.fallback_stops = fallback_stops;
         const drdc::Device d = device_of(device);
         py::gil_scoped_release nogil;
         drdc::glad_update(d, a, stream_of(stream));
@@ -55,6 +56,7 @@ void bind_glad(py::module_& m) {
       py::kw_only(), "device"_a, "stream"_a = 0, "x0_gen"_a, "x0_in"_a, "eps"_a, "w"_a, "score"_a, "x_t"_a,
       "recon"_a, "done"_a, "triggered"_a, "steps"_a, "trigger_step"_a, "trigger_kind"_a, "max_score"_a, "B"_a,
       "C"_a, "H"_a, "W"_a, "k"_a, "t"_a, "ab_next"_a, "tau"_a, "min_step"_a, "last"_a,
+      "fallback_stops"_a = false,
       "GLAD's per-row rule of one step, in place on the row state (see drdc_trt.ops.reference_glad_update).");
 }
 

@@ -215,7 +215,7 @@ static void test_fuse_cuda_width_limit() {
 
 // GLAD's per-row step on two rows of 1×1×2 pixels (the hand case of
 // tests/unit/test_glad_kernels.py): row 0 triggers at k = 2, row 1 falls back at k = 3
-// on a NaN score, the last step finishes row 0 with its x0.
+// on a NaN score and stops there (fallback_stops), the last step finishes row 0 with its x0.
 static void test_glad_known() {
   // predict: √ᾱ = 0.8, √(1−ᾱ) = 0.6: x0_gen = (x_t − 0.6ε)/0.8, x0_in = x + 0.75(noise − ε), clamped
   float xt[4] = {0.5f, 0.5f, 2.f, -1.f}, x[4] = {0.2f, -0.4f, 0.9f, 0.f};
@@ -242,6 +242,7 @@ static void test_glad_known() {
   a.done = done, a.triggered = triggered, a.steps = steps, a.trigger_step = trigger_step;
   a.trigger_kind = trigger_kind, a.max_score = max_score;
   a.B = 2, a.C = 1, a.H = 1, a.W = 2, a.k = 2, a.t = 400, a.min_step = 350, a.ab_next = 0.64, a.tau = 0.5f;
+  a.fallback_stops = true;
   glad_update(Device::kCPU, a);
   // row 0: x0 = w·gen + (1−w)·in = (0.2, −0.3), x_t' = 0.8·x0 + 0.6·ε; row 1: x0 = gen
   const float want1[4] = {0.76f, -0.84f, 0.46f, 0.62f};
@@ -284,6 +285,37 @@ static void test_glad_known() {
   CHECK_THROWS_STATUS(glad_predict(Device::kCPU, badp), Status::kInvalidArgument);
 }
 
+// The authors' fallback (fallback_stops = false, the default): the row that falls back at k = 3
+// takes x̂0 = x0_in there and goes on with plain DDIM; it finishes at the last step with x0_gen.
+static void test_glad_fallback_continues() {
+  float gen[4] = {0.5f, -0.5f, 0.2f, 0.4f}, in[4] = {0.1f, 0.3f, -0.2f, 0.6f};
+  float eps[4] = {1.f, -1.f, 0.5f, 0.5f}, w[4] = {0.25f, 0.75f, 0.5f, 0.5f};
+  float x_t[4] = {9.f, 9.f, 9.f, 9.f}, recon[4] = {0.f, 0.f, 0.f, 0.f};
+  uint8_t done[2] = {0, 0}, triggered[2] = {0, 0};
+  int64_t steps[2] = {1, 1}, trigger_step[2] = {-1, -1}, trigger_kind[2] = {0, 0};
+  float max_score[2] = {-INFINITY, -INFINITY};
+  float score[2] = {0.9f, 0.4f};
+  GladUpdateArgs a;
+  CHECK(!a.fallback_stops);
+  a.x0_gen = gen, a.x0_in = in, a.eps = eps, a.w = w, a.score = score, a.x_t = x_t, a.recon = recon;
+  a.done = done, a.triggered = triggered, a.steps = steps, a.trigger_step = trigger_step;
+  a.trigger_kind = trigger_kind, a.max_score = max_score;
+  a.B = 2, a.C = 1, a.H = 1, a.W = 2, a.k = 3, a.t = 300, a.min_step = 350, a.ab_next = 0.36, a.tau = 0.5f;
+  glad_update(Device::kCPU, a);
+  // row 0 triggers: x0 = (0.2, −0.3); row 1 falls back: x0 = in = (−0.2, 0.6); x_t' = 0.6·x0 + 0.8·ε
+  const float want[4] = {0.92f, -0.98f, 0.28f, 0.76f};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(x_t[i], want[i], 1e-6);
+  CHECK(done[0] == 0 && done[1] == 0 && trigger_kind[0] == 1 && trigger_kind[1] == 2 && trigger_step[1] == 3);
+  CHECK(triggered[1] == 0 && steps[1] == 2 && recon[2] == 0.f && recon[3] == 0.f);
+  // the last step: neither row checks any more (row 1's score is not read), both finish on x0_gen
+  score[0] = 0.1f, score[1] = 0.99f;
+  a.k = 4, a.t = 130, a.ab_next = 1.0, a.last = true;
+  glad_update(Device::kCPU, a);
+  for (int i = 0; i < 4; ++i) CHECK(x_t[i] == gen[i] && recon[i] == gen[i]);
+  CHECK(done[0] == 1 && done[1] == 1 && steps[1] == 3 && trigger_kind[1] == 2 && trigger_step[1] == 3);
+  CHECK(max_score[1] == 0.4f && triggered[1] == 0);
+}
+
 // The comparison helper of these tests (and test_cuda's): a NaN anywhere is
 // the result, wherever finite differences follow it.
 static void test_max_abs_diff() {
@@ -319,6 +351,7 @@ int main() {
   drdc_test::run_case("float max through integer atomics", test_float_max_op);
   drdc_test::run_case("fuse on CUDA: width limit", test_fuse_cuda_width_limit);
   drdc_test::run_case("GLAD step known answers", test_glad_known);
+  drdc_test::run_case("GLAD fallback continues (the authors' rule)", test_glad_fallback_continues);
   drdc_test::run_case("status and build info", test_build_info);
   return drdc_test::finish();
 }

@@ -146,11 +146,12 @@ void test_norm_guided() {
   }
 }
 
-// GLAD's per-row step: predict on the same inputs gives the same bits; two
+// GLAD's per-row step: predict on the same inputs gives the same bits; three
 // updates over rows in every state (done, triggered, checking above and below
-// τ, a NaN score; at t ≥ min_step, then t < min_step where the rest fall back)
-// leave the same row state on both devices.
-void test_glad_step() {
+// τ, a NaN score; at t ≥ min_step, then t < min_step where the rest fall back,
+// then the last step) leave the same row state on both devices, for either
+// fallback rule (a fallen-back row stops, or goes on to the end).
+void test_glad_step(bool fallback_stops) {
   const int B = 6, C = 3, H = 24, W = 20;
   const size_t P = static_cast<size_t>(C) * H * W, n = B * P, hw = static_cast<size_t>(H) * W;
   std::vector<float> xt = randn(n, 30), x = randn(n, 31), noise = randn(n, 32), eps = randn(n, 33);
@@ -182,7 +183,7 @@ void test_glad_step() {
   a.x0_gen = gen.data(), a.x0_in = in.data(), a.eps = eps.data(), a.w = w.data(), a.x_t = x_t.data();
   a.recon = recon.data(), a.done = done.data(), a.triggered = triggered.data(), a.steps = steps.data();
   a.trigger_step = trigger_step.data(), a.trigger_kind = trigger_kind.data(), a.max_score = max_score.data();
-  a.B = B, a.C = C, a.H = H, a.W = W, a.min_step = 350, a.tau = 0.5f;
+  a.B = B, a.C = C, a.H = H, a.W = W, a.min_step = 350, a.tau = 0.5f, a.fallback_stops = fallback_stops;
   GladUpdateArgs d = a;
   d.x0_gen = static_cast<float*>(dgen.data()), d.x0_in = static_cast<float*>(din.data());
   d.eps = static_cast<float*>(deps.data()), d.w = static_cast<float*>(dw.data());
@@ -190,14 +191,16 @@ void test_glad_step() {
   d.done = static_cast<uint8_t*>(ddone.data()), d.triggered = static_cast<uint8_t*>(dtrig.data());
   d.steps = static_cast<int64_t*>(dsteps.data()), d.trigger_step = static_cast<int64_t*>(dtstep.data());
   d.trigger_kind = static_cast<int64_t*>(dtkind.data()), d.max_score = static_cast<float*>(dmax.data());
-  const float scores[2][B] = {{0.9f, 0.1f, 0.8f, 0.2f, NAN, 0.45f}, {0.3f, 0.2f, 0.1f, 0.7f, 0.3f, 0.4f}};
-  const int64_t ks[2] = {2, 3}, ts[2] = {400, 260};
-  const double ab_next[2] = {0.62, 0.75};
-  for (int i = 0; i < 2; ++i) {
+  const float scores[3][B] = {{0.9f, 0.1f, 0.8f, 0.2f, NAN, 0.45f}, {0.3f, 0.2f, 0.1f, 0.7f, 0.3f, 0.4f},
+                              {0.6f, 0.6f, 0.6f, 0.6f, 0.6f, 0.6f}};
+  const int64_t ks[3] = {2, 3, 4}, ts[3] = {400, 260, 130};
+  const double ab_next[3] = {0.62, 0.75, 1.0};
+  for (int i = 0; i < 3; ++i) {
     std::vector<float> score(scores[i], scores[i] + B);
     Buffer dscore = to_device(score);
     a.score = score.data(), d.score = static_cast<float*>(dscore.data());
     a.k = d.k = ks[i], a.t = d.t = ts[i], a.ab_next = d.ab_next = ab_next[i];
+    a.last = d.last = i == 2;
     glad_update(Device::kCPU, a);
     glad_update(Device::kCUDA, d);
     CHECK(to_host<float>(dts, n) == x_t);
@@ -213,8 +216,11 @@ void test_glad_step() {
   }
   // the case covers what it says: row 2 triggered at k = 2, row 3 at k = 3, rows 4 (NaN) and 5 fell back
   CHECK(trigger_kind[2] == 1 && trigger_step[2] == 2 && trigger_kind[3] == 1 && trigger_step[3] == 3);
-  CHECK(trigger_kind[5] == 2 && trigger_step[5] == 3 && done[5] == 1 && done[2] == 0);
-  CHECK(trigger_kind[4] == 2 && std::isnan(max_score[4]) && done[0] == 1 && steps[0] == 4);
+  CHECK(trigger_kind[5] == 2 && trigger_step[5] == 3 && trigger_kind[4] == 2 && std::isnan(max_score[4]));
+  CHECK(max_score[5] == 0.45f && done[0] == 1 && steps[0] == 4);
+  // rows 4 and 5 stop after two of the three updates or take all three; all rows end done
+  CHECK(steps[4] == (fallback_stops ? 4 : 5) && steps[5] == steps[4] && steps[2] == 5);
+  for (int b = 0; b < B; ++b) CHECK(done[b] == 1);
 }
 
 void test_refiner_graph() {
@@ -316,7 +322,10 @@ int main() {
   drdc_test::run_case("kernels: CUDA equals CPU, fp32", test_kernels_fp32);
   drdc_test::run_case("kernels: CUDA equals CPU, fp16", test_kernels_fp16);
   drdc_test::run_case("DiffusionAD norm_guided: CUDA equals CPU", test_norm_guided);
-  drdc_test::run_case("GLAD predict/update: CUDA equals CPU over every row state", test_glad_step);
+  drdc_test::run_case("GLAD predict/update: CUDA equals CPU over every row state (fallback stops)",
+                      [] { test_glad_step(true); });
+  drdc_test::run_case("GLAD predict/update: CUDA equals CPU over every row state (fallback continues)",
+                      [] { test_glad_step(false); });
   drdc_test::run_case("refiner: CUDA graph replay equals eager and CPU", test_refiner_graph);
   return drdc_test::finish();
 }

@@ -143,3 +143,26 @@ def test_cli_train_detect_eval(synthetic_root, tmp_path):
     r = runner.invoke(main, ["eval", "--model", str(ck), "--data", str(synthetic_root), "--method", "knn",
                              "--out", str(tmp_path / "ev2")])
     assert r.exit_code != 0 and "GLAD model" in r.output
+
+
+@pytest.mark.parametrize("clip", [1.0, 0.0])
+def test_gradient_norm_is_clipped_as_the_authors(synthetic_root, tmp_path, monkeypatch, clip):
+    """glad.grad_clip (1.0 by default, as the authors' training): the U-Net's gradient norm at every
+    optimizer step is at most the bound; 0 leaves the gradients as they are (here above 1)."""
+    norms = []
+    real = torch.optim.Adam.step
+
+    def step(self, *a, **kw):
+        g = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g]))))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    cfg = preset("tiny", "glad").replace(**{"glad.grad_clip": clip})
+    assert preset("tiny", "glad").glad.grad_clip == 1.0
+    train(synthetic_root, tmp_path / "m", cfg, **QUIET)
+    assert len(norms) == cfg.train.unet_iters
+    if clip:
+        assert max(norms) <= clip * (1 + 1e-5)
+    else:
+        assert max(norms) > 1.0  # what the default clips

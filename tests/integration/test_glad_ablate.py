@@ -25,8 +25,9 @@ from drdc_trt.training import split_calibration
 
 SEED = 0
 # tiny preset: t0 = 650, K = 5 → timesteps 650, 520, 390, 260, 130
-#   min_step 350: the first t below it is 260, step index 3 → a row that falls back takes 4 U-Net steps
-#   min_step 450: 390, index 2 → 3 steps; a row that triggers runs all 5
+#   min_step 350: the first t below it is 260, step index 3 → a row that falls back there goes on to
+#   the end (the authors' rule: 5 U-Net steps) or, with glad.fallback = "stop", takes 4
+#   min_step 450: 390, index 2 → 5 steps (or 3 when it stops); a row that triggers runs all 5
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def ablated(glad_checkpoint, dad_checkpoint, tiny_checkpoint, synthetic_root, tm
     args = ["ablate", "--model", str(glad_checkpoint), "--data", str(synthetic_root), "--work", str(work / "w"),
             "--results", str(work / "res"), "--report", str(work / "report.html"), "--seed", str(SEED),
             "--factor", "glad.tau=inf,-inf", "--factor", "glad.tau_quantile=0.5", "--factor", "glad.min_step=450",
-            "--compare-model", str(tiny_checkpoint), "--compare-model", str(dad_checkpoint),
+            "--factor", "glad.fallback=stop", "--compare-model", str(tiny_checkpoint), "--compare-model", str(dad_checkpoint),
             "--no-knn", "--no-synthetic-lambda", "--lams", "0,1", "--quiet"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
@@ -76,12 +77,16 @@ def rows_by_setting(res) -> dict:
 
 def test_tau_bounds_and_fallback_step_counts(ablated):
     rows = rows_by_setting(ablated[2])
-    assert set(rows) == {"default", "glad.tau=inf", "glad.tau=-inf", "glad.tau_quantile=0.5", "glad.min_step=450"}
+    assert set(rows) == {"default", "glad.tau=inf", "glad.tau=-inf", "glad.tau_quantile=0.5", "glad.min_step=450",
+                         "glad.fallback=stop"}
     never, always = rows["glad.tau=inf"], rows["glad.tau=-inf"]
-    assert never["tau"] == math.inf and never["triggered_pct"] == 0 and never["mean_steps"] == 4
+    # the authors' fallback: a row that falls back goes on, so every row takes all 5 steps
+    assert never["tau"] == math.inf and never["triggered_pct"] == 0 and never["mean_steps"] == 5
     assert always["tau"] == -math.inf and always["triggered_pct"] == 100 and always["mean_steps"] == 5
-    late = rows["glad.min_step=450"]  # a row falls back after 3 steps or triggers and runs 5
-    assert late["mean_steps"] == pytest.approx(3 + 2 * late["triggered_pct"] / 100)
+    assert rows["glad.min_step=450"]["mean_steps"] == 5
+    stop = rows["glad.fallback=stop"]  # a row falls back and stops after 4 steps, or triggers and runs 5
+    assert 0 < stop["triggered_pct"] < 100
+    assert stop["mean_steps"] == pytest.approx(4 + stop["triggered_pct"] / 100)
 
 
 def test_each_variant_recalibrates_tau_on_held_out_normal_images(ablated, glad_checkpoint, synthetic_root):
@@ -93,10 +98,15 @@ def test_each_variant_recalibrates_tau_on_held_out_normal_images(ablated, glad_c
     assert rows["glad.tau_quantile=0.5"]["tau"] == pytest.approx(want_q, rel=1e-6)
     assert rows["glad.min_step=450"]["tau"] == pytest.approx(want_m, rel=1e-6)
     assert want_q != pytest.approx(want_m, rel=1e-3)  # min_step changes which steps a row checks
+    # the fallback rule changes nothing a row checks before it falls back: the same τ either way
+    want_s = calibrate_here(load_checkpoint(glad_checkpoint), synthetic_root, fallback="stop")
+    assert rows["glad.fallback=stop"]["tau"] == pytest.approx(want_s, rel=1e-6)
+    assert want_s == calibrate_here(load_checkpoint(glad_checkpoint), synthetic_root)
 
 
 @pytest.mark.parametrize("setting, tau, changes", [
-    ("default", 0.3, {}), ("glad.tau=-inf", -math.inf, {}), ("glad.tau_quantile=0.5", None, {"tau_quantile": 0.5})])
+    ("default", 0.3, {}), ("glad.tau=-inf", -math.inf, {}), ("glad.tau_quantile=0.5", None, {"tau_quantile": 0.5}),
+    ("glad.fallback=stop", None, {"fallback": "stop"})])
 def test_rows_equal_the_detector_run_here(ablated, glad_checkpoint, synthetic_root, setting, tau, changes):
     model = load_checkpoint(glad_checkpoint)
     if tau is None:

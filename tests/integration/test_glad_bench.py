@@ -1,6 +1,7 @@
 """drdc-bench --method glad / all: the GLAD rows at each batch with the steps their images took (known
 for a model that never triggers: the tiny preset's schedule 650, 520, 390, 260, 130 falls back at
-t = 260, the 4th step), each speed-up the eager p50 over its own, and the cross-method table."""
+t = 260, the 4th step, and goes on to the end: 5 steps, the authors' rule), each speed-up the eager
+p50 over its own, and the cross-method table."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def test_glad_rows_steps_and_speedups(tmp_path, synthetic_root):
         b, st = r["batch"], r["steps"]
         if r["loop"] == "torch-full":  # no early exit: every image runs all 5 steps
             assert st["steps_histogram"] == {"5": b} and st["unet_rows_run"] == 5 * b
-        else:  # a random-init model has τ = +∞: every image falls back after 4 steps
-            assert st["steps_histogram"] == {"4": b} and st["unet_rows_run"] == 4 * b and st["fallback"] == b
+        else:  # a random-init model has τ = +∞: every image falls back at the 4th step and goes on
+            assert st["steps_histogram"] == {"5": b} and st["unet_rows_run"] == 5 * b and st["fallback"] == b
         assert st["unet_rows_full"] == 5 * b
     eager = [r for r in rows if r["engine"] == "torch eager"]
     for r in eager:
@@ -44,7 +45,8 @@ def test_glad_rows_steps_and_speedups(tmp_path, synthetic_root):
         assert r["full_k_over_row"] == pytest.approx(full["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"])
     assert all("full_k_over_row" not in r for r in rows if r["engine"] != "torch eager")
     assert rep["run"]["images"].endswith("test")
-    assert "| GLAD | onnxruntime (torch-free runtime) | 3 |" in md and "| torch eager | 3 | 4: 3 | 4.00 | 12 / 15 |" in md
+    assert "| GLAD | onnxruntime (torch-free runtime) | 3 |" in md and "| torch eager | 3 | 5: 3 | 5.00 | 15 / 15 |" in md
+    assert "a row that falls back goes on to the end" in md
 
 
 @pytest.mark.slow  # the DRDC suite runs too (~25 s); .ci/run's slow pass

@@ -143,6 +143,7 @@ def test_manifest_holds_the_loop_and_map_settings(glad_case):
     assert (g["trigger_top_k"], g["trigger_stage"], g["map_stages"], g["feature_stages"]) == (10, 2, [1, 2], [1, 2])
     assert g["blur_sigma"] == pytest.approx(6 * 32 / 256) and g["top_k"] == 4  # σ 6 and k 250 at 256², scaled
     assert g["clip"] is True and g["conditioned"] is False and g["saff_weight"] == "sigmoid"
+    assert g["fallback"] == "continue"
     assert m["thresholds"] == {"image_threshold": c.model.stats.image_threshold, "tau": c.tau,
                                "pixel_threshold": c.model.stats.pixel_threshold, "num_images": 6,
                                "detector_seed": SEED}
@@ -241,23 +242,48 @@ def test_compaction_runs_fewer_rows_with_the_same_results(glad_case):
     out, counts = {}, {}
     for compact in (True, False):
         det = GLADBundleDetector(c.bundle, kernels="numpy", compact=compact)
+        assert det.fallback == "continue"  # the manifest's rule: the authors'
         det.runner = counting = _Counting(det.runner)
         out[compact], counts[compact] = det.predict(x, batch_size=6), counting
     _agree(out[True], c.ref, c.bundle)
     _agree(out[False], c.ref, c.bundle)
     steps, kind = out[True].steps, out[True].trigger_kind
-    # compact: the U-Net runs the active rows (one per step taken); the features network x0_in and
-    # x0_gen of the rows still checking, then input and reconstruction of every image for the map
-    assert counts[True].unet_rows == [int((steps > k).sum()) for k in range(int(steps.max()))]
-    assert sum(counts[True].unet_rows) == int(steps.sum()) < 6 * 5
+    # every row runs all 5 steps (a fallen-back row goes on); compaction saves the features network's
+    # rows: x0_in and x0_gen of the rows still checking, then input and reconstruction of every image
+    assert counts[True].unet_rows == [6] * 5 and int(steps.sum()) == 30
     assert set(kind.tolist()) == {TRIGGERED, FALLBACK}  # every row decides at its trigger_step: it checks until then
     checking = [int((out[True].trigger_step >= k).sum()) for k in range(int(steps.max()))]
     assert counts[True].feature_rows == [2 * n for n in checking if n] + [12]
+    assert sum(counts[True].feature_rows) < sum(counts[False].feature_rows)
     # fixed shapes: every row at every step the loop runs
     assert counts[False].unet_rows == [6] * int(steps.max())
-    rep = out[True].step_report(5)
-    assert rep == c.ref.step_report(5)
-    assert rep["unet_rows_saved"] == 30 - int(steps.sum()) > 0
+    assert out[True].step_report(5) == c.ref.step_report(5)
+
+
+def test_fallback_stop_in_the_runtime_equals_pytorch_and_skips_unet_rows(glad_case):
+    """glad.fallback = "stop" (a bundle written before the field, or the option): rows that fall back
+    end there in the runtime as in PyTorch, and leave the U-Net batch."""
+    from drdc_trt.study import carrying_config
+
+    c = glad_case
+    model = c.model
+    with carrying_config(model, model.cfg.replace(**{"glad.fallback": "stop"})):
+        ref = GLADDetector(model, "cpu", SEED).predict(c.images)
+    det = GLADBundleDetector(c.bundle, kernels="numpy", compact=True)
+    det.fallback = "stop"
+    det.runner = counting = _Counting(det.runner)
+    got = det.predict(c.images.numpy(), batch_size=6)
+    _agree(got, ref, c.bundle)
+    steps = got.steps
+    assert counts_ok(counting.unet_rows, steps) and int(steps.sum()) < 6 * 5
+    rep = got.step_report(5)
+    assert rep == ref.step_report(5) and rep["unet_rows_saved"] == 30 - int(steps.sum()) > 0
+    assert not np.allclose(got.reconstruction, c.ref.reconstruction.numpy(), atol=1e-3)  # the rules differ
+
+
+def counts_ok(unet_rows, steps) -> bool:
+    """compact: the U-Net runs the active rows, one per step taken."""
+    return unet_rows == [int((steps > k).sum()) for k in range(int(steps.max()))]
 
 
 def test_runtime_command_line(glad_case, tmp_path):
@@ -296,7 +322,9 @@ def test_conditioned_unet_exports_and_runs(tmp_path, one_thread):
     compacted row its own image."""
     from drdc_trt.export import export_bundle
 
-    cfg = preset("tiny", "glad").replace(**{"glad.conditioned": True, "unet.in_channels": 6})
+    # fallback "stop": rows that fall back leave the compacted U-Net batch (and the manifest says so)
+    cfg = preset("tiny", "glad").replace(**{"glad.conditioned": True, "unet.in_channels": 6,
+                                            "glad.fallback": "stop"})
     torch.manual_seed(0)
     model = GLADModel(cfg, GLADStats(image_threshold=0.5, pixel_threshold=0.5))
     g = torch.Generator().manual_seed(1)
@@ -311,6 +339,7 @@ def test_conditioned_unet_exports_and_runs(tmp_path, one_thread):
     res = export_bundle(model, tmp_path / "b", check_batches=(1,))
     b = load_bundle(res.path)
     assert b.manifest["glad"]["conditioned"] is True and b.inputs("unet")[0].shape == ("batch", 6, 32, 32)
+    assert b.manifest["glad"]["fallback"] == "stop"
     _agree(GLADBundleDetector(b, kernels="numpy").predict(x.numpy()), ref, b)
 
 
@@ -354,6 +383,7 @@ def test_manifest_missing_a_field_is_refused_by_name(glad_case, tmp_path, field)
     (lambda m: m["glad"].update(clip=1), r"glad\.clip must be true or false"),
     (lambda m: m["glad"].update(blur_sigma=-1.0), r"glad\.blur_sigma must be a non-negative number"),
     (lambda m: m["glad"].update(saff_weight="max"), r"glad\.saff_weight must be \"sigmoid\" or \"minmax\", got 'max'"),
+    (lambda m: m["glad"].update(fallback="halt"), r"glad\.fallback must be \"continue\" or \"stop\", got 'halt'"),
     (lambda m: m["thresholds"].update(tau="high"), r"thresholds\.tau must be a number or null"),
     (lambda m: m["networks"]["features"]["outputs"][0].update(name="s1"), r"networks\.features\.outputs must be "),
     (lambda m: m.update(max_batch=0), r"max_batch must be a positive int"),
@@ -416,3 +446,11 @@ def test_bundle_written_before_the_saff_field_keeps_the_min_max_weight(glad_case
     old = GLADBundleDetector(_rewritten(glad_case.bundle, tmp_path, manifest), kernels="numpy")
     assert old.saff == "minmax"
     assert GLADBundleDetector(glad_case.bundle, kernels="numpy").saff == "sigmoid"
+
+
+def test_bundle_written_before_the_fallback_field_stops_fallen_back_rows(glad_case, tmp_path):
+    """A manifest without glad.fallback came from a build where a fallen-back row stopped there: it
+    loads and runs that way (as a checkpoint config without the field does)."""
+    manifest = json.loads((glad_case.bundle / "manifest.json").read_text())
+    del manifest["glad"]["fallback"]
+    assert GLADBundleDetector(_rewritten(glad_case.bundle, tmp_path, manifest), kernels="numpy").fallback == "stop"

@@ -35,6 +35,7 @@ from drdc_trt.methods.glad.features import gaussian_blur, nearest_patch_distance
 from drdc_trt.methods.glad.target import anomaly_aware_target, mixed_source
 from drdc_trt.schedule import predict_x0, q_sample
 from drdc_trt.methods.glad.train import training_batch
+from drdc_trt.study import carrying_config
 
 AB = torch.from_numpy(Schedule.linear().alphas_cumprod).float()
 
@@ -187,7 +188,8 @@ def _dist_stub(x0_in, x0_gen):
     return F.avg_pool2d((x0_in - x0_gen).abs().mean(1, keepdim=True), 4)[:, 0]
 
 
-def test_loop_on_a_hand_made_score_sequence():
+@pytest.mark.parametrize("fallback", ["continue", "stop"])
+def test_loop_on_a_hand_made_score_sequence(fallback):
     ts = ddim_timesteps(650, 5)                                    # 650, 520, 390, 260, 130
     assert ts == [650, 520, 390, 260, 130]
     # per step, per row: the score (a constant A); row 0 triggers at step 1, row 1 never (falls back at
@@ -210,11 +212,12 @@ def test_loop_on_a_hand_made_score_sequence():
     def on_step(k, st):
         seen[k] = (st.x_t.clone(), st.recon.clone(), st.done.clone())
 
-    st = adaptive_loop(x, noise, ts, AB, _eps_stub, dist, tau=0.3, min_step=350, top_k=16, on_step=on_step)
+    st = adaptive_loop(x, noise, ts, AB, _eps_stub, dist, tau=0.3, min_step=350, top_k=16, on_step=on_step,
+                       fallback=fallback)
     # top-16 of 4×4: the mean of A = score + 1/16
     assert st.trigger_step.tolist() == [1, 3, 3]
     assert st.trigger_kind.tolist() == [TRIGGERED, FALLBACK, TRIGGERED]
-    assert st.steps.tolist() == [5, 4, 5] and st.done.all()
+    assert st.steps.tolist() == [5, 4 if fallback == "stop" else 5, 5] and st.done.all()
     torch.testing.assert_close(st.max_score, torch.tensor([0.5, 0.2, 0.6]) + 1 / 16)
     assert len(calls) == 4  # after step 3 no row is checking: no feature distance at step 4
 
@@ -234,29 +237,36 @@ def test_loop_on_a_hand_made_score_sequence():
     assert float(w.max()) == pytest.approx(1 / (1 + math.exp(-1.5)), abs=1e-6)
     want = ddim_next(w * gen + (1 - w) * inp, e, float(AB[ts[2]]))
     assert torch.equal(seen[1][0][0:1], want)
-    # row 1: the fallback at step 3 is x0_in, and the row is frozen from then on
-    _, inp, _ = x0s(seen[2][0], 1, 3)
-    assert torch.equal(st.recon[1:2], inp) and bool(seen[3][2][1])
-    assert torch.equal(seen[4][0][1], seen[3][0][1])
+    _, inp, e = x0s(seen[2][0], 1, 3)
+    if fallback == "stop":  # row 1: the fallback at step 3 is x0_in, and the row is frozen from then on
+        assert torch.equal(st.recon[1:2], inp) and bool(seen[3][2][1])
+        assert torch.equal(seen[4][0][1], seen[3][0][1])
+    else:  # the authors': x̂0 = x0_in at step 3, a DDIM move from it, then x0_gen at the last step
+        assert torch.equal(seen[3][0][1:2], ddim_next(inp, e, float(AB[ts[4]]))) and not bool(seen[3][2][1])
+        gen, _, _ = x0s(seen[3][0], 1, 4)
+        assert torch.equal(st.recon[1:2], gen) and not torch.equal(st.recon[1:2], inp)
     # row 0 after its trigger: plain DDIM, the last step's x0_gen is its reconstruction
     gen, _, _ = x0s(seen[3][0], 0, 4)
     assert torch.equal(st.recon[0:1], gen)
 
 
-def test_finished_rows_stay_bit_identical_and_match_running_alone():
+@pytest.mark.parametrize("fallback", ["continue", "stop"])
+def test_finished_rows_stay_bit_identical_and_match_running_alone(fallback):
     ts = ddim_timesteps(650, 10)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 16, 16, generator=g) * 2 - 1
     x = x * torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 1.0]).view(-1, 1, 1, 1)
     noise = torch.randn(x.shape, generator=g)
-    kw = dict(tau=0.43, min_step=350, top_k=3)
+    kw = dict(tau=0.43, min_step=350, top_k=3, fallback=fallback)
     snaps = []
     full = adaptive_loop(x, noise, ts, AB, _eps_stub, _dist_stub, **kw,
                          on_step=lambda k, s: snaps.append((s.x_t.clone(), s.recon.clone(), s.done.clone())))
-    # a mix: three rows fall back at step 5 (6 U-Net steps), three trigger and run all 10
-    assert full.steps.tolist() == [6, 6, 6, 10, 10, 10]
+    # a mix: three rows fall back at step 5 (and stop: 6 U-Net steps; or go on to all 10), three trigger
+    # and run all 10
+    n = 6 if fallback == "stop" else 10
+    assert full.steps.tolist() == [n] * 3 + [10] * 3
     assert full.trigger_kind.tolist() == [FALLBACK] * 3 + [TRIGGERED] * 3
-    assert steps_histogram(full.steps) == {6: 3, 10: 3}
+    assert steps_histogram(full.steps) == ({6: 3, 10: 3} if fallback == "stop" else {10: 6})
     for k, (x_t, recon, done) in enumerate(snaps):  # a row that is done never changes again
         for later in snaps[k:]:
             assert torch.equal(later[0][done], x_t[done]) and torch.equal(later[1][done], recon[done])
@@ -280,11 +290,15 @@ def test_compact_loop_skips_unet_rows_of_finished_images():
         rows.append(x_t.shape[0])
         return _eps_stub(x_t, t, image)
 
-    st = adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=True)
+    st = adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=True,
+                       fallback="stop")
     assert rows == [6] * 6 + [3] * 4 and sum(rows) == int(st.steps.sum()) == 48  # 60 − 12 rows saved
     rows.clear()
-    adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=False)
+    adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=False, fallback="stop")
     assert rows == [6] * 10                                         # fixed shapes: every row, every step
+    rows.clear()  # the authors' fallback: a fallen-back row goes on, so every row takes all 10 U-Net steps
+    adaptive_loop(x, noise, ts, AB, eps, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=True)
+    assert rows == [6] * 10
 
 
 # ----------------------------------------------------------------- detector
@@ -321,10 +335,16 @@ def test_detector_scores_maps_and_steps(one_thread):
     torch.testing.assert_close(one.pred_score, out.pred_score, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(GLADDetector(model, compact=True).predict(x, batch_size=2).reconstruction,
                                out.reconstruction, rtol=1e-4, atol=1e-4)
-    # τ = +inf: no trigger; every row falls back at step 3 (t = 260 < 350) and runs 4 U-Net steps
+    # τ = +inf: no trigger; every row falls back at step 3 (t = 260 < 350) and goes on to the end (the
+    # authors' rule: 5 U-Net steps), or stops there with glad.fallback = "stop" (4 steps)
     inf = GLADDetector(model, tau=math.inf).predict(x)
-    assert inf.trigger_kind.tolist() == [FALLBACK] * 3 and inf.steps.tolist() == [4, 4, 4]
-    rep = inf.step_report(5)
+    assert inf.trigger_kind.tolist() == [FALLBACK] * 3 and inf.steps.tolist() == [5, 5, 5]
+    assert inf.trigger_step.tolist() == [3, 3, 3] and inf.step_report(5)["unet_rows_saved"] == 0
+    with carrying_config(model, model.cfg.replace(**{"glad.fallback": "stop"})):
+        stop = GLADDetector(model, tau=math.inf).predict(x)
+    assert stop.trigger_kind.tolist() == [FALLBACK] * 3 and stop.steps.tolist() == [4, 4, 4]
+    assert not torch.allclose(stop.reconstruction, inf.reconstruction, atol=1e-3)  # the last DDIM step acts
+    rep = stop.step_report(5)
     assert rep["steps_histogram"] == {4: 3} and rep["unet_rows_saved"] == 3 and rep["fallback"] == 3
     assert NONE == 0 and isinstance(inf, GLADBatch)
     with pytest.raises(ValueError, match=r"B×3×32×32"):
@@ -332,7 +352,9 @@ def test_detector_scores_maps_and_steps(one_thread):
 
 
 def test_conditioned_unet_reads_each_rows_own_image():
-    cfg = preset("tiny", "glad").replace(**{"glad.conditioned": True, "unet.in_channels": 6})
+    # fallback "stop": rows that fall back leave the U-Net batch early (the compaction under test)
+    cfg = preset("tiny", "glad").replace(**{"glad.conditioned": True, "unet.in_channels": 6,
+                                            "glad.fallback": "stop"})
     torch.manual_seed(0)
     model = GLADModel(cfg, GLADStats(tau=0.02, image_threshold=0.5, pixel_threshold=0.5))
     g = torch.Generator().manual_seed(1)
@@ -373,6 +395,20 @@ def test_presets_and_config_checks():
         preset("tiny", "glad").replace(**{"glad.anomaly_sources": ["dtd"]})
     with pytest.raises(ValueError, match="unet.in_channels=3"):
         preset("tiny", "glad").replace(**{"unet.in_channels": 6})
+    # the authors' fallback and gradient clipping by default; the earlier behaviours by name
+    g = preset("tiny", "glad").glad
+    assert (g.fallback, g.grad_clip, g.saff_weight) == ("continue", 1.0, "sigmoid")
+    with pytest.raises(ValueError, match="glad.fallback='halt'"):
+        preset("tiny", "glad").replace(**{"glad.fallback": "halt"})
+    with pytest.raises(ValueError, match="glad.grad_clip=-1"):
+        preset("tiny", "glad").replace(**{"glad.grad_clip": -1.0})
+    # a GLAD config.json written before these fields describes the behaviour of that time
+    before = preset("tiny", "glad").to_dict()
+    for k in ("fallback", "grad_clip", "saff_weight"):
+        del before["glad"][k]
+    assert missing_fields(before) == []
+    g = ModelConfig.from_dict(before).glad
+    assert (g.fallback, g.grad_clip, g.saff_weight) == ("stop", 0.0, "minmax")
     # a config written before GLAD (no "glad" section) is complete; a GLAD config without it is not
     old = preset("tiny").to_dict()
     del old["glad"]

@@ -29,6 +29,7 @@ from drdc_trt import _C  # noqa: F401  (a required part of the package: missing 
 AB = torch.from_numpy(Schedule.linear().alphas_cumprod).float()
 FIELDS = ("x_t", "recon", "done", "triggered", "steps", "trigger_step", "trigger_kind", "max_score")
 IMPLS = ("torch", "csrc", "numpy")
+FALLBACKS = ("continue", "stop")
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -102,15 +103,16 @@ def predict(impl, x_t, x, noise, eps, ab, clip=True):
     return ops.glad_predict(x_t, x, noise, eps, ab, clip, impl=impl)
 
 
-def update(impl, st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step) -> RowState:
+def update(impl, st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, fallback="continue") -> RowState:
     """One glad_update on a copy of ``st`` by one implementation; the updated state."""
     st = clone_state(st)
     if impl == "numpy":
         rows = as_rows(st)
         NumpyGladKernels().update(rows, x0_gen.numpy(), x0_in.numpy(), eps.numpy(), w.numpy(), score.numpy(), k, t,
-                                  ab_next, tau, min_step)
+                                  ab_next, tau, min_step, fallback)
         return as_state(rows)
-    return ops.glad_update(st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, impl=impl)
+    return ops.glad_update(st, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, impl=impl,
+                           fallback=fallback)
 
 
 # ----------------------------------------------------------------- known answers
@@ -133,19 +135,11 @@ def test_predict_hand_case(impl):
 def test_update_hand_case_trigger_blend_fallback_last_step(impl):
     """Three rows of 1×1×2 pixels through three steps: k = 2 at t = 400 (ᾱ' = 0.64), k = 3 at t = 300
     (< min_step 350, ᾱ' = 0.36), the last step k = 4 (ᾱ' = 1). Row 0 triggers at k = 2, row 1
-    falls back at k = 3, row 2 was done before and is never touched."""
-    def px(*v):
-        return torch.tensor(v, dtype=torch.float32).view(3, 1, 1, 2)
-
-    gen, inp = px(0.5, -0.5, 0.2, 0.4, 1.0, 0.0), px(0.1, 0.3, -0.2, 0.6, 0.0, 0.5)
-    eps, w = px(1.0, -1.0, 0.5, 0.5, 0.0, 2.0), px(0.25, 0.75, 0.5, 0.5, 1.0, 0.0)
-    st = RowState.start(torch.full((3, 1, 1, 2), 9.0))
-    st.done[2] = True
-    st.recon[2] = 7.0
-    st.steps[2], st.trigger_step[2], st.trigger_kind[2], st.max_score[2] = 3, 1, TRIGGERED, 0.8
+    falls back at k = 3 and stops there (fallback "stop"), row 2 was done before and is never touched."""
+    gen, inp, eps, w, st = hand_rows()
     frozen = clone_state(st)
 
-    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.9, 0.4, 0.99]), 2, 400, 0.64, 0.5, 350)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.9, 0.4, 0.99]), 2, 400, 0.64, 0.5, 350, "stop")
     # row 0: x0 = w·gen + (1 − w)·in = (0.2, −0.3); x_t' = 0.8·x0 + 0.6·ε = (0.76, −0.84)
     # row 1: 0.4 ≤ τ and t ≥ min_step: x0 = gen; x_t' = (0.8·0.2 + 0.3, 0.8·0.4 + 0.3) = (0.46, 0.62)
     np.testing.assert_allclose(st.x_t[:2].flatten().numpy(), [0.76, -0.84, 0.46, 0.62], atol=1e-6)
@@ -158,7 +152,7 @@ def test_update_hand_case_trigger_blend_fallback_last_step(impl):
     # k = 3, t = 300 < 350. Row 0 (triggered) runs plain DDIM with x0 = gen although its score is
     # high; row 1 scores NaN: no trigger, falls back (recon = x0_in, x_t kept, done).
     x_t1 = st.x_t.clone()
-    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.95, math.nan, 0.99]), 3, 300, 0.36, 0.5, 350)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.95, math.nan, 0.99]), 3, 300, 0.36, 0.5, 350, "stop")
     np.testing.assert_allclose(st.x_t[0].flatten().numpy(), [0.6 * 0.5 + 0.8, 0.6 * -0.5 - 0.8], atol=1e-6)
     assert torch.equal(st.x_t[1], x_t1[1]) and torch.equal(st.recon[1], inp[1])
     assert st.done.tolist() == [False, True, True] and st.trigger_kind.tolist() == [TRIGGERED, FALLBACK, TRIGGERED]
@@ -167,7 +161,7 @@ def test_update_hand_case_trigger_blend_fallback_last_step(impl):
 
     # the last step: ᾱ' = 1, x_t' = x0 = gen, the reconstruction, and every active row is done
     before = clone_state(st)
-    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.1, 0.1, 0.1]), 4, 130, 1.0, 0.5, 350)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.1, 0.1, 0.1]), 4, 130, 1.0, 0.5, 350, "stop")
     assert torch.equal(st.x_t[0], gen[0]) and torch.equal(st.recon[0], gen[0])
     assert st.done.all() and st.steps.tolist() == [3, 2, 3]
     for f in FIELDS:  # the rows done before the step: bit-identical, row 2 since the start
@@ -175,16 +169,56 @@ def test_update_hand_case_trigger_blend_fallback_last_step(impl):
         assert same_bits(getattr(st, f)[2:], getattr(frozen, f)[2:]), f
 
 
+def hand_rows():
+    """The hand case's operands (the same every step) and its start state: row 2 done before."""
+    def px(*v):
+        return torch.tensor(v, dtype=torch.float32).view(3, 1, 1, 2)
+
+    gen, inp = px(0.5, -0.5, 0.2, 0.4, 1.0, 0.0), px(0.1, 0.3, -0.2, 0.6, 0.0, 0.5)
+    eps, w = px(1.0, -1.0, 0.5, 0.5, 0.0, 2.0), px(0.25, 0.75, 0.5, 0.5, 1.0, 0.0)
+    st = RowState.start(torch.full((3, 1, 1, 2), 9.0))
+    st.done[2] = True
+    st.recon[2] = 7.0
+    st.steps[2], st.trigger_step[2], st.trigger_kind[2], st.max_score[2] = 3, 1, TRIGGERED, 0.8
+    return gen, inp, eps, w, st
+
+
 @pytest.mark.parametrize("impl", IMPLS)
-def test_boundaries_strictly_above_tau_strictly_below_min_step(impl):
+def test_update_hand_case_fallback_continues_to_the_end(impl):
+    """The authors' fallback (the default): the row that falls back at k = 3 takes x̂0 = x0_in at that
+    step, moves on by DDIM, no longer looks for its step, and finishes at the last step with x0_gen."""
+    gen, inp, eps, w, st = hand_rows()
+    frozen = clone_state(st)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.9, 0.4, 0.99]), 2, 400, 0.64, 0.5, 350)
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.95, math.nan, 0.99]), 3, 300, 0.36, 0.5, 350)
+    # row 1 falls back: x0 = x0_in = (−0.2, 0.6); x_t' = √0.36·x0 + √0.64·ε = (−0.12 + 0.4, 0.36 + 0.4)
+    np.testing.assert_allclose(st.x_t[1].flatten().numpy(), [0.28, 0.76], atol=1e-6)
+    np.testing.assert_allclose(st.x_t[0].flatten().numpy(), [0.6 * 0.5 + 0.8, 0.6 * -0.5 - 0.8], atol=1e-6)
+    assert st.done.tolist() == [False, False, True] and st.triggered.tolist() == [True, False, False]
+    assert st.trigger_kind.tolist() == [TRIGGERED, FALLBACK, TRIGGERED] and st.trigger_step.tolist() == [2, 3, 1]
+    assert st.steps.tolist() == [2, 2, 3] and torch.equal(st.recon[1], torch.zeros(1, 1, 2))
+    # the last step: row 1's high score is not read (it no longer looks); x0 = x0_gen for rows 0 and 1
+    st = update(impl, st, gen, inp, eps, w, torch.tensor([0.1, 0.99, 0.1]), 4, 130, 1.0, 0.5, 350)
+    assert torch.equal(st.x_t[:2], gen[:2]) and torch.equal(st.recon[:2], gen[:2])
+    assert st.done.all() and st.steps.tolist() == [3, 3, 3] and not bool(st.triggered[1])
+    assert st.trigger_kind.tolist() == [TRIGGERED, FALLBACK, TRIGGERED] and math.isnan(float(st.max_score[1]))
+    for f in FIELDS:
+        assert same_bits(getattr(st, f)[2:], getattr(frozen, f)[2:]), f
+
+
+@pytest.mark.parametrize("fallback", FALLBACKS)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_boundaries_strictly_above_tau_strictly_below_min_step(impl, fallback):
     # torch compares a float32 score with τ rounded to float32: 0.1f > 0.1 is false there (true in double)
     one = torch.zeros(2, 1, 1, 1)
     st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.1, 0.2]), 0, 600, 0.5, 0.1, 350)
     assert st.triggered.tolist() == [False, True]
     # the fallback comes at the first step with t < min_step, not at t = min_step
     for t, fall in ((350, False), (349, True)):
-        st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.0, 0.0]), 0, t, 0.5, 0.1, 350)
-        assert st.done.tolist() == [fall, fall] and st.trigger_kind.tolist() == [FALLBACK if fall else NONE] * 2
+        st = update(impl, RowState.start(one), one, one, one, one, torch.tensor([0.0, 0.0]), 0, t, 0.5, 0.1, 350,
+                    fallback)
+        assert st.trigger_kind.tolist() == [FALLBACK if fall else NONE] * 2
+        assert st.done.tolist() == [fall and fallback == "stop"] * 2
 
 
 # ----------------------------------------------------------------- bit-equality, random mixed states
@@ -204,10 +238,12 @@ def random_case(seed: int, b: int = 12, c: int = 3, h: int = 5, w: int = 7):
     st.max_score = torch.where(torch.rand(b, generator=g) < 0.5, torch.rand(b, generator=g), -math.inf)
     score = torch.rand(b, generator=g)
     score[::5] = math.nan
-    # rows 0-4 fixed whatever the seed: done, triggered, checking with a NaN / high / low score
-    st.done[:5] = torch.tensor([True, False, False, False, False])
-    st.triggered[:5] = torch.tensor([False, True, False, False, False])
-    score[2:5] = torch.tensor([math.nan, 0.9, 0.1])
+    # rows 0-5 fixed whatever the seed: done, triggered, checking with a NaN / high / low score, and
+    # a row that fell back at an earlier step and goes on (fallback "continue") with a high score
+    st.done[:6] = torch.tensor([True, False, False, False, False, False])
+    st.triggered[:6] = torch.tensor([False, True, False, False, False, False])
+    st.trigger_kind[5], st.trigger_step[5] = FALLBACK, 1
+    score[2:6] = torch.tensor([math.nan, 0.9, 0.1, 0.95])
     wgt = torch.rand(b, 1, h, w, generator=g)
     return st, r(b, c, h, w, scale=2.0), r(b, c, h, w).clamp(-1, 1), r(b, c, h, w), r(b, c, h, w), wgt, score
 
@@ -243,51 +279,56 @@ def test_predict_keeps_the_float32_bound_in_every_implementation(seed, clip):
     assert want[1].excess(predict("csrc", x_t, x * (1 + 1e-5), noise, eps, ab, clip)[1]) > 0
 
 
-def exact_update(st, gen, inp, eps, w, score, t: int, ab_next: float, tau: float, min_step: int):
+def exact_update(st, gen, inp, eps, w, score, t: int, ab_next: float, tau: float, min_step: int,
+                 fallback: str = "continue"):
     """The updated x_t and recon of glad_update, exactly, with their float32 bound: trig / fall /
-    finish / moving from the row state and the score (docs of ops.reference_glad_update),
-    x0 = trig ? w·x0_gen + (1 − w)·x0_in : x0_gen, x_t' = √ᾱ'·x0 + √(1−ᾱ')·ε̂ (x0 when ᾱ' = 1; the
-    factors rounded from double, as the reference's Python floats)."""
+    stop / finish / moving from the row state and the score (docs of ops.reference_glad_update),
+    x0 = trig ? w·x0_gen + (1 − w)·x0_in : (fall ? x0_in : x0_gen), x_t' = √ᾱ'·x0 + √(1−ᾱ')·ε̂ (x0
+    when ᾱ' = 1; the factors rounded from double, as the reference's Python floats)."""
     active = ~st.done
-    checking = active & ~st.triggered
+    checking = active & ~st.triggered & (st.trigger_kind != FALLBACK)
     trig = checking & (score > np.float32(tau))
     fall = checking & ~trig & (t < min_step)
+    stop = fall & (fallback == "stop")
     last = ab_next >= 1.0
-    finish = fall | (active & last)
-    moving = active & ~fall
+    finish = stop | (active & last)
+    moving = active & ~stop
 
     def rows(m):
         return np.broadcast_to(m.view(-1, *([1] * (gen.dim() - 1))).numpy(), gen.shape)
 
     g, i, e, wb = Bound.exact(gen), Bound.exact(inp), Bound.exact(eps), Bound.exact(w.expand_as(gen))
-    x0 = (wb * g + (1 - wb) * i).where(rows(trig), g)
+    x0 = (wb * g + (1 - wb) * i).where(rows(trig), i.where(rows(fall), g))
     x_next = x0 if last else Bound.f32(ab_next ** 0.5) * x0 + Bound.f32((1 - ab_next) ** 0.5) * e
     x_t = x_next.where(rows(moving), Bound.exact(st.x_t))
-    recon = i.where(rows(fall), x0.where(rows(moving & finish), Bound.exact(st.recon)))
+    recon = i.where(rows(stop), x0.where(rows(moving & finish), Bound.exact(st.recon)))
     return x_t, recon
 
 
+@pytest.mark.parametrize("fallback", FALLBACKS)
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("t,t_next", [(520, 390), (390, 260), (260, 130), (130, -1)],
                          ids=["t>min", "t>min-next<min", "t<min", "last"])
-def test_update_agrees_across_implementations(seed, t, t_next):
+def test_update_agrees_across_implementations(seed, t, t_next, fallback):
     st, x_t, x, noise, eps, wgt, score = random_case(seed)
     st.x_t = x_t
     ab = float(AB[t])
     ab_next = 1.0 if t_next < 0 else float(AB[t_next])
     gen, inp = predict("torch", x_t, x, noise, eps, ab)
     k = 3
-    want = update("torch", st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
-    # the case mixes every kind of row: done, triggered, checking above and below τ, NaN scores
-    checking = ~st.done & ~st.triggered
+    want = update("torch", st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350, fallback)
+    # the case mixes every kind of row: done, triggered, fallen back, checking above and below τ, NaN scores
+    checking = ~st.done & ~st.triggered & (st.trigger_kind != FALLBACK)
+    assert not bool(want.triggered[5])  # a row that fell back earlier never triggers
     assert bool(st.done.any()) and bool((st.triggered & ~st.done).any())
     assert bool((checking & (score > 0.5)).any()) and bool((checking & ~(score > 0.5)).any())
     assert bool((checking & score.isnan()).any())
     if t < 350:
         assert bool((want.trigger_kind == FALLBACK).any())
-    exact_xt, exact_recon = exact_update(st, gen, inp, eps, wgt, score, t, ab_next, 0.5, 350)
+    exact_xt, exact_recon = exact_update(st, gen, inp, eps, wgt, score, t, ab_next, 0.5, 350, fallback)
     for impl in ("torch", "csrc", "numpy"):
-        got = want if impl == "torch" else update(impl, st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350)
+        got = want if impl == "torch" else update(impl, st, gen, inp, eps, wgt, score, k, t, ab_next, 0.5, 350,
+                                                  fallback)
         exact_xt.check(got.x_t, f"{impl} x_t")
         exact_recon.check(got.recon, f"{impl} recon")
         for f in FIELDS[2:]:  # decisions, counters and the largest score: the same values
@@ -315,8 +356,9 @@ def _dist_stub(x0_in, x0_gen):
     return F.avg_pool2d((x0_in - x0_gen).abs().mean(1, keepdim=True), 4)[:, 0]
 
 
+@pytest.mark.parametrize("fallback", FALLBACKS)
 @pytest.mark.parametrize("compact", [False, True])
-def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, impls_used):
+def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, fallback, impls_used):
     ts = ddim_timesteps(650, 10)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(6, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 1.0]).view(-1, 1, 1, 1)
@@ -325,12 +367,13 @@ def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, impls_use
     for impl in ("torch", "csrc"):
         snaps = []
         st = adaptive_loop(x, noise, ts, AB, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3, compact=compact,
-                           impl=impl, on_step=lambda k, s: snaps.append(clone_state(s)))
+                           impl=impl, on_step=lambda k, s: snaps.append(clone_state(s)), fallback=fallback)
         runs[impl] = (st, snaps)
         assert impls_used == [impl] * 20  # predict and update at each of the 10 steps
         impls_used.clear()
-        # a mix: three rows fall back at step 5 (6 U-Net steps), three trigger and run all 10
-        assert st.steps.tolist() == [6, 6, 6, 10, 10, 10], impl
+        # a mix: three rows fall back at step 5 (and stop: 6 U-Net steps; or go on), three trigger and run all 10
+        assert st.steps.tolist() == [6 if fallback == "stop" else 10] * 3 + [10] * 3, impl
+        assert st.trigger_step[:3].tolist() == [5] * 3
         assert st.trigger_kind.tolist() == [FALLBACK] * 3 + [TRIGGERED] * 3
         for k, snap in enumerate(snaps):  # a row that is done never changes again, while others move
             for later in snaps[k + 1:]:
@@ -345,7 +388,8 @@ def test_loop_csrc_equals_torch_and_finished_rows_stay_frozen(compact, impls_use
             assert agree(getattr(a, f), getattr(b, f)), f
 
 
-def test_numpy_loop_equals_torch_loop():
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_numpy_loop_equals_torch_loop(fallback):
     """The torch-free runtime's loop shape (predict → A, score, w → update) on GladRows, with the
     numpy and the compiled kernels, against adaptive_loop (same decisions, floats within the loop
     tolerance; the ᾱ table is the schedule's own, whether torch's √ of it is correctly rounded or not)."""
@@ -356,7 +400,8 @@ def test_numpy_loop_equals_torch_loop():
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(5, 3, 16, 16, generator=g) * 2 - 1) * torch.tensor([0.1, 0.4, 0.6, 0.9, 1.0]).view(-1, 1, 1, 1)
     noise = torch.randn(x.shape, generator=g)
-    want = adaptive_loop(x, noise, ts, table, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3)
+    want = adaptive_loop(x, noise, ts, table, _eps_stub, _dist_stub, tau=0.43, min_step=350, top_k=3,
+                         fallback=fallback)
     assert set(want.trigger_kind.tolist()) == {TRIGGERED, FALLBACK}
     for kind in ("numpy", "csrc"):
         kern = make_glad_kernels(kind)
@@ -374,7 +419,7 @@ def test_numpy_loop_equals_torch_loop():
             A = _dist_stub(torch.from_numpy(inp), torch.from_numpy(gen))
             score = trigger_score(A, 3).numpy()
             w = saff_weight(A, (16, 16)).numpy()
-            kern.update(rows, gen, inp, eps, w, score, k, t, ab_next, 0.43, 350)
+            kern.update(rows, gen, inp, eps, w, score, k, t, ab_next, 0.43, 350, fallback)
         got = as_state(rows)
         for f in FIELDS:
             assert agree(getattr(got, f), getattr(want, f)), (kind, f)
@@ -410,7 +455,8 @@ def test_detector_with_the_tiny_glad_unet_csrc_equals_torch(perturb_unet, impls_
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CUDA kernels are compiled, not run, "
                                                           "on a machine without one)")
-def test_cuda_kernels_match_the_reference_and_the_cpu_kernels():
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_cuda_kernels_match_the_reference_and_the_cpu_kernels(fallback):
     st, x_t, x, noise, eps, wgt, score = random_case(6, b=16, c=3, h=32, w=32)
     st.x_t = x_t
     ab = float(AB[390])
@@ -420,10 +466,10 @@ def test_cuda_kernels_match_the_reference_and_the_cpu_kernels():
     torch.cuda.synchronize()
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     gen, inp = (v.cpu() for v in want)
-    cpu = update("csrc", st, gen, inp, eps, wgt, score, 3, 260, float(AB[130]), 0.5, 350)
+    cpu = update("csrc", st, gen, inp, eps, wgt, score, 3, 260, float(AB[130]), 0.5, 350, fallback)
     gpu = RowState(*(getattr(st, f).clone().cuda() for f in FIELDS))
     ops.glad_update(gpu, gen.cuda(), inp.cuda(), eps.cuda(), wgt.cuda(), score.cuda(), 3, 260, float(AB[130]), 0.5,
-                    350, impl="csrc")
+                    350, impl="csrc", fallback=fallback)
     torch.cuda.synchronize()
     for f in FIELDS:  # both round every op on its own (kernel_math.h); coefficients on the host
         assert same_bits(getattr(gpu, f).cpu(), getattr(cpu, f)), f

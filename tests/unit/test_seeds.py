@@ -36,6 +36,22 @@ def test_mean_and_sample_std_hand_computed():
     assert "| base (UniAD) | image_AUROC | 60.0 | 80.0 | 100.0 |" in md
 
 
+def test_variant_rows_of_a_reconstruction_method_study_are_summarised():
+    """A GLAD/DiffusionAD study file: its default row under rows, its variants under ablation."""
+    def study(seed, v, tau_v):
+        m = {"image_AUROC": v, "pixel_AUROC": v, "AUPRO": v, "F1Max": v}
+        return {"config": {"train": {"seed": seed}}, "seed": 0, "method": "glad",
+                "rows": [{"category": "mean", "method": "GLAD", **m}],
+                "ablation": [{"setting": "default (t0=650)", **m},
+                             {"setting": "glad.tau=-inf", "image_AUROC": tau_v, "pixel_AUROC": tau_v,
+                              "AUPRO": tau_v, "F1Max": tau_v, "tau": None}]}
+    s = seeds.summarize([("a", study(0, 0.5, 0.6)), ("b", study(1, 0.7, 0.8))])
+    rows = {r["method"]: r for r in s["rows"]}
+    assert list(rows) == ["GLAD", "GLAD (glad.tau=-inf)"]
+    assert rows["GLAD (glad.tau=-inf)"]["AUPRO"]["mean"] == pytest.approx(0.7)
+    assert rows["GLAD"]["AUPRO"]["values"] == pytest.approx([0.5, 0.7])
+
+
 def test_methods_missing_in_one_file_are_dropped():
     a, b = _result(0, 0, 0.6, 0.5, 0.7), _result(1, 1, 0.8, 0.5, 0.7)
     b["lambda_rows"] = []

@@ -134,15 +134,18 @@ struct GladPredictArgs {
 
 // glad_update, per row b of B (P = C·H·W elements, w broadcast over C), on the
 // row state in place; rows that are done are not written at all:
-//   active = !done, checking = active && !triggered
+//   active = !done, checking = active && !triggered && trigger_kind != 2
 //   trig = checking && score > tau (NaN: false), fall = checking && !trig && t < min_step
-//   x0 = trig ? w·x0_gen + (1−w)·x0_in : x0_gen
+//   stop = fall && fallback_stops
+//   x0 = trig ? w·x0_gen + (1−w)·x0_in : (fall ? x0_in : x0_gen)
 //   x_next = ab_next >= 1 ? x0 : √ab_next·x0 + √(1−ab_next)·ε̂
-//   finish = fall || (active && last), moving = active && !fall
-//   x_t ← moving ? x_next : x_t;  recon ← fall ? x0_in : (moving && finish ? x0 : recon)
+//   finish = stop || (active && last), moving = active && !stop
+//   x_t ← moving ? x_next : x_t;  recon ← stop ? x0_in : (moving && finish ? x0 : recon)
 //   steps += active; trigger_step ← k and trigger_kind ← 1 (trig) / 2 (fall) where either;
 //   max_score ← max(max_score, score) where checking (NaN propagates, as torch.maximum);
 //   triggered |= trig; done |= finish.
+// fallback_stops = false is the authors' scheduler: a fallen-back row sets x̂0 = x0_in at that
+// step and goes on with plain DDIM to t = 0, like a triggered row; true ends it there.
 // The DDIM coefficients are formed in double (std::pow(ab_next, 0.5), as Python's
 // ab_next ** 0.5) and rounded to float, as torch takes a Python-float factor.
 struct GladUpdateArgs {
@@ -164,6 +167,7 @@ struct GladUpdateArgs {
   double ab_next = 1.0;           // ᾱ of the next timestep in (0, 1]; 1 past the last step
   float tau = 0.f;                // trigger threshold (not NaN; +inf: never triggers)
   bool last = false;              // no timestep follows (every active row finishes)
+  bool fallback_stops = false;    // a fallen-back row is done at once (else it continues to t = 0)
 };
 
 void glad_predict(Device device, const GladPredictArgs& args, void* stream = nullptr);

@@ -28,7 +28,8 @@ void glad_update_cpu(const GladUpdateArgs& a) {
   std::vector<GladRow> rows(static_cast<size_t>(a.B));
   for (int b = 0; b < a.B; ++b)
     rows[static_cast<size_t>(b)] =
-        glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
+        glad_decide(a.done[b], a.triggered[b], a.trigger_kind[b], a.score[b], a.tau, a.t, a.min_step, a.last,
+                    a.fallback_stops);
   const GladNextCoef coef = glad_next_coef(a.ab_next);
   const int64_t HW = static_cast<int64_t>(a.H) * a.W;
   parallel_for(static_cast<int64_t>(a.B) * a.C, 1, [&](int64_t lo, int64_t hi) {

@@ -26,7 +26,8 @@ __global__ void glad_predict_kernel(GladPredictArgs a) {
 __global__ void glad_elements_kernel(GladUpdateArgs a, GladNextCoef c, int64_t HW, int64_t P, int64_t total) {
   for (int64_t i = thread_index(); i < total; i += thread_stride()) {
     const int64_t b = i / P;
-    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
+    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.trigger_kind[b], a.score[b], a.tau, a.t, a.min_step,
+                                    a.last, a.fallback_stops);
     if (!r.active) continue;
     glad_update_one(r, a.x0_gen[i], a.x0_in[i], a.eps[i], a.w[b * HW + i % HW], c, a.x_t + i, a.recon + i);
   }
@@ -34,7 +35,8 @@ __global__ void glad_elements_kernel(GladUpdateArgs a, GladNextCoef c, int64_t H
 
 __global__ void glad_rows_kernel(GladUpdateArgs a) {
   for (int64_t b = thread_index(); b < a.B; b += thread_stride()) {
-    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.score[b], a.tau, a.t, a.min_step, a.last);
+    const GladRow r = glad_decide(a.done[b], a.triggered[b], a.trigger_kind[b], a.score[b], a.tau, a.t, a.min_step,
+                                    a.last, a.fallback_stops);
     glad_row_state(r, a.k, a.score[b], a.done + b, a.triggered + b, a.steps + b, a.trigger_step + b,
                    a.trigger_kind + b, a.max_score + b);
   }

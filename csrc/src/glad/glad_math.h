@@ -18,20 +18,23 @@ DRDC_HD void glad_predict_one(float xt, float x, float noise, float eps, float s
   *x0_in = predict_x0(blend(sa, x, sma, noise), eps, sa, sma, clip);
 }
 
-// The decisions of one row at one step, from its state before the step.
+// The decisions of one row at one step, from its state before the step. A row looks for its
+// step until it triggers or falls back; with fallback_stops a fallen-back row is done at once
+// (recon = x0_in), else it goes on to t = 0 from x̂0 = x0_in (the authors' scheduler).
 struct GladRow {
   bool active, checking, trig, fall, finish, moving;
 };
 
-DRDC_HD GladRow glad_decide(uint8_t done, uint8_t triggered, float score, float tau, int64_t t, int64_t min_step,
-                            bool last) {
+DRDC_HD GladRow glad_decide(uint8_t done, uint8_t triggered, int64_t kind, float score, float tau, int64_t t,
+                            int64_t min_step, bool last, bool fallback_stops) {
   GladRow r;
   r.active = done == 0;
-  r.checking = r.active && triggered == 0;
+  r.checking = r.active && triggered == 0 && kind != 2;  // 2: fell back at an earlier step
   r.trig = r.checking && score > tau;  // NaN > τ is false: a NaN score never triggers
   r.fall = r.checking && !r.trig && t < min_step;
-  r.finish = r.fall || (r.active && last);
-  r.moving = r.active && !r.fall;
+  const bool stop = r.fall && fallback_stops;
+  r.finish = stop || (r.active && last);
+  r.moving = r.active && !stop;
   return r;
 }
 
@@ -54,9 +57,9 @@ inline GladNextCoef glad_next_coef(double ab_next) {
 // One element of an active row: writes x_t and recon as the rule says (kernels.h).
 DRDC_HD void glad_update_one(const GladRow& r, float g, float in, float eps, float w, const GladNextCoef& c,
                              float* xt, float* recon) {
-  const float x0 = r.trig ? add(mul(w, g), mul(sub(1.f, w), in)) : g;
+  const float x0 = r.trig ? add(mul(w, g), mul(sub(1.f, w), in)) : (r.fall ? in : g);
   if (r.moving) *xt = c.past_end ? x0 : add(mul(c.s, x0), mul(c.sm, eps));
-  if (r.fall)
+  if (r.fall && !r.moving)
     *recon = in;
   else if (r.moving && r.finish)
     *recon = x0;

@@ -5,9 +5,10 @@ shared study of reconstruction methods (``drdc_trt.study``).
 tau_quantile re-calibrates it on the held-out normal training images, as training does
 (``train.calibrate``: the largest trigger score of each image with τ = +∞, then its
 ``tau_quantile`` quantile). ``glad.tau`` sets τ itself and is meant for the two bounds: +inf (no row
-triggers: every image falls back to x0_in at the first step below min_step) and -inf (every image
-triggers at its first step, then plain DDIM to the end). The rows carry τ, the mean number of U-Net
-steps an image took and the share of test images that triggered.
+triggers: every image falls back to x0_in at the first step below min_step, then goes on or stops as
+``glad.fallback`` says) and -inf (every image triggers at its first step, then plain DDIM to the
+end). The rows carry τ, the mean number of U-Net steps an image took and the share of test images
+that triggered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FACTORS: dict[str, tuple] = {
     "glad.tau": (math.inf, -math.inf),
     "glad.t0": (500, 800),
     "glad.min_step": (250, 450),
+    "glad.fallback": ("continue", "stop"),
+    "glad.saff_weight": ("sigmoid", "minmax"),
 }
 METHOD = "GLAD"
 TAU = "glad.tau"  # a pseudo factor: τ itself, not a config field
@@ -65,9 +68,11 @@ def _describe(cfg, meta: Mapping) -> list[str]:
     return [f"- model: `{meta.get('model', '')}` (GLAD), image size {cfg.image_size}, U-Net width "
             f"{cfg.unet.model_channels} (channel_mult {list(cfg.unet.channel_mult)}, "
             f"{'conditioned' if g.conditioned else 'unconditioned'}); trained {cfg.train.unet_iters} iterations "
-            f"(batch {cfg.train.batch_size}, {f'{cfg.train.crop_size}² crops' if cfg.train.crop_size else 'whole images'}, lr {g.lr:g}, EMA {cfg.train.ema_decay:g}, "
+            f"(batch {cfg.train.batch_size}, {f'{cfg.train.crop_size}² crops' if cfg.train.crop_size else 'whole images'}, lr {g.lr:g}, "
+            f"{f'gradient norm clipped at {g.grad_clip:g}' if g.grad_clip > 0 else 'no gradient clipping'}, EMA {cfg.train.ema_decay:g}, "
             f"synthetic anomalies with p = {g.anomaly_prob:g})",
-            f"- inference: t0={g.t0}, {g.num_steps} DDIM steps, min_step={g.min_step}, τ = the {g.tau_quantile:g} "
+            f"- inference: t0={g.t0}, {g.num_steps} DDIM steps, min_step={g.min_step} (fallback: {g.fallback}), "
+            f"SAFF weight {g.saff_weight}, τ = the {g.tau_quantile:g} "
             f"quantile of held-out normal images' largest trigger score (top-{g.trigger_top_k} mean of A in "
             f"backbone stage {g.trigger_stage}), map stages {list(g.map_stages)}, blur σ {cfg.glad_blur_sigma:.3g} px, "
             f"image score = mean of the top {cfg.glad_top_k} map pixels, detector seed {meta.get('seed', 0)}"]
@@ -75,13 +80,14 @@ def _describe(cfg, meta: Mapping) -> list[str]:
 
 def _default_setting(cfg) -> str:
     g = cfg.glad
-    return f"t0={g.t0}, min_step={g.min_step}, tau_quantile={g.tau_quantile:g}, {g.num_steps} steps"
+    return (f"t0={g.t0}, min_step={g.min_step}, tau_quantile={g.tau_quantile:g}, {g.num_steps} steps, "
+            f"fallback={g.fallback}, saff_weight={g.saff_weight}")
 
 
 STUDY = StudyMethod(
     key="glad", name=METHOD, factors=FACTORS,
     fields=tuple(f for f in GLADBatch.__dataclass_fields__), batch_type=GLADBatch, run_pass=_pass,
     default_setting=_default_setting, describe=_describe, extra_columns=("tau", "mean_steps", "triggered_pct"),
-    factor_hint="glad.tau_quantile, glad.tau (τ itself: inf / -inf bound the trigger), glad.t0, glad.min_step "
-                "or glad.num_steps",
+    factor_hint="glad.tau_quantile, glad.tau (τ itself: inf / -inf bound the trigger), glad.t0, glad.min_step, "
+                "glad.num_steps, glad.fallback or glad.saff_weight",
     pseudo_factors=(TAU,))

@@ -9,12 +9,14 @@ Each row starts at x_T = q(x, t0, ε), keeping ε. At DDIM step k (timestep t, t
     A       = nearest-patch distance of x0_in to x0_gen in a frozen feature space (h×w)
     score   = mean of the top-k of A
 
-and, for a row still looking for its step (active and not triggered):
+and, for a row still looking for its step (active, neither triggered nor fallen back):
     score > τ                 trigger: x0 = w⊙x0_gen + (1 − w)⊙x0_in, w = saff_weight(A) = σ(A)
-    else t < min_step         fallback: the row is done, its reconstruction x0_in
+    else t < min_step         fallback: x0 = x0_in ("continue", the authors' scheduler); with
+                              fallback="stop" the row is done instead, its reconstruction x0_in
     else                      x0 = x0_gen
-A triggered row runs plain DDIM (x0 = x0_gen, no features) to the end. Every active row that is not
-done moves to x_t' = √ᾱ'·x0 + √(1 − ᾱ')·ε̂ (η = 0; t' = −1: ᾱ' = 1, x0 itself, and the row is done).
+A row that triggered or fell back runs plain DDIM (x0 = x0_gen, no features) to the end. Every
+active row that is not done moves to x_t' = √ᾱ'·x0 + √(1 − ᾱ')·ε̂ (η = 0; t' = −1: ᾱ' = 1, x0
+itself, and the row is done).
 
 All tensors keep their B rows (fixed shapes): rows that are done are left as they are (torch.where
 on the row masks), so a finished row stays bit-identical while the others continue. The step's
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 
 from drdc_trt.methods.glad import ops
 from drdc_trt.methods.glad.features import top_k_score
-from drdc_trt.methods.glad.row_rule import FALLBACK, NONE, TRIGGERED, ddim_next, decide, rows, saff_blend  # noqa: F401
+from drdc_trt.methods.glad.row_rule import FALLBACK, NONE, TRIGGERED, ddim_next, decide, looking, rows, saff_blend  # noqa: F401
 from drdc_trt.schedule import q_sample
 
 
@@ -103,7 +105,7 @@ def _on_rows(fn, idx: torch.Tensor | None, b: int, *args: torch.Tensor) -> torch
 def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int, timesteps: list[int],
                   alphas_cumprod: torch.Tensor, eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int,
                   top_k: int, clip: bool = True, compact: bool = False, impl: str = "torch",
-                  saff: str = "sigmoid") -> RowState:
+                  saff: str = "sigmoid", fallback: str = "continue") -> RowState:
     """One DDIM step of every row that is not done (module doc). ``alphas_cumprod``: the T-vector ᾱ.
     The element-wise and per-row parts are the fused ops ``drdc_trt.ops.glad_predict`` and
     ``glad_update`` (``impl`` "torch": their PyTorch definitions; "csrc": the compiled kernels,
@@ -114,7 +116,7 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
     ab = float(alphas_cumprod[t])
     ab_next = 1.0 if t_next < 0 else float(alphas_cumprod[t_next])
     active = ~state.done
-    checking = active & ~state.triggered
+    checking = looking(state.done, state.triggered, state.trigger_kind)
     act_idx = active.nonzero()[:, 0] if compact else None
     eps = _on_rows(lambda xt, xx: eps_fn(xt, t, xx), act_idx, b, state.x_t, x)
     x0_gen, x0_in = ops.glad_predict(state.x_t, x, noise, eps, ab, clip, impl=impl)
@@ -127,16 +129,17 @@ def adaptive_step(state: RowState, x: torch.Tensor, noise: torch.Tensor, k: int,
         score = torch.zeros(b, dtype=x0_gen.dtype, device=x0_gen.device)
         w = torch.zeros(b, 1, *x.shape[-2:], dtype=x0_gen.dtype, device=x0_gen.device)
     return ops.glad_update(state, x0_gen, x0_in, eps.contiguous(), w.contiguous(), score.contiguous(), k, t,
-                           ab_next, tau, min_step, last=t_next < 0, impl=impl)
+                           ab_next, tau, min_step, last=t_next < 0, impl=impl, fallback=fallback)
 
 
 def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor,
                   eps_fn: EpsFn, dist_fn: DistFn, tau: float, min_step: int, top_k: int, clip: bool = True,
                   compact: bool = False, on_step: Callable[[int, RowState], None] | None = None,
-                  impl: str = "torch", saff: str = "sigmoid") -> RowState:
+                  impl: str = "torch", saff: str = "sigmoid", fallback: str = "continue") -> RowState:
     """The whole loop for images x (B×C×H×W) and their noise ε; returns the final RowState
     (``recon`` the reconstructions, ``steps`` the U-Net evaluations each row took). ``impl``: the
-    fused ops' implementation (adaptive_step); ``saff``: the SAFF weight (saff_weight)."""
+    fused ops' implementation (adaptive_step); ``saff``: the SAFF weight (saff_weight);
+    ``fallback``: what a row that falls back does (row_rule.FALLBACKS)."""
     if x.shape != noise.shape:
         raise ValueError(f"noise: shape {tuple(noise.shape)} differs from the images' {tuple(x.shape)}")
     state = RowState.start(q_sample(x, float(alphas_cumprod[timesteps[0]]), noise))
@@ -144,7 +147,7 @@ def adaptive_loop(x: torch.Tensor, noise: torch.Tensor, timesteps: list[int], al
         if bool(state.done.all()):
             break
         state = adaptive_step(state, x, noise, k, timesteps, alphas_cumprod, eps_fn, dist_fn, tau, min_step,
-                              top_k, clip, compact, impl, saff)
+                              top_k, clip, compact, impl, saff, fallback)
         if on_step is not None:
             on_step(k, state)
     return state

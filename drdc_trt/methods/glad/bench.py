@@ -95,7 +95,9 @@ def _steps_saved(rows: list[dict]) -> None:
 def markdown_section(rep: dict) -> str | None:
     """GLAD's steps per row: the distribution over the batch's images and the time the early exits save."""
     k = rep["run"]["configs"][SPEC.name]["glad"]["num_steps"]
-    out = [f"GLAD's adaptive steps ({k} DDIM steps at most; a row stops at its fallback, or runs to the end "
+    fb = rep["run"]["configs"][SPEC.name]["glad"].get("fallback", "stop")
+    rule = "stops at its fallback" if fb == "stop" else "that falls back goes on to the end (glad.fallback)"
+    out = [f"GLAD's adaptive steps ({k} DDIM steps at most; a row {rule}, and runs to the end "
            "once it triggers). `all-K / row`: p50 of `torch eager, every row all K steps` at the same batch over "
            "the adaptive eager row's p50 (the same engine).", "",
            "| engine | batch | steps taken: images | mean steps | U-Net rows run / all K | all-K / row |",

@@ -110,6 +110,9 @@ def validate_manifest(m: dict, where, files: set[str], error=ValueError, manifes
     # absent in bundles written before the field: they used "minmax" (config.LEGACY_VALUES)
     if g.get("saff_weight", "minmax") not in ("sigmoid", "minmax"):
         refuse("glad.saff_weight", f"must be \"sigmoid\" or \"minmax\", got {g.get('saff_weight')!r}")
+    # absent in bundles written before the field: a fallen-back row stopped there
+    if g.get("fallback", "stop") not in ("continue", "stop"):
+        refuse("glad.fallback", f"must be \"continue\" or \"stop\", got {g.get('fallback')!r}")
     st = m["thresholds"]
     if not isinstance(st, dict):
         refuse("thresholds", f"must be an object, got {st!r}")

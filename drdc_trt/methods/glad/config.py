@@ -28,9 +28,14 @@ class GLADConfig:
     # CPU inference short; the step spacing grows accordingly).
     t0: int = 650
     num_steps: int = 25
-    # A row that has not triggered by the first step with t < min_step falls back to x0 = x0_in
-    # (the input's own one-step estimate) and is done: its remaining steps are not run.
+    # A row that has not triggered by the first step with t < min_step falls back: x̂0 = x0_in (the
+    # input's own one-step estimate) at that step. ``fallback`` "continue" (the authors' scheduler,
+    # ``step()`` in their ddim_scheduling.py): the row then goes on with plain DDIM to t = 0, so the
+    # network still removes what the one-step estimate copied from the input; "stop" (the earlier
+    # default here, kept as an option): the row is done with x0_in as its reconstruction and its
+    # remaining steps are not run (cheaper, and on magnetic tiles most test images fall back).
     min_step: int = 350
+    fallback: str = "continue"
     # τ, the trigger threshold of the score (mean of the trigger_top_k largest patch distances A
     # between x0_in and x0_gen): chosen at calibration on held-out normal training images, never
     # on test labels, as this quantile of their largest score over the steps a row checks (so
@@ -65,6 +70,9 @@ class GLADConfig:
     # Adam on the U-Net, constant lr (the official fine-tunes a pretrained SD U-Net at 1e-5; ours
     # trains from scratch).
     lr: float = 1e-4
+    # Gradient norm clipping of the U-Net's update (the authors' training clips at 1.0, as DRDC's
+    # training here does); 0 turns it off (the earlier default here).
+    grad_clip: float = 1.0
     # The U-Net sees concat(x_t, c) with c the image being reconstructed (training: x_a, the image
     # with its synthetic anomaly; inference: the input), unet.in_channels = 6; False: x_t alone, as
     # the official U-Net, unet.in_channels = 3. Measured on the synthetic set (pinned recipe of
@@ -89,6 +97,10 @@ def _check_glad(cfg: ModelConfig) -> None:
     for name in ("trigger_top_k", "top_k_at_256"):
         if getattr(g, name) < 1:
             raise ValueError(f"glad.{name}={getattr(g, name)} must be a positive integer")
+    if g.fallback not in ("continue", "stop"):
+        raise ValueError(f"glad.fallback={g.fallback!r}: choose 'continue' (the authors') or 'stop'")
+    if not g.grad_clip >= 0:
+        raise ValueError(f"glad.grad_clip={g.grad_clip} must be >= 0 (0: no clipping)")
     if g.saff_weight not in ("sigmoid", "minmax"):
         raise ValueError(f"glad.saff_weight={g.saff_weight!r}: choose 'sigmoid' (the authors') or 'minmax'")
     if not 0 <= g.trigger_stage <= 3:
@@ -136,6 +148,6 @@ CONFIG = register_method_config(MethodConfig(
     check=_check_glad,
     derived={"glad_top_k": lambda cfg: max(1, round(cfg.glad.top_k_at_256 * cfg.image_size ** 2 / 256 ** 2)),
              "glad_blur_sigma": lambda cfg: cfg.glad.blur_sigma_at_256 * cfg.image_size / 256},
-    legacy={("glad", "saff_weight"): "minmax"},
+    legacy={("glad", "saff_weight"): "minmax", ("glad", "fallback"): "stop", ("glad", "grad_clip"): 0.0},
     preset=glad_preset,
 ))

@@ -94,7 +94,7 @@ class GLADDetector:
         g, m = self.cfg.glad, self.model
         state = adaptive_loop(x, self.noise.expand_as(x).contiguous(), self.timesteps, m.alphas_cumprod, m.eps,
                               m.trigger_distance, self.tau, g.min_step, g.trigger_top_k, compact=self.compact,
-                              impl=self.kernels, saff=g.saff_weight)
+                              impl=self.kernels, saff=g.saff_weight, fallback=g.fallback)
         maps = m.anomaly_map(x, state.recon)
         score = top_k_score(maps, self.cfg.glad_top_k)
         return GLADBatch(pred_score=score, pred_label=score > self.stats.image_threshold, anomaly_map=maps,

@@ -109,7 +109,7 @@ def detector_rows(model, images: torch.Tensor, seed: int = 0):
         x = images.float().contiguous()
         state = adaptive_loop(x, det.noise.expand_as(x).contiguous(), det.timesteps, model.alphas_cumprod, eps_fn,
                               model.trigger_distance, det.tau, g.min_step, g.trigger_top_k, compact=False,
-                              saff=g.saff_weight)
+                              saff=g.saff_weight, fallback=g.fallback)
         feats_in = torch.cat([x, state.recon]).contiguous()
         feats = GLADStages(model.backbone, model_stages(model))(feats_in)
     return calls, feats_in, feats
@@ -184,7 +184,7 @@ def glad_section(model) -> dict:
             "alpha_bar": [float(model.alphas_cumprod[t]) for t in ts], "min_step": g.min_step,
             "trigger_top_k": g.trigger_top_k, "trigger_stage": g.trigger_stage, "map_stages": list(g.map_stages),
             "feature_stages": model_stages(model), "blur_sigma": float(cfg.glad_blur_sigma), "top_k": cfg.glad_top_k,
-            "clip": True, "conditioned": bool(g.conditioned), "saff_weight": g.saff_weight,
+            "clip": True, "conditioned": bool(g.conditioned), "saff_weight": g.saff_weight, "fallback": g.fallback,
             "step_rule": "drdc_trt.methods.glad.adaptive.adaptive_step (numpy / compiled: "
                          "drdc_trt.runtime.glad_kernels)"}
 

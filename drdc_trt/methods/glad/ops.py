@@ -28,34 +28,40 @@ def reference_glad_predict(x_t: torch.Tensor, x: torch.Tensor, noise: torch.Tens
 
 def reference_glad_update(state, x0_gen: torch.Tensor, x0_in: torch.Tensor, eps: torch.Tensor, w: torch.Tensor,
                           score: torch.Tensor, k: int, t: int, ab_next: float, tau: float, min_step: int,
-                          last: bool):
+                          last: bool, fallback: str = "continue"):
     """GLAD's per-row rule of one step, once ε̂, x0_gen, x0_in, the SAFF weight w (B×1×H×W) and the
     trigger score (B) are known. ``state``: a ``RowState`` (x_t, recon, done, triggered, steps,
     trigger_step, trigger_kind, max_score); its fields are replaced by the updated tensors.
 
-        active = ¬done, checking = active ∧ ¬triggered
+        active = ¬done, checking = active ∧ ¬triggered ∧ trigger_kind ≠ FALLBACK
         trig = checking ∧ score > τ, fall = checking ∧ ¬trig ∧ t < min_step
-        x0 = trig ? w⊙x0_gen + (1−w)⊙x0_in : x0_gen, x_next = ddim_next(x0, ε̂, ᾱ')
-        finish = fall ∨ (active ∧ last), moving = active ∧ ¬fall
-        x_t ← moving ? x_next : x_t, recon ← fall ? x0_in : (moving ∧ finish ? x0 : recon)
+        stop = fall ∧ (fallback == "stop")
+        x0 = trig ? w⊙x0_gen + (1−w)⊙x0_in : (fall ? x0_in : x0_gen), x_next = ddim_next(x0, ε̂, ᾱ')
+        finish = stop ∨ (active ∧ last), moving = active ∧ ¬stop
+        x_t ← moving ? x_next : x_t, recon ← stop ? x0_in : (moving ∧ finish ? x0 : recon)
         steps += active, trigger_step ← k where trig ∨ fall, trigger_kind ← 1 / 2 where trig / fall
         max_score ← max(max_score, score) where checking (NaN propagates, as torch.maximum)
         triggered ∨= trig, done ∨= finish
 
     A NaN score never triggers (NaN > τ is false). Rows that are done keep every value.
+    ``fallback`` "continue" is the authors' scheduler (a fallen-back row goes on from x̂0 = x0_in,
+    no longer looking for its step); "stop" ends the row there.
     """
-    from drdc_trt.methods.glad.row_rule import FALLBACK, TRIGGERED, ddim_next, decide, rows, saff_blend
+    from drdc_trt.methods.glad.row_rule import (FALLBACK, TRIGGERED, check_fallback, ddim_next, decide, looking,
+                                                rows, saff_blend)
 
+    stops = check_fallback(fallback)
     active = ~state.done
-    checking = active & ~state.triggered
+    checking = looking(state.done, state.triggered, state.trigger_kind)
     trig, fall = decide(score, checking, tau, t, min_step)
-    x0 = torch.where(rows(trig, x0_gen), saff_blend(x0_gen, x0_in, w), x0_gen)
+    stop = fall & torch.tensor(stops, device=fall.device)
+    x0 = torch.where(rows(trig, x0_gen), saff_blend(x0_gen, x0_in, w), torch.where(rows(fall, x0_in), x0_in, x0_gen))
     state.max_score = torch.where(checking, torch.maximum(state.max_score, score), state.max_score)
     x_next = ddim_next(x0, eps, ab_next)
-    finish = fall | (active & torch.tensor(bool(last), device=active.device))
-    moving = active & ~fall
+    finish = stop | (active & torch.tensor(bool(last), device=active.device))
+    moving = active & ~stop
     state.x_t = torch.where(rows(moving, x_next), x_next, state.x_t)
-    state.recon = torch.where(rows(fall, x0_in), x0_in,
+    state.recon = torch.where(rows(stop, x0_in), x0_in,
                               torch.where(rows(moving & finish, x0), x0, state.recon))
     state.steps = state.steps + active.long()
     state.trigger_step = torch.where(trig | fall, torch.full_like(state.trigger_step, k), state.trigger_step)
@@ -105,15 +111,20 @@ def glad_predict(x_t, x, noise, eps, ab: float, clip: bool = True, impl: str = "
 
 
 def glad_update(state, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: float, tau: float, min_step: int,
-                last: bool | None = None, impl: str = "torch"):
+                last: bool | None = None, impl: str = "torch", fallback: str = "continue"):
     """Dispatching ``glad_update``; see :func:`reference_glad_update`. ``last`` (the step past
     which no timestep follows) defaults to ``ab_next >= 1``. The csrc kernel updates the state's
     tensors in place (x_t, recon float32 B×C×H×W; done, triggered bool B; steps, trigger_step,
-    trigger_kind int64 B; max_score float32 B); both return ``state``."""
+    trigger_kind int64 B; max_score float32 B); both return ``state``. ``fallback``: "continue"
+    (the authors') or "stop" (row_rule.FALLBACKS)."""
+    from drdc_trt.methods.glad.row_rule import check_fallback
+
     if last is None:
         last = float(ab_next) >= 1.0
+    stops = check_fallback(fallback)
     if impl == "torch":
-        return reference_glad_update(state, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, last)
+        return reference_glad_update(state, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, last,
+                                     fallback)
     require_impl(impl)
     b, c, h, wd = _glad_image("x0_gen", x0_gen)
     dev = x0_gen.device
@@ -140,5 +151,6 @@ def glad_update(state, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: fl
         recon=state.recon.data_ptr(), done=state.done.data_ptr(), triggered=state.triggered.data_ptr(),
         steps=state.steps.data_ptr(), trigger_step=state.trigger_step.data_ptr(),
         trigger_kind=state.trigger_kind.data_ptr(), max_score=state.max_score.data_ptr(),
-        B=b, C=c, H=h, W=wd, k=int(k), t=int(t), ab_next=ab_next, tau=tau, min_step=int(min_step), last=bool(last))
+        B=b, C=c, H=h, W=wd, k=int(k), t=int(t), ab_next=ab_next, tau=tau, min_step=int(min_step), last=bool(last),
+        fallback_stops=stops)
     return state

@@ -8,6 +8,22 @@ import torch
 
 # Row decisions of one step (RowState.trigger_kind): the codes of the per-row rule.
 NONE, TRIGGERED, FALLBACK = 0, 1, 2
+# What a row that falls back does (glad.fallback): "continue" (the authors' scheduler: x̂0 = x0_in
+# at that step, then plain DDIM to t = 0, like a triggered row) or "stop" (the row is done, its
+# reconstruction x0_in).
+FALLBACKS = ("continue", "stop")
+
+
+def check_fallback(fallback: str) -> bool:
+    """True when a fallen-back row stops; refuses an unknown rule."""
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback {fallback!r}: choose one of {FALLBACKS}")
+    return fallback == "stop"
+
+
+def looking(done: torch.Tensor, triggered: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """Rows still looking for their step: not done, neither triggered nor fallen back."""
+    return ~done & ~triggered & (kind != FALLBACK)
 
 
 def rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -207,6 +207,7 @@ class GLADBundleDetector:
         self.blur_sigma, self.top_k = float(g["blur_sigma"]), int(g["top_k"])
         self.clip, self.conditioned = bool(g["clip"]), bool(g["conditioned"])
         self.saff = str(g.get("saff_weight", "minmax"))  # absent: a bundle written before σ(A)
+        self.fallback = str(g.get("fallback", "stop"))  # absent: written when a fallen-back row stopped
         if self.top_k > s * s:
             raise ValueError(f"{where}: glad.top_k {self.top_k} exceeds the {s}² map pixels")
         c = 6 if self.conditioned else 3
@@ -263,7 +264,7 @@ class GLADBundleDetector:
             ab = self.alpha_bar[k]
             ab_next = self.alpha_bar[k + 1] if k + 1 < self.num_steps else 1.0
             active = ~rows.done
-            checking = active & ~rows.triggered
+            checking = active & ~rows.triggered & (rows.trigger_kind != FALLBACK)
             eps = np.ascontiguousarray(self._on_rows(self._eps(t), active, rows.x_t, x), dtype=np.float32)
             x0_gen, x0_in = self.kernels.predict(rows.x_t, x, noise, eps, ab, self.clip)
             if bool(checking.any()):
@@ -274,7 +275,7 @@ class GLADBundleDetector:
                 score = np.zeros(b, dtype=np.float32)
                 w = np.zeros((b, 1, s, s), dtype=np.float32)
             self.kernels.update(rows, x0_gen, x0_in, eps, np.ascontiguousarray(w), np.ascontiguousarray(score), k,
-                                t, ab_next, self.tau, self.min_step)
+                                t, ab_next, self.tau, self.min_step, self.fallback)
         return rows
 
     # ---- results ----------------------------------------------------------------

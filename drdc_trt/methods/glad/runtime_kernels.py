@@ -20,7 +20,8 @@ import numpy as np
 from drdc_trt.runtime.schedule import f32_coefficients as coefficients
 
 GLAD_KERNELS = ("auto", "numpy", "csrc")
-NONE, TRIGGERED, FALLBACK = 0, 1, 2  # trigger_kind codes (drdc_trt.models.glad.adaptive)
+NONE, TRIGGERED, FALLBACK = 0, 1, 2  # trigger_kind codes (drdc_trt.methods.glad.row_rule)
+FALLBACKS = ("continue", "stop")  # glad.fallback (row_rule.FALLBACKS)
 
 
 @dataclass
@@ -78,7 +79,10 @@ def _check_predict(x_t, x, noise, eps, ab) -> float:
     return _check_alpha_bar("ab", ab)
 
 
-def _check_update(rows: GladRows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step) -> tuple[float, float]:
+def _check_update(rows: GladRows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step,
+                  fallback) -> tuple[float, float]:
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback {fallback!r}: choose one of {FALLBACKS}")
     shape = _f32("x0_gen", x0_gen).shape
     if len(shape) != 4 or x0_gen.size < 1:
         raise ValueError(f"x0_gen: expected a non-empty B×C×H×W array, got shape {shape}")
@@ -118,24 +122,26 @@ class NumpyGladKernels:
         return x0_gen, x0_in
 
     def update(self, rows: GladRows, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: float, tau: float,
-               min_step: int) -> None:
-        ab_next, tau = _check_update(rows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step)
+               min_step: int, fallback: str = "continue") -> None:
+        ab_next, tau = _check_update(rows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, fallback)
         last = ab_next >= 1.0
         active = ~rows.done
-        checking = active & ~rows.triggered
+        checking = active & ~rows.triggered & (rows.trigger_kind != FALLBACK)
         trig = checking & (score > np.float32(tau))  # torch compares in the score's float32; NaN never triggers
         fall = checking & ~trig & (t < min_step)
+        stop = fall & (fallback == "stop")
         per_row = (-1, 1, 1, 1)
-        x0 = np.where(trig.reshape(per_row), w * x0_gen + (np.float32(1) - w) * x0_in, x0_gen)
+        x0 = np.where(trig.reshape(per_row), w * x0_gen + (np.float32(1) - w) * x0_in,
+                      np.where(fall.reshape(per_row), x0_in, x0_gen))
         if last:
             x_next = x0
         else:  # Python's float ** 0.5, then float32: how torch takes a Python-float coefficient
             x_next = np.float32(ab_next ** 0.5) * x0 + np.float32((1 - ab_next) ** 0.5) * eps
-        finish = fall | (active & last)
-        moving = active & ~fall
+        finish = stop | (active & last)
+        moving = active & ~stop
         np.copyto(rows.x_t, x_next, where=moving.reshape(per_row))
-        np.copyto(rows.recon, np.where(fall.reshape(per_row), x0_in, x0),
-                  where=(fall | (moving & finish)).reshape(per_row))
+        np.copyto(rows.recon, np.where(stop.reshape(per_row), x0_in, x0),
+                  where=(stop | (moving & finish)).reshape(per_row))
         rows.steps += active
         rows.trigger_step[trig | fall] = k
         rows.trigger_kind[fall] = FALLBACK
@@ -167,8 +173,8 @@ class CsrcGladKernels:
         return x0_gen, x0_in
 
     def update(self, rows: GladRows, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: float, tau: float,
-               min_step: int) -> None:
-        ab_next, tau = _check_update(rows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step)
+               min_step: int, fallback: str = "continue") -> None:
+        ab_next, tau = _check_update(rows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, fallback)
         b, c, h, wd = x0_gen.shape
         self._C.glad_update(
             device="cpu", x0_gen=x0_gen.ctypes.data, x0_in=x0_in.ctypes.data, eps=eps.ctypes.data,
@@ -176,7 +182,7 @@ class CsrcGladKernels:
             done=rows.done.ctypes.data, triggered=rows.triggered.ctypes.data, steps=rows.steps.ctypes.data,
             trigger_step=rows.trigger_step.ctypes.data, trigger_kind=rows.trigger_kind.ctypes.data,
             max_score=rows.max_score.ctypes.data, B=b, C=c, H=h, W=wd, k=int(k), t=int(t), ab_next=ab_next,
-            tau=tau, min_step=int(min_step), last=ab_next >= 1.0)
+            tau=tau, min_step=int(min_step), last=ab_next >= 1.0, fallback_stops=fallback == "stop")
 
 
 def make_glad_kernels(kind: str = "auto"):

@@ -4,7 +4,8 @@ normal images.
 Per iteration: a batch of normal images x_n (random crops of ``train.crop_size`` if set), each
 given a synthetic anomaly with probability ``glad.anomaly_prob`` (x_a; x_a = x_n otherwise;
 drdc_trt.data.anomalies.anomaly_batch with GLAD's threshold, β range and sources), t ~ U{0..T−1},
-ε ~ N(0, I); (x_t, ε*) from target.anomaly_aware_target; loss MSE(U(x_t, t), ε*). Adam, constant lr.
+ε ~ N(0, I); (x_t, ε*) from target.anomaly_aware_target; loss MSE(U(x_t, t), ε*). Adam, constant lr,
+the gradient norm clipped at ``glad.grad_clip`` (1.0, as the authors; 0: not clipped).
 
 Resumable exactly like DRDC's training (the run: drdc_trt.models.method_training, shared with
 the other reconstruction method; drdc_trt.methods.drdc.train.TrainState: one snapshot of weights, the
@@ -92,6 +93,8 @@ def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None
         loss = (model.eps(b.x_t, b.t, b.x_a) - b.target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.glad.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.unet.parameters(), cfg.glad.grad_clip)
         state.consistent = False  # until the step is counted
         opt.step()
         if state.ema is not None:
