@@ -30,7 +30,12 @@ def test_recalibrated_model_equals_one_trained_with_the_settings(synthetic_root,
     wa, wb = load_file(str(tmp_path / "direct" / "model.safetensors")), load_file(str(tmp_path / "recal" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     report = json.loads((tmp_path / "direct" / "train_report.json").read_text())
-    assert (report["selection"]["lam"], report["selection"]["heat_norm"]) == (a.cfg.fusion.lam, a.cfg.fusion.heat_norm)
+    sel = report["selection"]
+    # the λ stored: the selection's, or 0 where the reliability guard (on by default) failed the map
+    stored = sel["lam"] if sel["lam"] == 0 else sel["guard"]["lam"]
+    assert (stored, sel["heat_norm"]) == (a.cfg.fusion.lam, a.cfg.fusion.heat_norm)
+    if sel["lam"] > 0:
+        assert sel["guard"]["lam_chosen"] == sel["lam"] and (stored == sel["lam"]) == sel["guard"]["passed"]
     assert len(report["selection"]["rows"]) == len(LAMBDA_GRID) * len(HEAT_NORMS)
     # and the original was calibrated for its own settings: the statistics differ
     assert load_checkpoint(tiny_checkpoint).stats != b.stats
@@ -43,3 +48,42 @@ def test_calibrate_refuses_training_settings(tiny_checkpoint, synthetic_root, tm
     assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="diffusion.margin=3"):
         recalibrate(tiny_checkpoint, synthetic_root, tmp_path / "y", {"diffusion.margin": 3}, progress=False)
+
+
+def test_guard_that_fails_stores_lambda_zero_and_says_why(synthetic_root, tiny_checkpoint, tmp_path, monkeypatch):
+    """A diffusion map whose normal images peak on the border: calibration stores λ = 0 (the base
+    map), prints one warning line and returns the record; with too few held-out images for the
+    cross-fit the guard says it did not run (drdc calibrate keeps that record)."""
+    from drdc_trt.data import load_split
+    from drdc_trt.methods.drdc import guard
+    from drdc_trt.methods.drdc.train import calibrate
+
+    def on_the_border(cfg, images, heat, base, count, heat_norm):
+        maps = torch.rand(len(images), cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+        maps[:, :, 0] += 5.0
+        return maps
+
+    model = load_checkpoint(tiny_checkpoint)
+    model.cfg = model.cfg.replace(**{"fusion.select": "fixed", "fusion.lam": 0.5, "fusion.guard": True})
+    images = load_split(synthetic_root, "train", model.cfg.image_size, progress=False).images[:8]
+    monkeypatch.setattr(guard, "diffusion_only_maps", on_the_border)
+    logs = []
+    rec = calibrate(model, images, batch_size=4, log=logs.append)["guard"]
+    assert model.cfg.fusion.lam == 0.0 and model.stats.num_images == 8
+    assert any(line.startswith("warning: the diffusion map failed the reliability guard, λ = 0 stored instead of 0.5")
+               for line in logs), logs
+    assert rec["passed"] is False and rec["lam_chosen"] == 0.5 and rec["lam"] == 0.0 and rec["images"] == 8
+    assert [c["check"] for c in rec["checks"] if not c["passed"]] == ["border"]  # no margin check: λ was fixed
+    monkeypatch.undo()
+    # off: λ as set, no record
+    model.cfg = model.cfg.replace(**{"fusion.lam": 0.5, "fusion.guard": False})
+    assert calibrate(model, images, batch_size=4, log=logs.append) is None and model.cfg.fusion.lam == 0.5
+    # the tiny checkpoint holds 2 calibration images: too few to cross-fit, the guard says so
+    logs.clear()
+    recalibrate(tiny_checkpoint, synthetic_root, tmp_path / "g", {"fusion.select": "fixed", "fusion.lam": 0.5,
+                                                                   "fusion.guard": True}, progress=False,
+                log=logs.append)
+    rec = guard.stored_record(tmp_path / "g")
+    assert rec["skipped"].startswith("needs at least 4 held-out normal images") and rec["lam"] == 0.5
+    assert any(line.startswith("note: the reliability guard did not run") for line in logs), logs
+    assert load_checkpoint(tmp_path / "g").cfg.fusion.lam == 0.5

@@ -404,6 +404,11 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
                "synthetic anomaly each (Perlin mask, the image's own pixels shuffled in strips); best mean of the three "
                "metrics (%), at the model's heat normalisation.", "",
                tuning.markdown(res.synthetic["rows"], {"lam": res.synthetic["chosen"]})]
+    from drdc_trt.methods.drdc import guard
+
+    guard_record = guard.stored_record(meta.get("model"))
+    if guard_record:
+        md += ["", "## Reliability guard (calibration)", "", guard.markdown(guard_record)]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     pngs = example_pngs(res.eval, res.stats, prefix, png_defects, png_per_type)
@@ -413,7 +418,7 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
     payload = {**{k: v for k, v in meta.items()}, "config": cfg.to_dict(), "knn_config": res.knn_cfg,
                "stats": json.loads(res.stats.to_json()), "rows": res.eval.rows, "lambda_rows": res.lam_rows,
                "ablation": abl, "per_defect": per_defect, "variants": res.variants, "seconds": res.seconds,
-               "diagnostics": diag, "synthetic_lambda": res.synthetic}
+               "diagnostics": diag, "synthetic_lambda": res.synthetic, "reliability_guard": guard_record}
     atomic_write_text(prefix.with_suffix(".json"), json.dumps(json_clean(payload), indent=2, default=str))
     written += [prefix.with_suffix(".md"), prefix.with_suffix(".json"), *pngs]
     if report is not None:
@@ -434,6 +439,8 @@ def write_results(res: AblationResult, prefix: str | Path, meta: Mapping[str, An
                                           if r["border_share"] is None else r["border_share"]} for r in diag],
                                         ["method", "image_AUROC", "Spearman(score, brightness) ×100",
                                          "good maxima within 4 px of the edge (%)"])]
+        if guard_record:
+            extra += ["<h2>Reliability guard (calibration)</h2>", guard.html(guard_record)]
         if per_defect:
             extra += ["<h2>Per defect type (default settings, %)</h2>",
                       viz.metrics_table(per_defect, ["defect", "images", "method", "image_AUROC", "pixel_AUROC",

@@ -59,6 +59,11 @@ class FusionConfig:
     # heat_norm) on the held-out normal images with synthetic anomalies pasted in (never test
     # labels) and stores them with the model; see drdc_trt/tuning.py.
     select: str = "synthetic"
+    # The reliability guard of calibration (drdc_trt/methods/drdc/guard.py): after λ is chosen (or
+    # set), label-free checks of the diffusion-only map on the held-out normal images (maxima on the
+    # border, a score that follows brightness) and of the synthetic selection's margin over λ = 0;
+    # when one fails λ = 0 is stored (DRDC = its base map) with a warning. False: λ as chosen.
+    guard: bool = True
     # Image score: max of the average-pooled final map; window 16 px at 224², scaled.
     score_window_at_224: int = 16
 
@@ -132,6 +137,7 @@ CONFIG = register_method_config(MethodConfig(
     sections={"transformer": TransformerConfig, "fusion": FusionConfig},
     check=check,
     derived={"score_window": lambda cfg: max(1, round(cfg.fusion.score_window_at_224 * cfg.image_size / 224))},
-    legacy={("fusion", "heat_norm"): "none", ("fusion", "diff_norm"): "global", ("fusion", "select"): "fixed"},
+    legacy={("fusion", "heat_norm"): "none", ("fusion", "diff_norm"): "global", ("fusion", "select"): "fixed",
+            ("fusion", "guard"): False},
     size_preset=size_preset,
 ))

@@ -170,7 +170,9 @@ def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progr
     """Measure the normalisation statistics on normal images and store them in the model (one
     loop pass: drdc_trt.methods.drdc.tuning.statistics). With ``fusion.select = "synthetic"`` first choose λ
     and the heat normalisation on those images with synthetic anomalies pasted in
-    (``drdc_trt.methods.drdc.tuning.select``), store them in the model's config and return the selection table."""
+    (``drdc_trt.methods.drdc.tuning.select``), store them in the model's config and return the selection table.
+    With ``fusion.guard`` and λ > 0 the reliability guard (``guard.evaluate``) then checks the
+    diffusion map; when it fails λ = 0 is stored. Its record is the returned table's ``guard``."""
     device = device if device is not None else next(model.parameters()).device
     f = model.cfg.fusion
     det = Detector.from_model(model, device=device, loop=loop)
@@ -181,6 +183,16 @@ def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progr
         f.heat_norm, f.lam = selection["heat_norm"], selection["lam"]
         log(f"chosen on {len(images)} held-out normal images with synthetic anomalies: "
             f"heat_norm={f.heat_norm}, λ={f.lam:g}")
+    if f.guard and f.lam > 0:
+        from drdc_trt.methods.drdc import guard
+
+        record = guard.evaluate(model.cfg, images, raw, f.heat_norm, f.lam,
+                                selection["rows"] if selection is not None else None)
+        line = guard.warning(record)
+        if line:
+            log(line)
+        f.lam = record["lam"]
+        selection = {**(selection or {}), "guard": record}
     model.stats, _ = tuning.statistics(model.cfg, images, raw, f.heat_norm, f.lam)
     return selection
 
@@ -189,7 +201,7 @@ def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progr
 INFERENCE_KEYS = ("diffusion.t0", "diffusion.num_steps", "diffusion.num_sets", "diffusion.grid_sizes",
                   "diffusion.margin", "diffusion.clip_x0", "fusion.pool_factors", "fusion.mean_filter",
                   "fusion.lam", "fusion.heat_norm", "fusion.diff_norm", "fusion.select",
-                  "fusion.score_window_at_224")
+                  "fusion.score_window_at_224", "fusion.guard")
 
 
 def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,
