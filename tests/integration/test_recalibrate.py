@@ -31,11 +31,8 @@ def test_recalibrated_model_equals_one_trained_with_the_settings(synthetic_root,
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     report = json.loads((tmp_path / "direct" / "train_report.json").read_text())
     sel = report["selection"]
-    # the λ stored: the selection's, or 0 where the reliability guard (on by default) failed the map
-    stored = sel["lam"] if sel["lam"] == 0 else sel["guard"]["lam"]
-    assert (stored, sel["heat_norm"]) == (a.cfg.fusion.lam, a.cfg.fusion.heat_norm)
-    if sel["lam"] > 0:
-        assert sel["guard"]["lam_chosen"] == sel["lam"] and (stored == sel["lam"]) == sel["guard"]["passed"]
+    assert "guard" not in sel and not a.cfg.fusion.guard  # the reliability guard is opt-in
+    assert (sel["lam"], sel["heat_norm"]) == (a.cfg.fusion.lam, a.cfg.fusion.heat_norm)
     assert len(report["selection"]["rows"]) == len(LAMBDA_GRID) * len(HEAT_NORMS)
     # and the original was calibrated for its own settings: the statistics differ
     assert load_checkpoint(tiny_checkpoint).stats != b.stats
