@@ -28,7 +28,8 @@ def _widest_gap(values) -> float:
 def _checkpoint(method, dad_checkpoint, perturb_unet, images, out):
     """A checkpoint of ``method`` whose thresholds split the images (labels of both kinds); for GLAD
     τ between the images' largest trigger scores, so some images trigger and run all the U-Net steps
-    while the others fall back earlier."""
+    while the others fall back earlier (glad.fallback = "stop": with the authors' rule every image
+    runs all steps, and a per-image ``steps`` answer would not show a mix-up)."""
     from drdc_trt.loading import load_checkpoint
     from drdc_trt.checkpoint import save_checkpoint
 
@@ -43,7 +44,8 @@ def _checkpoint(method, dad_checkpoint, perturb_unet, images, out):
         from drdc_trt.methods.glad.model import GLADModel, GLADStats
 
         torch.manual_seed(0)
-        model = perturb_unet(GLADModel(preset("tiny", "glad")), scale=0.05, seed=1).eval()
+        cfg = preset("tiny", "glad").replace(**{"glad.fallback": "stop"})
+        model = perturb_unet(GLADModel(cfg), scale=0.05, seed=1).eval()
         model.stats = GLADStats(detector_seed=0)
         with torch.no_grad():
             maxima = GLADDetector(model, "cpu", 0, tau=math.inf).predict(images).max_score
