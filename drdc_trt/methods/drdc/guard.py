@@ -38,6 +38,7 @@ from drdc_trt import diagnostics
 from drdc_trt.methods.drdc import ops
 from drdc_trt.methods.drdc.contrast import heat_divisor, local_window
 from drdc_trt.methods.drdc.fusion import PixelStats, pixel_window
+from drdc_trt.methods.drdc.tuning import fused_maps
 
 BORDER_PX_AT_64 = 4
 BORDER_EXCESS = 0.2
@@ -55,8 +56,6 @@ def diffusion_only_maps(cfg, images: torch.Tensor, heat: torch.Tensor, base: tor
                         heat_norm: str) -> torch.Tensor:
     """The filtered diffusion map (B×S×S) of each normal image, with per-pixel statistics (when the
     config uses them) measured on the other half of the images (module doc)."""
-    from drdc_trt.methods.drdc.tuning import fused_maps
-
     if cfg.fusion.diff_norm != "pixel":
         return fused_maps(cfg, images, heat, base, count, heat_norm)[0]
     n = len(images)

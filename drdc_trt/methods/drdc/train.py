@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from drdc_trt.methods.drdc import tuning
+from drdc_trt.methods.drdc import guard, tuning
 from drdc_trt.checkpoint import atomic_write_text, save_checkpoint
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data import load_split
@@ -184,8 +184,6 @@ def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progr
         log(f"chosen on {len(images)} held-out normal images with synthetic anomalies: "
             f"heat_norm={f.heat_norm}, λ={f.lam:g}")
     if f.guard and f.lam > 0:
-        from drdc_trt.methods.drdc import guard
-
         record = guard.evaluate(model.cfg, images, raw, f.heat_norm, f.lam,
                                 selection["rows"] if selection is not None else None)
         line = guard.warning(record)

@@ -54,7 +54,7 @@ def reference_glad_update(state, x0_gen: torch.Tensor, x0_in: torch.Tensor, eps:
     active = ~state.done
     checking = looking(state.done, state.triggered, state.trigger_kind)
     trig, fall = decide(score, checking, tau, t, min_step)
-    stop = fall & torch.tensor(stops, device=fall.device)
+    stop = fall if stops else torch.zeros_like(fall)
     x0 = torch.where(rows(trig, x0_gen), saff_blend(x0_gen, x0_in, w), torch.where(rows(fall, x0_in), x0_in, x0_gen))
     state.max_score = torch.where(checking, torch.maximum(state.max_score, score), state.max_score)
     x_next = ddim_next(x0, eps, ab_next)
@@ -121,10 +121,10 @@ def glad_update(state, x0_gen, x0_in, eps, w, score, k: int, t: int, ab_next: fl
 
     if last is None:
         last = float(ab_next) >= 1.0
-    stops = check_fallback(fallback)
-    if impl == "torch":
+    if impl == "torch":  # the reference checks ``fallback`` itself
         return reference_glad_update(state, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, last,
                                      fallback)
+    stops = check_fallback(fallback)
     require_impl(impl)
     b, c, h, wd = _glad_image("x0_gen", x0_gen)
     dev = x0_gen.device

@@ -264,7 +264,7 @@ class GLADBundleDetector:
             ab = self.alpha_bar[k]
             ab_next = self.alpha_bar[k + 1] if k + 1 < self.num_steps else 1.0
             active = ~rows.done
-            checking = active & ~rows.triggered & (rows.trigger_kind != FALLBACK)
+            checking = rows.looking()
             eps = np.ascontiguousarray(self._on_rows(self._eps(t), active, rows.x_t, x), dtype=np.float32)
             x0_gen, x0_in = self.kernels.predict(rows.x_t, x, noise, eps, ab, self.clip)
             if bool(checking.any()):

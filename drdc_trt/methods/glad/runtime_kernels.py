@@ -37,6 +37,11 @@ class GladRows:
     trigger_kind: np.ndarray  # int64 B, NONE / TRIGGERED / FALLBACK
     max_score: np.ndarray     # float32 B, largest trigger score seen, -inf if none
 
+    def looking(self) -> np.ndarray:
+        """Rows still looking for their step: not done, neither triggered nor fallen back
+        (row_rule.looking)."""
+        return ~self.done & ~self.triggered & (self.trigger_kind != FALLBACK)
+
     @classmethod
     def start(cls, x_T: np.ndarray) -> "GladRows":
         x_T = _f32("x_T", x_T)
@@ -126,7 +131,7 @@ class NumpyGladKernels:
         ab_next, tau = _check_update(rows, x0_gen, x0_in, eps, w, score, k, t, ab_next, tau, min_step, fallback)
         last = ab_next >= 1.0
         active = ~rows.done
-        checking = active & ~rows.triggered & (rows.trigger_kind != FALLBACK)
+        checking = rows.looking()
         trig = checking & (score > np.float32(tau))  # torch compares in the score's float32; NaN never triggers
         fall = checking & ~trig & (t < min_step)
         stop = fall & (fallback == "stop")
