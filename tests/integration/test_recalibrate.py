@@ -34,6 +34,12 @@ def test_recalibrated_model_equals_one_trained_with_the_settings(synthetic_root,
     assert "guard" not in sel and not a.cfg.fusion.guard  # the reliability guard is opt-in
     assert (sel["lam"], sel["heat_norm"]) == (a.cfg.fusion.lam, a.cfg.fusion.heat_norm)
     assert len(report["selection"]["rows"]) == len(LAMBDA_GRID) * len(HEAT_NORMS)
+    # both synthetic families scored; each row of the table is their mean
+    assert sel["families"] == ["patches", "small"]
+    fam = sel["family_rows"]
+    for i, row in enumerate(sel["rows"]):
+        assert row["objective"] == pytest.approx((fam["patches"][i]["objective"] + fam["small"][i]["objective"]) / 2)
+        assert row["AUPRO"] == pytest.approx((fam["patches"][i]["AUPRO"] + fam["small"][i]["AUPRO"]) / 2)
     # and the original was calibrated for its own settings: the statistics differ
     assert load_checkpoint(tiny_checkpoint).stats != b.stats
 

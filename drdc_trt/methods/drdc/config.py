@@ -9,6 +9,10 @@ from drdc_trt.settings import MethodConfig, ModelConfig, positive, register_meth
 
 HEAT_NORMS = ("none", "image_std", "local_std")
 DIFF_NORMS = ("global", "pixel")
+# Synthetic-anomaly families of the label-free selection (tuning.py): "patches" (Perlin masks of the
+# image's own shuffled pixels, data/anomalies.py), "small" (spots, thin scratches, local blur of
+# 0.05-1 % of the image, data/small_defects.py).
+SYNTHETIC_FAMILIES = ("patches", "small")
 
 
 # Constants of the contrast normalisation (drdc_trt/contrast.py; the runtime's numpy copy reads them here).
@@ -59,6 +63,10 @@ class FusionConfig:
     # heat_norm) on the held-out normal images with synthetic anomalies pasted in (never test
     # labels) and stores them with the model; see drdc_trt/tuning.py.
     select: str = "synthetic"
+    # The synthetic-anomaly families the selection scores (SYNTHETIC_FAMILIES); each family is
+    # scored on its own and the objective is their mean, so large patches alone cannot vouch for a
+    # diffusion map that misses small defects. ("patches",): the selection before small defects.
+    synthetic_families: tuple[str, ...] = SYNTHETIC_FAMILIES
     # The reliability guard of calibration (drdc_trt/methods/drdc/guard.py): after λ is chosen (or
     # set), label-free checks of the diffusion-only map on the held-out normal images (maxima on the
     # border, a score that follows brightness) and of the synthetic selection's margin over λ = 0;
@@ -109,6 +117,9 @@ def check(cfg: ModelConfig) -> None:
         raise ValueError(f"fusion.diff_norm={f.diff_norm!r}: choose one of {DIFF_NORMS}")
     if f.select not in ("fixed", "synthetic"):
         raise ValueError(f"fusion.select={f.select!r}: use 'fixed' or 'synthetic'")
+    fams = list(f.synthetic_families)
+    if not fams or set(fams) - set(SYNTHETIC_FAMILIES) or len(set(fams)) != len(fams):
+        raise ValueError(f"fusion.synthetic_families={fams}: one or more distinct values of {list(SYNTHETIC_FAMILIES)}")
 
 
 def size_preset(name: str, cfg: ModelConfig) -> None:
@@ -141,6 +152,6 @@ CONFIG = register_method_config(MethodConfig(
     check=check,
     derived={"score_window": lambda cfg: max(1, round(cfg.fusion.score_window_at_224 * cfg.image_size / 224))},
     legacy={("fusion", "heat_norm"): "none", ("fusion", "diff_norm"): "global", ("fusion", "select"): "fixed",
-            ("fusion", "guard"): False},
+            ("fusion", "guard"): False, ("fusion", "synthetic_families"): ("patches",)},
     size_preset=size_preset,
 ))

@@ -199,7 +199,7 @@ def calibrate(model: DRDCModel, images: torch.Tensor, batch_size: int = 8, progr
 INFERENCE_KEYS = ("diffusion.t0", "diffusion.num_steps", "diffusion.num_sets", "diffusion.grid_sizes",
                   "diffusion.margin", "diffusion.clip_x0", "fusion.pool_factors", "fusion.mean_filter",
                   "fusion.lam", "fusion.heat_norm", "fusion.diff_norm", "fusion.select",
-                  "fusion.score_window_at_224", "fusion.guard")
+                  "fusion.score_window_at_224", "fusion.guard", "fusion.synthetic_families")
 
 
 def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,

@@ -14,6 +14,12 @@ statistics are measured on the normal images, and every λ of ``LAMBDA_GRID``
 re-blends the maps; the pair with the best mean of image AUROC, pixel AUROC and
 AUPRO on that synthetic set is kept (ties: the paper's heat, then the larger λ).
 No test image or label is touched.
+
+Two families of synthetic anomalies (``fusion.synthetic_families``): ``patches`` (the Perlin masks
+above) and ``small`` (spots, thin scratches and local blur of 0.05–1 % of the image,
+``data.small_defects``). Each family is scored on its own, and every metric and the objective of
+a (heat_norm, λ) row is the mean over the families: a diffusion map that finds large patches but
+misses small defects does not win the selection on the patches alone.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import torch
 
 from drdc_trt import metrics
 from drdc_trt.methods.drdc import ops
-from drdc_trt.methods.drdc.config import HEAT_NORMS
+from drdc_trt.methods.drdc.config import HEAT_NORMS, SYNTHETIC_FAMILIES
 from drdc_trt.methods.drdc.contrast import heat_divisor, local_window
 from drdc_trt.methods.drdc.margin import crop
 from drdc_trt.methods.drdc.fusion import FusionStats, PixelStats, measure_stats, normalised_blend, pixel_window
@@ -95,22 +101,60 @@ def lambda_rows(good: tuple[torch.Tensor, torch.Tensor], anomalous: tuple[torch.
     return rows
 
 
+def synthetic_set(images: torch.Tensor, family: str, seed: int = SYNTHETIC_SEED
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images with one anomaly of ``family`` each, masks B×1×S×S)."""
+    if family == "patches":
+        from drdc_trt.data.anomalies import paste_anomalies
+
+        return paste_anomalies(images.cpu(), seed, SOURCES)
+    if family == "small":
+        from drdc_trt.data.small_defects import paste_small_defects
+
+        anomalous, masks, _ = paste_small_defects(images.cpu(), seed)
+        return anomalous, masks
+    raise ValueError(f"synthetic family {family!r}: choose from {SYNTHETIC_FAMILIES}")
+
+
+METRIC_KEYS = ("image_AUROC", "pixel_AUROC", "AUPRO", "F1Max", "objective")
+
+
+def mean_over_families(per_family: Sequence[Sequence[dict]]) -> list[dict]:
+    """Rows of several families (same λ order) → one row per λ: every metric the families' mean."""
+    out = []
+    for group in zip(*per_family):
+        if len({r["lam"] for r in group}) != 1:
+            raise ValueError("families' rows must list the same λ in the same order")
+        row = {"lam": group[0]["lam"]}
+        for k in METRIC_KEYS:
+            if all(k in r for r in group):
+                row[k] = sum(r[k] for r in group) / len(group)
+        out.append(row)
+    return out
+
+
 def select(cfg, det, images: torch.Tensor, batch_size: int, heat_norms: Sequence[str] = HEAT_NORMS,
            seed: int = SYNTHETIC_SEED, good_raw=None) -> dict:
-    """Score ``images`` (normal; ``good_raw``: their raw maps if already computed) and their
-    synthetic-anomaly copies once; return the table of every (heat_norm, λ) and the chosen pair."""
-    from drdc_trt.data.anomalies import paste_anomalies
-
-    anomalous, masks = paste_anomalies(images.cpu(), seed, SOURCES)
+    """Score ``images`` (normal; ``good_raw``: their raw maps if already computed) and one
+    synthetic-anomaly copy of them per family once; return the table of every (heat_norm, λ)
+    (metrics the mean over families; each family's own in ``family_rows``) and the chosen pair."""
+    families = tuple(cfg.fusion.synthetic_families)
+    sets = [synthetic_set(images, fam, seed) for fam in families]
     good_raw = raw_maps(det, images, batch_size) if good_raw is None else good_raw
-    anom_raw = raw_maps(det, anomalous, batch_size)
-    rows = []
+    anom_raws = [raw_maps(det, anomalous, batch_size) for anomalous, _ in sets]
+    rows, family_rows = [], {fam: [] for fam in families}
     for norm in heat_norms:
         stats, good = statistics(cfg, images, good_raw, norm, cfg.fusion.lam)
-        anom = fused_maps(cfg, anomalous, *anom_raw, norm, stats.pixel)
-        rows += [{"heat_norm": norm, **r} for r in lambda_rows(good, anom, masks, stats, cfg.score_window)]
+        per = []
+        for fam, (anomalous, masks), raw in zip(families, sets, anom_raws):
+            anom = fused_maps(cfg, anomalous, *raw, norm, stats.pixel)
+            fam_rows = lambda_rows(good, anom, masks, stats, cfg.score_window)
+            family_rows[fam] += [{"heat_norm": norm, **r} for r in fam_rows]
+            per.append(fam_rows)
+        rows += [{"heat_norm": norm, **r} for r in mean_over_families(per)]
     best = choose(rows)
-    return {"heat_norm": best["heat_norm"], "lam": best["lam"], "images": len(images), "rows": rows}
+    return {"heat_norm": best["heat_norm"], "lam": best["lam"], "images": len(images), "families": list(families),
+            "rows": rows, "family_rows": family_rows}
 
 
 def choose(rows: list[dict]) -> dict:
