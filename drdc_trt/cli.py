@@ -90,7 +90,7 @@ def calibrate(model_dir, data_root, out, sets, categories, device, quiet):
         _fail(e)
 
 
-_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
+_BACKENDS = ("auto", "torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 
 
 @main.command()
@@ -100,7 +100,9 @@ _BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
                    "PyTorch).")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--backend", type=click.Choice(_BACKENDS), default=None,
-              help="Network engine [default: torch with --model, onnxruntime with --bundle].")
+              help="Network engine [default: torch with --model; auto with --bundle: the fastest this machine "
+                   "runs the bundle on (TensorRT with a GPU, else OpenVINO, in bf16 where the CPU has it and the "
+                   "bundle passes the bf16 check here, else ONNX Runtime); `drdc info --bundle B` says which and why].")
 @click.option("--out", default="drdc_detect", show_default=True, type=click.Path(), help="Output folder.")
 @click.option("--loop", default="auto", show_default=True, type=click.Choice(["auto", "torch", "csrc", "numpy"]),
               help="DDIM loop: torch (Python, --model), csrc (C++ core), numpy (--bundle); auto = torch with "
@@ -257,12 +259,24 @@ def synth(out, size, seed):
 
 
 @main.command()
-def info():
-    """What this installation can run: compiled kernels, backends."""
+@click.option("--bundle", "bundle_dir", type=click.Path(),
+              help="Also say which engine --backend auto would run this bundle on here, and why.")
+def info(bundle_dir):
+    """What this installation can run: compiled kernels, backends (and a bundle's automatic engine)."""
     from . import build_info
     from .backends import available_backends
 
-    click.echo(json.dumps({**build_info(), "backends": available_backends()}, indent=2))
+    out = {**build_info(), "backends": available_backends()}
+    if bundle_dir is not None:
+        from .export.bundle import BundleError
+        from .runtime import load_bundle
+        from .runtime.choice import choose
+
+        try:
+            out["auto_backend"] = choose(load_bundle(bundle_dir)).to_dict()
+        except (BundleError, ValueError) as e:
+            _fail(e)
+    click.echo(json.dumps(out, indent=2))
 
 
 def _register_study() -> None:

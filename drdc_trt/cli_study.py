@@ -27,8 +27,10 @@ from .cli_common import MethodChoice
 @click.option("--bundle", "bundle_dir", type=click.Path(),
               help="Bundle folder (`drdc export`), scored on its own engines through the torch-free runtime: "
                    "the artifact a line deploys. Give --model or --bundle.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]), default=None,
-              help="--bundle: the engine [default: onnxruntime].")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default=None,
+              help="--bundle: the engine [default: auto, the fastest this machine runs the bundle on: TensorRT "
+                   "with a GPU, else OpenVINO (bf16 where the CPU has it and the bundle passes the bf16 check "
+                   "here), else ONNX Runtime; `drdc info --bundle B` says which and why].")
 @click.option("--precision", type=click.Choice(["f32", "bf16"]), default=None,
               help="--bundle --backend openvino: inference precision [default: f32].")
 @click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
@@ -126,7 +128,7 @@ def _bundle_detector(bundle_dir, backend, precision, method, loop, seed, device)
     seed = None if seed == 0 else seed  # 0 (the option's default): the seed the bundle carries
     predict, _, stats = detect_predictor(None, bundle_dir, backend, loop or "auto", seed, device, False,
                                          precision=precision)
-    engine = (backend or "onnxruntime") + (f" {precision}" if precision else "")
+    engine = predict.engine
     return _BundleScored(predict, bundle.model_config(), stats, engine), bundle.method, spec, bundle.model_config(), stats
 
 

@@ -9,10 +9,12 @@ import click
 
 
 def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild_plans, method=None,
-                     precision=None):
+                     precision=None, log=None):
     """(predict(images, batch_size) -> InferenceBatch, image size, FusionStats) for either source
     (DiffusionAD: DiffusionADBatch and DiffusionADStats; GLAD: GLADBatch, which also carries
-    ``steps``, and GLADStats; same field names)."""
+    ``steps``, and GLADStats; same field names). A bundle's backend defaults to ``auto``
+    (drdc_trt.runtime.choice: the rule and what it passed over are printed with ``log``);
+    ``predict.engine`` names the engine that runs."""
     import torch
 
     from drdc_trt import methods
@@ -20,7 +22,8 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
     if (model_dir is None) == (bundle_dir is None):
         raise click.UsageError("give exactly one of --model CKPT (torch backends) or --bundle B (engine backends)")
     if precision is not None and backend != "openvino":
-        raise click.UsageError(f"--precision {precision} is an OpenVINO option (--bundle B --backend openvino)")
+        raise click.UsageError(f"--precision {precision} is an OpenVINO option (--bundle B --backend openvino); "
+                               "--backend auto chooses the precision itself")
     if model_dir is not None:
         backend = backend or "torch"
         if backend not in ("torch", "torch-compiled"):
@@ -39,15 +42,22 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
         except ValueError as e:  # the method's own refusal of a loop or backend
             raise click.UsageError(str(e)) from None
         return det.predict, model.cfg.image_size, model.stats
-    backend = backend or "onnxruntime"
-    if backend not in ("onnxruntime", "openvino", "tensorrt"):
+    backend = backend or "auto"
+    if backend not in ("auto", "onnxruntime", "openvino", "tensorrt"):
         raise click.UsageError(f"--backend {backend} runs a checkpoint (--model CKPT); a bundle holds ONNX/TensorRT "
-                               "engines: use --backend onnxruntime, openvino or tensorrt")
+                               "engines: use --backend auto, onnxruntime, openvino or tensorrt")
     if loop == "torch":
         raise click.UsageError("a bundle runs without PyTorch: --loop auto, csrc (C++ refiner) or numpy")
     from drdc_trt.runtime import load_bundle, load_detector
 
     bundle = load_bundle(bundle_dir)
+    choice = None
+    if backend == "auto":
+        from drdc_trt.runtime.choice import choose
+
+        choice = choose(bundle)
+        backend, precision = choice.backend, choice.precision
+        (log or click.echo)(choice.text())
     if method is not None and bundle.method != method:
         raise click.UsageError(f"--method {method}: {bundle_dir} holds a {bundle.method} bundle")
     spec = methods.get(bundle.method)
@@ -66,4 +76,6 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
         r = det.predict(x.numpy(), batch_size=batch_size)
         return batch(*(torch.from_numpy(getattr(r, f)) for f in batch.__dataclass_fields__))
 
+    predict.engine = backend + (f" {precision or 'f32'}" if backend == "openvino" else "")
+    predict.choice = choice
     return predict, bundle.image_size, spec.entry("bundle_stats")(bundle.manifest)

@@ -21,12 +21,23 @@ from drdc_trt.export.bundle import Bundle, BundleError, load_bundle
 RUNTIME_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
-def load_detector(bundle: Bundle | str | Path, backend: str = "onnxruntime", kernels: str = "auto",
+def load_detector(bundle: Bundle | str | Path, backend: str = "auto", kernels: str = "auto",
                   verify: bool = True, **kwargs):
-    """The torch-free detector of a bundle's method (its registered ``runtime``)."""
+    """The torch-free detector of a bundle's method (its registered ``runtime``). ``backend="auto"``:
+    the engine drdc_trt.runtime.choice picks here (its ``Choice`` is the detector's ``choice``)."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=verify)
     cls = methods.get(bundle.method, f"bundle {bundle.path}: manifest.json").entry("runtime")
-    return cls(bundle, backend=backend, kernels=kernels, **kwargs)
+    choice = None
+    if backend == "auto":
+        from drdc_trt.runtime.choice import choose
+
+        choice = choose(bundle)
+        backend = choice.backend
+        if backend == "openvino":
+            kwargs.setdefault("precision", choice.precision)
+    det = cls(bundle, backend=backend, kernels=kernels, **kwargs)
+    det.choice = choice
+    return det
 
 
 __all__ = ["RUNTIME_BACKENDS", "Bundle", "BundleError", "load_bundle", "load_detector"]

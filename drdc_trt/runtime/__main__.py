@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("bundle")
     p.add_argument("images", help="B×3×S×S float32 .npy in [-1, 1]")
     p.add_argument("--out", required=True, help="results .npz")
-    p.add_argument("--backend", default="onnxruntime", choices=RUNTIME_BACKENDS)
+    p.add_argument("--backend", default="auto", choices=("auto",) + RUNTIME_BACKENDS,
+                   help="auto: the fastest engine here (drdc_trt/runtime/choice.py) [auto]")
     p.add_argument("--kernels", default="auto", choices=("auto", "numpy", "csrc"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--ov-device", default=None, help="openvino: device (CPU, GPU, NPU, AUTO) [CPU]")
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
         kwargs = {"rebuild": True} if a.rebuild_plans and a.backend == "tensorrt" else {}
         if a.backend == "openvino":
             kwargs = {"device": a.ov_device, "precision": a.ov_precision}
+        elif a.backend == "auto" and (a.ov_device or a.ov_precision):
+            raise ValueError("--ov-device / --ov-precision pin OpenVINO: give --backend openvino with them")
         det = load_detector(a.bundle, backend=a.backend, kernels=a.kernels, **kwargs)
         try:
             res = det.predict(images, batch_size=a.batch_size)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-SERVE_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
+SERVE_BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
 
 
 @click.command(name="serve")
@@ -18,7 +18,8 @@ SERVE_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
 @click.option("--model", "model_dir", type=click.Path(),
               help="Checkpoint folder instead of a bundle (backend torch: PyTorch on the CPU or --device cuda).")
 @click.option("--backend", type=click.Choice(SERVE_BACKENDS), default=None,
-              help="Network engine [default: onnxruntime with --bundle, torch with --model].")
+              help="Network engine [default: auto with --bundle (the rule of `drdc detect --help`), torch with "
+                   "--model].")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Most images per request and per dynamic batch (a bigger request is refused).")
 @click.option("--max-queue-delay-us", default=2000, show_default=True, type=click.IntRange(min=0),

@@ -129,7 +129,7 @@ class ServingModel:
         own = read_manifest(bundle).get("method", "drdc") if bundle is not None else load_config(model).method
         spec = methods.get(own)
         src = f"bundle {bundle}" if bundle is not None else f"checkpoint {model}"
-        return cls(predict, size, stats.image_threshold, max_batch, f"{src} ({backend or 'default backend'})",
+        return cls(predict, size, stats.image_threshold, max_batch, f"{src} ({getattr(predict, 'engine', None) or backend or 'torch'})",
                    steps="steps" in spec.outputs)  # GLAD's results carry the steps each image took
 
     def predict(self, x: np.ndarray) -> Prediction:

@@ -151,7 +151,7 @@ def test_runtime_command_line(exported, tmp_path):
     # run outside the checkout: `python -m` puts the working directory first on sys.path, and the
     # source folder there is not the installed package (no compiled _C, no drdc_trt.export)
     p = subprocess.run([sys.executable, "-m", "drdc_trt.runtime", str(path), str(tmp_path / "x.npy"), "--out",
-                        str(tmp_path / "r.npz")], capture_output=True, text=True, env=env, timeout=300,
+                        str(tmp_path / "r.npz"), "--backend", "onnxruntime"], capture_output=True, text=True, env=env, timeout=300,
                        cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["images"] == len(images)
@@ -169,7 +169,7 @@ def test_detect_with_the_bundle_matches_the_checkpoint(exported, tmp_path):
     for i, img in enumerate(images):
         (folder / f"{i}.png").write_bytes(png_bytes(((img.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()))
     runner = CliRunner()
-    for args, out in ((["--bundle", str(path)], "b"), (["--model", str(ckpt)], "m")):
+    for args, out in ((["--bundle", str(path), "--backend", "onnxruntime"], "b"), (["--model", str(ckpt)], "m")):
         res = runner.invoke(main, ["detect", *args, "--seed", str(SEED), "--method", "diffusionad", "--out",
                                    str(tmp_path / out), str(folder)])
         assert res.exit_code == 0, res.output

@@ -162,7 +162,7 @@ def test_runtime_runs_where_torch_cannot_be_imported(exported, model, images, to
         else:
             raise SystemExit("the torch blocker did not work")
         sys.argv = ["drdc_trt.runtime", {str(exported[0])!r}, {str(tmp_path / 'images.npy')!r},
-                    "--out", {str(tmp_path / 'res.npz')!r}, "--batch-size", "3"]
+                    "--out", {str(tmp_path / 'res.npz')!r}, "--batch-size", "3", "--backend", "onnxruntime"]
         try:
             runpy.run_module("drdc_trt.runtime", run_name="__main__")
         except SystemExit as e:

@@ -292,7 +292,7 @@ def test_runtime_command_line(glad_case, tmp_path):
     c = glad_case
     np.save(tmp_path / "x.npy", c.images.numpy())
     assert runtime_main([str(c.bundle), str(tmp_path / "x.npy"), "--out", str(tmp_path / "r.npz"),
-                         "--kernels", "numpy", "--batch-size", "3"]) == 0
+                         "--kernels", "numpy", "--batch-size", "3", "--backend", "onnxruntime"]) == 0
     with np.load(tmp_path / "r.npz", allow_pickle=False) as r:
         assert {"pred_score", "anomaly_map", "reconstruction", "steps", "trigger_kind"} <= set(r.files)
         np.testing.assert_allclose(r["anomaly_map"], c.ref.anomaly_map.numpy(), atol=ATOL, rtol=RTOL)
@@ -302,7 +302,7 @@ def test_runtime_command_line(glad_case, tmp_path):
 def test_detect_with_the_bundle_matches_the_checkpoint(glad_case, tmp_path):
     c = glad_case
     runner = CliRunner()
-    for args, out in ((["--bundle", str(c.bundle)], "b"), (["--model", str(c.ckpt)], "m")):
+    for args, out in ((["--bundle", str(c.bundle), "--backend", "onnxruntime"], "b"), (["--model", str(c.ckpt)], "m")):
         res = runner.invoke(main, ["detect", *args, "--seed", str(SEED), "--method", "glad", "--out",
                                    str(tmp_path / out), *map(str, c.files)])
         assert res.exit_code == 0, res.output

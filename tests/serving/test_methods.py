@@ -75,7 +75,7 @@ def case(request, dad_checkpoint, perturb_unet, image_files, tmp_path_factory):
     res = CliRunner().invoke(main, ["export", "--model", str(ckpt), "--out", str(bundle), "--check-batches", "",
                                     "--triton-repo", str(repo)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(main, ["detect", "--bundle", str(bundle), "--out", str(tmp / "detect"),
+    res = CliRunner().invoke(main, ["detect", "--bundle", str(bundle), "--backend", "onnxruntime", "--out", str(tmp / "detect"),
                                     *map(str, image_files)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     records = json.loads((tmp / "detect" / "results.json").read_text())["results"]
