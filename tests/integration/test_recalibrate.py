@@ -15,7 +15,7 @@ from drdc_trt.methods.drdc.train import recalibrate
 from drdc_trt.train import train
 from drdc_trt.methods.drdc.tuning import LAMBDA_GRID
 
-NEW = {"diffusion.margin": 4, "fusion.select": "synthetic"}
+NEW = {"diffusion.margin": 4, "fusion.select": "synthetic", "fusion.synthetic_families": ("patches", "small")}
 
 
 def test_recalibrated_model_equals_one_trained_with_the_settings(synthetic_root, tiny_checkpoint, tmp_path):

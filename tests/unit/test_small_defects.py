@@ -150,8 +150,10 @@ def test_selection_scores_the_mean_over_families():
 
 def test_synthetic_families_config_default_legacy_and_errors():
     cfg = preset("small")
-    assert tuple(cfg.fusion.synthetic_families) == ("patches", "small")
+    assert tuple(cfg.fusion.synthetic_families) == ("patches",)   # the measured default (config.py)
     d = json.loads(cfg.to_json())
+    d["fusion"]["synthetic_families"] = ["patches", "small"]
+    assert tuple(ModelConfig.from_dict(d).validate().fusion.synthetic_families) == ("patches", "small")
     del d["fusion"]["synthetic_families"]
     assert tuple(ModelConfig.from_dict(d).validate().fusion.synthetic_families) == ("patches",)
     for bad in (["edges"], [], ["small", "small"]):
