@@ -24,7 +24,6 @@ A backend the user names is used as named: the rule only fills in ``auto``. Noth
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,11 +53,10 @@ class Choice:
         return "\n".join(lines)
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+def _installed(backend: str) -> bool:
+    from drdc_trt.backends import available_backends
+
+    return backend in available_backends()
 
 
 def tensorrt_blocker() -> str | None:
