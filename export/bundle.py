@@ -397,10 +397,29 @@ def _validate_references(m: dict, where: Path, files: set[str]) -> None:
     except ValueError:
         raise BundleError(f"bundle {where}: {MANIFEST}: method {method!r} is not one of "
                           f"{list(methods.names())}") from None
-    return spec.entry("manifest_check")(
+    spec.entry("manifest_check")(
         m, where, files, BundleError, MANIFEST,
         check_tensor=lambda d, field: TensorSpec.from_dict(d, f"bundle {where}: {MANIFEST}: {field}"),
         check_array=lambda spec, field: check_array_spec(spec, field, where))
+    _validate_int8(m, where, files)
+
+
+def _validate_int8(m: dict, where: Path, files: set[str]) -> None:
+    """``int8`` (``drdc export --int8``): per network an OpenVINO IR pair the manifest lists."""
+    section = m.get("int8")
+    if section is None:
+        return
+    nets = section.get("networks") if isinstance(section, dict) else None
+    if not isinstance(nets, dict) or not nets:
+        raise BundleError(f"bundle {where}: {MANIFEST}: int8.networks must map network names to their files")
+    for net, entry in nets.items():
+        if net not in m.get("networks", {}):
+            raise BundleError(f"bundle {where}: {MANIFEST}: int8.networks.{net} is not one of the bundle's networks")
+        for key in ("xml", "bin"):
+            name = entry.get(key) if isinstance(entry, dict) else None
+            if name not in files:
+                raise BundleError(f"bundle {where}: {MANIFEST}: int8.networks.{net}.{key} names {name!r}, "
+                                  "which is not among its files")
 
 
 def read_manifest(path: str | Path) -> dict:

@@ -38,7 +38,7 @@ METHODS_PREFIX = REGISTRY + "."
 # on a saved artifact's method, the runtime and export entries, bench and serving.
 APPLICATION = ("drdc_trt.cli", "drdc_trt.cli_common", "drdc_trt.cli_study", "drdc_trt.config", "drdc_trt.train",
                "drdc_trt.predictors", "drdc_trt.demo", "drdc_trt.bench", "drdc_trt.runtime",
-               "drdc_trt.runtime.__main__", "drdc_trt.export", "drdc_trt.export.exporter",
+               "drdc_trt.runtime.__main__", "drdc_trt.export", "drdc_trt.export.exporter", "drdc_trt.export.int8",
                "drdc_trt.benchmarking", "drdc_trt.benchmarking.methods", "drdc_trt.benchmarking.rows",
                "drdc_trt.benchmarking.runs")
 APPLICATION_PACKAGES = ("drdc_trt.serving",)

@@ -8,8 +8,9 @@
 //       present; exit 77 = skipped when no GPU).
 //
 //   drdc_host --bundle BUNDLE_DIR --backend openvino [--device CPU|GPU|NPU|AUTO]
-//             [--precision f32|bf16] [--threads N] [--repeat N] [--out DIR] IMAGE...
-//       Scores the images with the bundle on OpenVINO (CPU by default): base
+//             [--precision f32|bf16|int8] [--threads N] [--repeat N] [--out DIR] IMAGE...
+//       Scores the images with the bundle on OpenVINO (CPU by default; int8: the
+//       bundle's int8 networks from `drdc export --int8`): base
 //       network, the C++ refiner with the OpenVINO U-Net and the bundle's loop
 //       noise, per-pixel statistics, fusion. IMAGE: an uncompressed 24/32-bit
 //       BMP of the bundle's size, or a 3×S×S float32 .npy in [-1, 1]. Writes

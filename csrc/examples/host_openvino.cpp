@@ -196,17 +196,26 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   const double image_thr = threshold(m, "image_threshold"), pixel_thr = threshold(m, "pixel_threshold");
 
   // Networks, checked against the manifest's names and shapes.
+  // --precision int8: the bundle's int8 OpenVINO IR of a network where it has one (`drdc export --int8`),
+  // compiled with f32 for the layers NNCF kept in float; other networks run their ONNX in f32.
+  const bool int8 = o.precision == "int8";
+  if (int8 && !(m.has("int8") && m["int8"].has("networks")))
+    bad_bundle(B, "holds no int8 networks; write them with `drdc export --int8 --calib DATA`, or choose "
+                  "--precision f32 / bf16");
   openvino::Options ov;
-  ov.device = o.device, ov.precision = o.precision, ov.threads = o.threads;
+  ov.device = o.device, ov.precision = int8 ? "f32" : o.precision, ov.threads = o.threads;
+  const auto network_file = [&](const std::string& net) {
+    if (int8 && m["int8"]["networks"].has(net))
+      return listed_file(m, B, m["int8"]["networks"][net]["xml"], "int8.networks." + net + ".xml");
+    return listed_file(m, B, m["networks"][net]["onnx"], "networks." + net + ".onnx");
+  };
   const auto base_in = specs(m, B, "base", "inputs"), base_out = specs(m, B, "base", "outputs");
   const auto unet_in = specs(m, B, "unet", "inputs"), unet_out = specs(m, B, "unet", "outputs");
   if (base_in[0].shape != std::vector<int64_t>{-1, 3, S, S})
     bad_bundle(B, "manifest.json: networks.base.inputs[0] is not batch x 3 x " + std::to_string(S) + " x " +
                       std::to_string(S) + " (config.image_size)");
-  auto base_net = std::make_shared<openvino::Network>(
-      listed_file(m, B, m["networks"]["base"]["onnx"], "networks.base.onnx"), base_in, base_out[0], ov);
-  auto unet_net = std::make_shared<openvino::Network>(
-      listed_file(m, B, m["networks"]["unet"]["onnx"], "networks.unet.onnx"), unet_in, unet_out[0], ov);
+  auto base_net = std::make_shared<openvino::Network>(network_file("base"), base_in, base_out[0], ov);
+  auto unet_net = std::make_shared<openvino::Network>(network_file("unet"), unet_in, unet_out[0], ov);
   Refiner refiner(cfg, schedule, labels, std::make_shared<openvino::OpenVINORunner>(unet_net));
   const std::vector<int> want_ts = m.ints({"timesteps"}, {});
   if (want_ts != refiner.timesteps()) bad_bundle(B, "manifest.json: timesteps differ from the config's DDIM schedule");
@@ -294,7 +303,8 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   std::vector<double> sorted = times_ms;
   std::sort(sorted.begin(), sorted.end());
   std::printf("OpenVINO %s, device %s, precision %s: %zu image(s) of %dx%d, %d U-Net calls of %d rows each\n",
-              openvino::version().c_str(), unet_net->device().c_str(), unet_net->precision().c_str(), images.size(), S, S,
+              openvino::version().c_str(), unet_net->device().c_str(), int8 ? "int8" : unet_net->precision().c_str(),
+              images.size(), S, S,
               cfg.num_steps, refiner.rows());
   std::printf("latency per image: median %.3f ms, min %.3f ms over %zu timed call(s)\n", sorted[sorted.size() / 2],
               sorted.front(), sorted.size());

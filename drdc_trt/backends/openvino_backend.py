@@ -8,8 +8,10 @@ with the list of those that are.
 Precision: OpenVINO's CPU plugin computes in bf16 by default on CPUs with
 AVX-512 BF16 / AMX (a small conv net then differs from PyTorch by ~1e-2), so
 the precision is always asked for explicitly (``INFERENCE_PRECISION_HINT``):
-``f32`` (default) or ``bf16`` (refused on a device without it). int8 needs a
-quantised model (NNCF and calibration images) and is not offered.
+``f32`` (default) or ``bf16`` (refused on a device without it). ``int8`` runs
+the bundle's int8 networks (``drdc export --int8``: NNCF post-training
+quantization, OpenVINO IR files the manifest lists under ``int8``); their layers
+NNCF kept in float, and networks without an int8 file, compute in f32.
 
 Batch: dynamic by default (the bundle's ONNX has a dynamic batch dimension).
 ``static_batch=B`` reshapes both networks to B images (B × rows-per-image U-Net
@@ -24,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = ("f32", "bf16", "int8")
 DEFAULT_DEVICE = "CPU"
 # The names drdc-bench and the PyTorch precision options use, mapped to OpenVINO's.
 PRECISION_ALIASES = {"float32": "f32", "fp32": "f32", "bfloat16": "bf16"}
@@ -79,8 +81,7 @@ def supports_bf16(device: str = DEFAULT_DEVICE) -> bool:
 def resolve_precision(precision: str | None, device: str) -> str:
     p = PRECISION_ALIASES.get(precision or "f32", precision or "f32")
     if p not in PRECISIONS:
-        raise ValueError(f"OpenVINO precision {precision!r}: choose one of {list(PRECISIONS)} "
-                         "(int8 needs a quantised model and is not offered)")
+        raise ValueError(f"OpenVINO precision {precision!r}: choose one of {list(PRECISIONS)}")
     if p == "bf16":
         for d in _physical(device) or ["CPU"]:
             caps = core().get_property(d, "OPTIMIZATION_CAPABILITIES")
@@ -88,6 +89,42 @@ def resolve_precision(precision: str | None, device: str) -> str:
                 raise ValueError(f"OpenVINO precision bf16: device {d} does not support it (its capabilities: "
                                  f"{list(caps)})")
     return p
+
+
+def network_model(bundle, network: str, precision: str) -> tuple[Path, str]:
+    """The model file OpenVINO reads for ``network`` at ``precision`` and the inference precision
+    to compile it with: int8 → the network's int8 IR (compiled with f32 for the layers NNCF kept in
+    float) or, for a network the bundle did not quantize, its ONNX in f32."""
+    if precision != "int8":
+        return bundle.onnx_path(network), precision
+    section = bundle.manifest.get("int8")
+    if not section:
+        raise ValueError(f"bundle {bundle.path} holds no int8 networks; write them with `drdc export --int8 "
+                         "--calib DATA`, or choose --precision f32 / bf16")
+    entry = section["networks"].get(network)
+    return (bundle.file(entry["xml"]) if entry else bundle.onnx_path(network)), "f32"
+
+
+class _Recorder:
+    """The inputs every OvNetwork call receives, while :func:`recording` is active (int8 calibration)."""
+
+    active: "dict | None" = None
+
+
+def recording():
+    """``with recording() as calls:`` every OvNetwork run inside appends its inputs to
+    ``calls[network file stem]`` (one list of arrays per call)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _ctx():
+        prev, _Recorder.active = _Recorder.active, {}
+        try:
+            yield _Recorder.active
+        finally:
+            _Recorder.active = prev
+
+    return _ctx()
 
 
 def _shape_text(shape) -> str:
@@ -133,9 +170,14 @@ class OvNetwork:
         self._out = self.compiled.output(spec_out.name)
         self.device, self.precision = device, precision
 
+    def infer(self, arrays) -> dict:
+        """One call, every output (OpenVINO's result mapping); recorded while :func:`recording` is on."""
+        if _Recorder.active is not None:
+            _Recorder.active.setdefault(self.path.name.split(".")[0], []).append([np.array(a) for a in arrays])
+        return self.request.infer(dict(zip(self.input_names, arrays)))
+
     def _infer(self, arrays) -> np.ndarray:
-        res = self.request.infer(dict(zip(self.input_names, arrays)))
-        return np.array(res[self._out], dtype=np.float32, copy=True)
+        return np.array(self.infer(arrays)[self._out], dtype=np.float32, copy=True)
 
     def run(self, *arrays: np.ndarray) -> np.ndarray:
         arrays = [np.ascontiguousarray(a) for a in arrays]
@@ -176,8 +218,9 @@ class OpenVINORunner:
                 "unet": None if static_batch is None else self.static_batch * bundle.rows_per_image}
         nets = {}
         for net in ("base", "unet"):
-            nets[net] = OvNetwork(bundle.onnx_path(net), bundle.inputs(net), bundle.outputs(net)[0], self.device,
-                                  self.precision, threads, rows[net])
+            path, hint = network_model(bundle, net, self.precision)
+            nets[net] = OvNetwork(path, bundle.inputs(net), bundle.outputs(net)[0], self.device, hint, threads,
+                                  rows[net])
         self._base, self._unet = nets["base"], nets["unet"]
         self.unet_dtype = bundle.inputs("unet")[0].dtype
 

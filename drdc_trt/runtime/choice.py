@@ -4,7 +4,12 @@ The rule, first match wins (docs/deploy.md says the same):
 
 1. ``tensorrt``: TensorRT 10 and a CUDA GPU are here (plans are built from the bundle's ONNX when
    it carries none for this GPU).
-2. ``openvino`` in ``bf16``: OpenVINO is installed, this CPU computes bf16 natively (OpenVINO's
+2. ``openvino`` in ``int8``: the bundle carries int8 networks (``drdc export --int8``: the user asked for
+   them, and each passed its check against f32 on the loop's own inputs at export) and OpenVINO is
+   installed. On an AMD EPYC (Zen 3, AVX2, no VNNI) OpenVINO int8 took 0.72-1.00× ONNX Runtime f32's
+   time per batch for the three methods at batch 1 and 8 (benchmarks/results/int8_cpu_2026-12-07.md);
+   CPUs with VNNI / AMX-INT8 run int8 dot products natively.
+3. ``openvino`` in ``bf16``: OpenVINO is installed, this CPU computes bf16 natively (OpenVINO's
    ``OPTIMIZATION_CAPABILITIES`` lists BF16: AVX-512 BF16 or AMX), and every network of the bundle
    passes the bf16 check here: on fixed inputs (the manifest's shapes, two rows, values in the
    inputs' ranges) its bf16 output lies within ``BF16_RTOL`` · max|f32 output| of OpenVINO's f32
@@ -12,12 +17,12 @@ The rule, first match wins (docs/deploy.md says the same):
    ~1e-2); bf16 keeps 8 significant bits, so each rounding is within 2^-8 ≈ 4e-3 relative and a few
    dozen layers of them stay inside the bound, a broken conversion (wrong layout, an op left in
    garbage precision) does not.
-3. ``onnxruntime`` (f32): the engine ``drdc export`` checks against PyTorch. Neither f32 engine is
+4. ``onnxruntime`` (f32): the engine ``drdc export`` checks against PyTorch. Neither f32 engine is
    faster everywhere: in the torch-free runtime at the small preset OpenVINO f32 took 359 ms against
    ONNX Runtime's 582 ms per batch of 1 on an Intel Xeon (benchmarks/results/openvino_cpu_2026-12-01.md),
    while on an AMD EPYC (Zen 3) ONNX Runtime took 0.71× OpenVINO's time at batch 1 and 0.81× at batch 8
    (benchmarks/results/backend_auto_cpu_2026-12-07.md).
-4. ``openvino`` in ``f32`` where ONNX Runtime is not installed.
+5. ``openvino`` in ``f32`` where ONNX Runtime is not installed.
 
 A backend the user names is used as named: the rule only fills in ``auto``. Nothing here imports torch.
 """
@@ -136,6 +141,12 @@ def choose(bundle, probe: Probe | None = None) -> Choice:
     if why_not_trt is None:
         return Choice("tensorrt", None, "TensorRT and a CUDA GPU are here", considered)
     considered.append(f"tensorrt: {why_not_trt}")
+    int8 = sorted((bundle.manifest.get("int8") or {}).get("networks", {}))
+    if int8 and probe.openvino():
+        return Choice("openvino", "int8", f"the bundle carries int8 networks ({', '.join(int8)}: checked against "
+                      "f32 at export) and OpenVINO is here", considered)
+    considered.append("openvino int8: " + ("the bundle has no int8 networks (drdc export --int8)" if not int8
+                                           else "OpenVINO is not installed"))
     if not probe.openvino():
         considered.append("openvino: not installed (pip install openvino)")
     elif not probe.cpu_bf16():

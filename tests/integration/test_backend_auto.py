@@ -44,6 +44,19 @@ def test_the_rule_on_each_kind_of_machine(bundle_dir):
     assert "no CUDA GPU" in c.text() and c.to_dict()["bf16_check"]["ok"] is False
     with pytest.raises(ValueError, match="pip install openvino or onnxruntime"):
         ch.choose(b, probe(ov=False, ort=False))
+    assert any("openvino int8: the bundle has no int8 networks" in x for x in c.considered)
+
+
+def test_a_bundle_with_int8_networks_runs_them(bundle_dir, tmp_path):
+    """int8 ranks before bf16 and ONNX Runtime once the bundle carries int8 networks (only a manifest
+    section is needed for the rule; the files are what `drdc export --int8` writes)."""
+    b = load_bundle(bundle_dir)
+    b8 = type(b)(path=b.path, manifest={**b.manifest, "int8": {"networks": {"unet": {"xml": "u.xml", "bin": "u.bin"}}}})
+    pick = lambda **kw: (lambda c: (c.backend, c.precision))(ch.choose(b8, probe(**kw)))
+    assert pick(trt=True) == ("tensorrt", None)
+    assert pick(bf16=True) == ("openvino", "int8") == pick(bf16=False)
+    assert pick(ov=False) == ("onnxruntime", None)
+    assert "int8 networks (unet" in ch.choose(b8, probe()).reason
 
 
 def test_check_inputs_follow_the_manifest(bundle_dir):

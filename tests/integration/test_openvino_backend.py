@@ -132,7 +132,9 @@ def test_unavailable_device_and_precision_are_refused(bundle_dir):
         BundleDetector(bundle_dir, backend="openvino", device="gpu.9")
     with pytest.raises(ValueError, match=r"OpenVINO device 'AUTO:NPU9,CPU': NPU9 is not available"):
         make_runner("openvino", bundle=bundle_dir, device="AUTO:NPU9,CPU")
-    with pytest.raises(ValueError, match=r"OpenVINO precision 'int8': choose one of \['f32', 'bf16'\]"):
+    with pytest.raises(ValueError, match=r"OpenVINO precision 'int4': choose one of \['f32', 'bf16', 'int8'\]"):
+        make_runner("openvino", bundle=bundle_dir, precision="int4")
+    with pytest.raises(ValueError, match=r"holds no int8 networks; write them with `drdc export --int8"):
         make_runner("openvino", bundle=bundle_dir, precision="int8")
     with pytest.raises(ValueError, match=r"static_batch must be >= 1, got 0"):
         make_runner("openvino", bundle=bundle_dir, static_batch=0)

@@ -104,6 +104,42 @@ def test_host_gives_the_maps_and_scores_of_drdc_detect(built, bundle_dir, images
     assert float(np.abs(m0 - m1).max()) > 1e-2
 
 
+def test_host_runs_int8_bundles_as_the_python_runtime(built, bundle_dir, images, tmp_path):
+    """--precision int8 reads the bundle's int8 IR of the U-Net and the ONNX base network in both
+    hosts. The refiners round otherwise (as in f32) and a quantizer can turn a difference at a rounding
+    edge into one int8 step, so the bound is looser than f32's: 1e-3 of the map's range."""
+    from click.testing import CliRunner
+
+    from drdc_trt.cli import main
+    from drdc_trt.data.folder import image_array
+    from drdc_trt.export.int8 import add_int8
+
+    b8 = _copy(bundle_dir, tmp_path, "int8")
+    calib = np.stack([image_array(p, 32).transpose(2, 0, 1) for p in images]).astype(np.float32)
+    add_int8(b8, calib, "test fixture images", networks=["unet"], rtol=1.0)  # perturbed weights: plumbing only
+    exe, _ = built
+    host_out, py_out = tmp_path / "host", tmp_path / "py"
+    proc = _host(exe, "--bundle", b8, "--backend", "openvino", "--precision", "int8", "--out", host_out, *images)
+    assert proc.returncode == 0, proc.stderr
+    assert "precision int8" in proc.stdout
+    r = CliRunner().invoke(main, ["detect", "--bundle", str(b8), "--backend", "openvino", "--precision", "int8",
+                                  "--batch-size", "3", "--out", str(py_out), *map(str, images)])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    host = json.loads((host_out / "results.json").read_text())["results"]
+    py = json.loads((py_out / "results.json").read_text())["results"]
+    f32 = tmp_path / "f32"
+    assert _host(exe, "--bundle", bundle_dir, "--backend", "openvino", "--out", f32, *images).returncode == 0
+    worst, moved = 0.0, 0.0
+    for h, p, f in zip(host, py, json.loads((f32 / "results.json").read_text())["results"]):
+        hm, pm = np.load(host_out / h["anomaly_map"]), np.load(py_out / p["anomaly_map"])
+        fm = np.load(f32 / f["anomaly_map"])
+        scale = float(np.abs(pm).max())
+        worst = max(worst, float(np.abs(hm - pm).max()) / scale)
+        moved = max(moved, float(np.abs(hm - fm).max()) / scale)
+    assert worst <= 1e-3, worst
+    assert moved > 10 * worst  # int8 really ran: the maps left f32's by more than the hosts differ
+
+
 def _copy(bundle_dir, tmp_path, name="b"):
     dst = tmp_path / name
     shutil.copytree(bundle_dir, dst)
@@ -139,8 +175,10 @@ def _bad_cases(bundle_dir, images, tmp_path):
         ("absent image", ("--bundle", bundle_dir, *ov, tmp_path / "nope.bmp"), r"cannot open image \S*nope.bmp"),
         ("absent device", ("--bundle", bundle_dir, *ov, "--device", "npu9", images[0]),
          r"OpenVINO device 'NPU9': NPU9 is not available on this machine \(OpenVINO sees \[CPU"),
-        ("bad precision", ("--bundle", bundle_dir, *ov, "--precision", "int8", images[0]),
-         r"OpenVINO precision 'int8': choose f32 or bf16"),
+        ("bad precision", ("--bundle", bundle_dir, *ov, "--precision", "int4", images[0]),
+         r"OpenVINO precision 'int4': choose f32 or bf16"),
+        ("no int8 networks", ("--bundle", bundle_dir, *ov, "--precision", "int8", images[0]),
+         r"holds no int8 networks; write them with `drdc export --int8 --calib DATA`"),
     ]
 
 

@@ -144,7 +144,8 @@ Network::Network(const std::string& onnx_path, const std::vector<TensorSpec>& in
   m.device = upper(options.device.empty() ? std::string("CPU") : options.device);
   m.precision = options.precision.empty() ? std::string("f32") : options.precision;
   require(m.precision == "f32" || m.precision == "bf16",
-          "OpenVINO precision '" + m.precision + "': choose f32 or bf16 (int8 needs a quantised model)");
+          "OpenVINO precision '" + m.precision + "': choose f32 or bf16 (an int8 network is an int8 IR "
+          "compiled with f32: drdc export --int8)");
   require(options.threads >= 0, "OpenVINO threads must be >= 0, got " + std::to_string(options.threads));
   require(!inputs.empty(), onnx_path + ": no input specs given");
   if (!std::ifstream(onnx_path, std::ios::binary)) throw Error(Status::kIoError, "cannot open ONNX file " + onnx_path);

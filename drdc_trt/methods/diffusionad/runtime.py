@@ -132,11 +132,12 @@ class DiffusionADNetworks:
 
                 self.nets[net] = OrtNetwork(bundle.onnx_path(net), ins, out, providers, threads)
             elif backend == "openvino":
-                from drdc_trt.backends.openvino_backend import OvNetwork, resolve_device, resolve_precision
+                from drdc_trt.backends.openvino_backend import (OvNetwork, network_model, resolve_device,
+                                                                 resolve_precision)
 
                 dev = resolve_device(device)
-                self.nets[net] = OvNetwork(bundle.onnx_path(net), bundle.inputs(net), bundle.outputs(net)[0], dev,
-                                           resolve_precision(precision, dev), threads)
+                path, hint = network_model(bundle, net, resolve_precision(precision, dev))
+                self.nets[net] = OvNetwork(path, bundle.inputs(net), bundle.outputs(net)[0], dev, hint, threads)
             else:
                 from drdc_trt.backends.tensorrt_backend import BundlePlan
 

@@ -113,7 +113,7 @@ class _OvStages:
         self.ports = [self.net.compiled.output(s.name) for s in specs_out]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        res = self.net.request.infer({FEATURES_INPUT: np.ascontiguousarray(x)})
+        res = self.net.infer([np.ascontiguousarray(x)])
         return [np.array(res[p], dtype=np.float32, copy=True) for p in self.ports]
 
 
@@ -137,14 +137,14 @@ class GLADNetworks:
             self._unet = OrtNetwork(bundle.onnx_path("unet"), list(UNET_INPUTS), UNET_OUTPUT, providers, threads)
             self._features = OrtStages(bundle.onnx_path("features"), stages, providers, threads)
         elif backend == "openvino":
-            from drdc_trt.backends.openvino_backend import OvNetwork, resolve_device, resolve_precision
+            from drdc_trt.backends.openvino_backend import OvNetwork, network_model, resolve_device, resolve_precision
 
             dev = resolve_device(device)
             prec = resolve_precision(precision, dev)
-            self._unet = OvNetwork(bundle.onnx_path("unet"), bundle.inputs("unet"), bundle.outputs("unet")[0], dev,
-                                   prec, threads)
-            self._features = _OvStages(bundle.onnx_path("features"), bundle.inputs("features"),
-                                       bundle.outputs("features"), dev, prec, threads)
+            path, hint = network_model(bundle, "unet", prec)
+            self._unet = OvNetwork(path, bundle.inputs("unet"), bundle.outputs("unet")[0], dev, hint, threads)
+            path, hint = network_model(bundle, "features", prec)
+            self._features = _OvStages(path, bundle.inputs("features"), bundle.outputs("features"), dev, hint, threads)
         else:
             from drdc_trt.backends.tensorrt_backend import BundlePlan
 
