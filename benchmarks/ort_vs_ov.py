@@ -4,8 +4,9 @@ engine and each engine's time over the first one's as one JSON line.
 
     python3 benchmarks/ort_vs_ov.py BUNDLE BATCH CALLS [ENGINE ...]
 
-ENGINE: ``onnxruntime`` or ``openvino:f32|bf16|int8`` [default: onnxruntime openvino:f32]; int8 needs
-a bundle written with ``drdc export --int8``.
+ENGINE: ``onnxruntime`` or ``openvino:f32|bf16|int8[:STREAMS]`` [default: onnxruntime openvino:f32];
+int8 needs a bundle written with ``drdc export --int8``; STREAMS 0 keeps OpenVINO's latency request
+only (the default splits calls of several rows over OpenVINO's CPU streams).
 """
 import json
 import statistics
@@ -20,8 +21,11 @@ DEFAULT_ENGINES = ("onnxruntime", "openvino:f32")
 
 
 def _detector(bundle: str, engine: str):
-    backend, _, precision = engine.partition(":")
-    return load_detector(bundle, backend=backend, **({"precision": precision} if precision else {}))
+    backend, *rest = engine.split(":")
+    kw = {"precision": rest[0]} if rest else {}
+    if len(rest) > 1:
+        kw["streams"] = int(rest[1])
+    return load_detector(bundle, backend=backend, **kw)
 
 
 def main(bundle: str, batch: int, calls: int, engines=DEFAULT_ENGINES) -> dict:

@@ -73,8 +73,17 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
     batch = spec.entry("batch")  # the method's result dataclass, filled from the runtime's numpy arrays
 
     def predict(x, batch_size=8, progress=False):
-        r = det.predict(x.numpy(), batch_size=batch_size)
-        return batch(*(torch.from_numpy(getattr(r, f)) for f in batch.__dataclass_fields__))
+        import numpy as np
+        from tqdm.auto import tqdm
+
+        x, parts = x.numpy(), []
+        # the runtime runs batch_size images per call either way; one call per chunk lets a bar move
+        with tqdm(total=len(x), desc=f"{bundle.method} on {predict.engine}", unit="img", disable=not progress) as bar:
+            for i in range(0, len(x), batch_size):
+                parts.append(det.predict(x[i:i + batch_size], batch_size=batch_size))
+                bar.update(min(batch_size, len(x) - i))
+        return batch(*(torch.from_numpy(np.concatenate([getattr(r, f) for r in parts]))
+                       for f in batch.__dataclass_fields__))
 
     predict.engine = backend + (f" {precision or 'f32'}" if backend == "openvino" else "")
     predict.choice = choice

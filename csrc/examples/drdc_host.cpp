@@ -8,9 +8,10 @@
 //       present; exit 77 = skipped when no GPU).
 //
 //   drdc_host --bundle BUNDLE_DIR --backend openvino [--device CPU|GPU|NPU|AUTO]
-//             [--precision f32|bf16|int8] [--threads N] [--repeat N] [--out DIR] IMAGE...
+//             [--precision f32|bf16|int8] [--threads N] [--streams N] [--repeat N] [--out DIR] IMAGE...
 //       Scores the images with the bundle on OpenVINO (CPU by default; int8: the
-//       bundle's int8 networks from `drdc export --int8`): base
+//       bundle's int8 networks from `drdc export --int8`; --streams: U-Net calls
+//       split over N OpenVINO CPU streams, -1 OpenVINO's count (default), 0 off): base
 //       network, the C++ refiner with the OpenVINO U-Net and the bundle's loop
 //       noise, per-pixel statistics, fusion. IMAGE: an uncompressed 24/32-bit
 //       BMP of the bundle's size, or a 3×S×S float32 .npy in [-1, 1]. Writes
@@ -53,7 +54,7 @@ struct Options {
   int size = 64, batch = 2;
   std::string backend, device_text = "cpu", precision = "f32";
   std::vector<std::string> images;
-  int threads = 0, repeat = 1;
+  int threads = 0, repeat = 1, streams = -1;
 };
 
 Options parse_args(int argc, char** argv) {
@@ -70,6 +71,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--backend") o.backend = next();
     else if (a == "--precision") o.precision = next();
     else if (a == "--threads") o.threads = std::stoi(next());
+    else if (a == "--streams") o.streams = std::stoi(next());
     else if (a == "--repeat") o.repeat = std::stoi(next());
     else if (a == "--size") o.size = std::stoi(next());
     else if (a == "--batch") o.batch = std::stoi(next());
@@ -358,6 +360,7 @@ int main(int argc, char** argv) {
     if (!o.analytic && o.backend == "openvino") {
       BundleHostOptions b;
       b.bundle = o.bundle, b.images = o.images, b.precision = o.precision, b.threads = o.threads, b.repeat = o.repeat;
+      b.streams = o.streams;
       b.device = o.device_text;
       if (!o.out.empty()) b.out = o.out;
       return run_bundle_openvino(b);

@@ -203,7 +203,7 @@ int run_bundle_openvino(const BundleHostOptions& o) {
     bad_bundle(B, "holds no int8 networks; write them with `drdc export --int8 --calib DATA`, or choose "
                   "--precision f32 / bf16");
   openvino::Options ov;
-  ov.device = o.device, ov.precision = int8 ? "f32" : o.precision, ov.threads = o.threads;
+  ov.device = o.device, ov.precision = int8 ? "f32" : o.precision, ov.threads = o.threads, ov.streams = o.streams;
   const auto network_file = [&](const std::string& net) {
     if (int8 && m["int8"]["networks"].has(net))
       return listed_file(m, B, m["int8"]["networks"][net]["xml"], "int8.networks." + net + ".xml");
@@ -302,9 +302,9 @@ int run_bundle_openvino(const BundleHostOptions& o) {
   }
   std::vector<double> sorted = times_ms;
   std::sort(sorted.begin(), sorted.end());
-  std::printf("OpenVINO %s, device %s, precision %s: %zu image(s) of %dx%d, %d U-Net calls of %d rows each\n",
-              openvino::version().c_str(), unet_net->device().c_str(), int8 ? "int8" : unet_net->precision().c_str(),
-              images.size(), S, S,
+  std::printf("OpenVINO %s, device %s, precision %s, %d stream(s): %zu image(s) of %dx%d, %d U-Net calls of %d rows "
+              "each\n", openvino::version().c_str(), unet_net->device().c_str(),
+              int8 ? "int8" : unet_net->precision().c_str(), unet_net->streams(), images.size(), S, S,
               cfg.num_steps, refiner.rows());
   std::printf("latency per image: median %.3f ms, min %.3f ms over %zu timed call(s)\n", sorted[sorted.size() / 2],
               sorted.front(), sorted.size());

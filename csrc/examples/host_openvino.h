@@ -9,6 +9,7 @@ struct BundleHostOptions {
   std::vector<std::string> images;
   std::string device = "CPU", precision = "f32";
   int threads = 0;
+  int streams = -1;  // U-Net calls of two rows or more split over OpenVINO CPU streams (-1: OpenVINO's count; 0: off)
   int repeat = 1;  // passes over the images; with more than one, the first is a warm-up and is not timed
 };
 

@@ -132,14 +132,26 @@ def _shape_text(shape) -> str:
 
 
 class OvNetwork:
-    """One ONNX graph compiled by OpenVINO, inputs and output bound by name.
+    """One ONNX graph (or int8 IR) compiled by OpenVINO, inputs and outputs bound by name.
 
     ``specs_in`` / ``spec_out``: the manifest's TensorSpecs; the graph's names,
-    ranks and static dimensions must match them.
+    ranks and static dimensions must match them. ``outputs``: the output names :meth:`infer`
+    returns (default: ``spec_out``'s).
+
+    ``streams``: calls of two rows or more run split over OpenVINO CPU streams (the THROUGHPUT
+    hint: several infer requests at once, each on its own cores) — ``None`` lets OpenVINO choose
+    the count (2 on a 2-core CPU), 0 or 1 keeps every call on the one latency-mode request. A
+    one-row call always takes the latency request. On 2 cores (AMD EPYC) the three methods' whole
+    pipelines took 0.65–0.96× (f32) and 0.84–1.02× (int8) the latency mode's time with 2 streams
+    (benchmarks/results/int8_cpu_2026-12-07.md), and 32 U-Net rows gave the same bits; every row is
+    computed by the same compiled kernels either way, only the batch a kernel sees changes, so the
+    engines' f32 contract (1e-5 of the largest value) is the bound that holds. Static batches
+    (``static_rows``) and other devices keep the latency mode.
     """
 
     def __init__(self, path: str | Path, specs_in: Sequence, spec_out, device: str = DEFAULT_DEVICE,
-                 precision: str = "f32", threads: int = 0, static_rows: int | None = None):
+                 precision: str = "f32", threads: int = 0, static_rows: int | None = None,
+                 outputs: Sequence[str] | None = None, streams: int | None = 0):
         import openvino as ov
 
         self.path = Path(path)
@@ -167,17 +179,39 @@ class OvNetwork:
         self.compiled = core().compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
         self.input_names, self.output_name = want_in, spec_out.name
-        self._out = self.compiled.output(spec_out.name)
+        self.output_names = list(outputs or [spec_out.name])
         self.device, self.precision = device, precision
+        self.streams, self._stream_requests = 1, []
+        if streams != 0 and streams != 1 and static_rows is None and device == "CPU":
+            tp = {**config, "PERFORMANCE_HINT": "THROUGHPUT", **({"NUM_STREAMS": int(streams)} if streams else {})}
+            tput = core().compile_model(model, device, tp)
+            n = int(tput.get_property("NUM_STREAMS"))
+            if n > 1:
+                self.streams, self._stream_requests = n, [tput.create_infer_request() for _ in range(n)]
 
-    def infer(self, arrays) -> dict:
-        """One call, every output (OpenVINO's result mapping); recorded while :func:`recording` is on."""
+    def infer(self, arrays) -> list[np.ndarray]:
+        """One call: the outputs named by ``outputs``, float32 copies; recorded while :func:`recording`
+        is on. Two rows or more go over the streams (class doc)."""
         if _Recorder.active is not None:
             _Recorder.active.setdefault(self.path.name.split(".")[0], []).append([np.array(a) for a in arrays])
-        return self.request.infer(dict(zip(self.input_names, arrays)))
+        n = arrays[0].shape[0]
+        if self.streams < 2 or n < 2:
+            res = self.request.infer(dict(zip(self.input_names, arrays)))
+            return [np.array(res[name], dtype=np.float32, copy=True) for name in self.output_names]
+        k = min(self.streams, n)
+        bounds = np.linspace(0, n, k + 1).round().astype(int)
+        reqs = self._stream_requests[:k]
+        for req, lo, hi in zip(reqs, bounds[:-1], bounds[1:]):
+            req.start_async({name: a[lo:hi] for name, a in zip(self.input_names, arrays)})
+        parts = []
+        for req in reqs:
+            req.wait()
+            parts.append([np.array(req.get_tensor(name).data, dtype=np.float32, copy=True)
+                          for name in self.output_names])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
 
     def _infer(self, arrays) -> np.ndarray:
-        return np.array(self.infer(arrays)[self._out], dtype=np.float32, copy=True)
+        return self.infer(arrays)[self.output_names.index(self.output_name)]
 
     def run(self, *arrays: np.ndarray) -> np.ndarray:
         arrays = [np.ascontiguousarray(a) for a in arrays]
@@ -207,7 +241,7 @@ class OpenVINORunner:
     io = "numpy"
 
     def __init__(self, bundle, device: str | None = None, precision: str | None = None, threads: int = 0,
-                 static_batch: int | None = None):
+                 static_batch: int | None = None, streams: int | None = None):
         if static_batch is not None and int(static_batch) < 1:
             raise ValueError(f"OpenVINO static_batch must be >= 1, got {static_batch}")
         self.bundle = bundle
@@ -220,13 +254,15 @@ class OpenVINORunner:
         for net in ("base", "unet"):
             path, hint = network_model(bundle, net, self.precision)
             nets[net] = OvNetwork(path, bundle.inputs(net), bundle.outputs(net)[0], self.device, hint, threads,
-                                  rows[net])
+                                  rows[net], streams=streams)
         self._base, self._unet = nets["base"], nets["unet"]
         self.unet_dtype = bundle.inputs("unet")[0].dtype
 
     @property
     def label(self) -> str:
-        return f"{self.device}, {self.precision}" + (f", static batch {self.static_batch}" if self.static_batch else "")
+        streams = f", {self._unet.streams} streams" if self._unet.streams > 1 else ""
+        return (f"{self.device}, {self.precision}" + streams +
+                (f", static batch {self.static_batch}" if self.static_batch else ""))
 
     def base(self, images: np.ndarray) -> np.ndarray:
         self.bundle.check_inputs("base", [images])

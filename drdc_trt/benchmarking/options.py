@@ -37,7 +37,7 @@ class Options:
     images: str | None = None          # --method glad/all: a folder of input images (random ones otherwise)
 
 
-OPENVINO_PRECISIONS = ("float32", "bfloat16")
+OPENVINO_PRECISIONS = ("float32", "bfloat16", "int8")  # int8: a bundle written with drdc export --int8
 
 
 class BenchError(ValueError):

@@ -161,7 +161,7 @@ def markdown(rep: dict) -> str:
         *main_table(rep), "",
         f"Speed-up = p50 latency of the baseline (PyTorch eager fp32, loop torch) at the same batch / p50 latency "
         f"of the row. TFLOP/s = FLOPs per image × images/s; of peak = against the measured dense GEMM rate of "
-        f"the row's precision ({'TF32 for fp32 work on CUDA, as cuDNN runs fp32 convolutions on TF32' if cuda else 'fp32 torch.matmul'}). "
+        f"the row's precision ({'TF32 for fp32 work on CUDA, as cuDNN runs fp32 convolutions on TF32' if cuda else 'fp32: torch.matmul; int8 and bf16: OpenVINO matmul in that precision'}). "
         f"Peak mem = {'torch.cuda.max_memory_allocated during the row (engines with their own allocators: see cuda_device_used_mib in the JSON)' if cuda else 'peak RSS of the process during the row (getrusage, reset per row)'}.",
         "",
         "## Where the time goes (median per batch call)", "",

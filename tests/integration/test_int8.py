@@ -157,3 +157,21 @@ def test_int8_refusals(tiny_checkpoint, synthetic_root, int8_bundle, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match=r"int8.networks.unet.xml names 'nope.xml', which is not among its files"):
         load_bundle(bad)
+
+
+def test_bench_runs_the_int8_rows_against_the_int8_ceiling(int8_bundle):
+    """drdc-bench on an int8 bundle: the OpenVINO int8 row runs and its fraction of peak is taken
+    against OpenVINO's int8 matmul, measured in the same run (a u8 x i8 FullyConnected)."""
+    from drdc_trt.bench import options
+    from drdc_trt.methods.drdc.bench_limits import openvino_matmul_rate
+    from drdc_trt.methods.drdc.bench_suite import run
+
+    rate = openvino_matmul_rate("int8", n=256, seconds=0.05)
+    assert rate["tflops"] > 0 and rate["n"] == 256
+    opts = options(["--bundle", str(int8_bundle[0]), "--device", "cpu", "--backends", "openvino", "--loop", "runtime",
+                    "--batch", "2", "--warmup-s", "0", "--min-iters", "1", "--max-seconds", "0", "--no-write"])
+    rep = run(opts, log=lambda *_: None)
+    row = next(r for r in rep["rows"] if r["backend"] == "openvino" and r["precision"] == "int8")
+    assert row["status"] == "ok" and "int8" in row["engine"] and row["peak_ref"] == "int8"
+    peak = rep["limits"]["gemm_peaks"]["int8"]["tflops"]
+    assert row["fraction_of_peak"] == pytest.approx(row["achieved_tflops"] / peak)

@@ -4,6 +4,7 @@ batches, and the refusals (absent device, unknown precision, a manifest that doe
 the graph)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -172,10 +173,15 @@ def test_bench_has_a_row_per_openvino_precision_against_eager_bf16_where_the_cpu
     for prec, hint in (("float32", "f32"), ("bfloat16", "bf16"))[:2 if CPU_BF16 else 1]:
         r = rows[("openvino", "runtime", prec)]
         assert r["status"] == "ok", r["status"]
-        assert r["engine"] == f"openvino (CPU, {hint}) (torch-free runtime)"
+        assert re.fullmatch(rf"openvino \(CPU, {hint}(, \d+ streams)?\) \(torch-free runtime\)", r["engine"]), r["engine"]
         assert r["stages"]["unet_calls"] == 3  # the tiny loop's three steps went through OpenVINO
         assert r["speedup_vs_baseline"] == pytest.approx(base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"])
     assert rows[("onnxruntime", "runtime", "float32")]["status"] == "ok"
+    assert rows[("openvino", "runtime", "int8")]["status"] == (
+        "not available: the bundle has no int8 networks (write them with `drdc export --int8 --calib DATA`)")
+    peaks = rep["limits"]["gemm_peaks"]  # OpenVINO's int8 matmul is measured beside the fp32 GEMM
+    assert peaks["int8"]["tflops"] > 0 and "OpenVINO" in peaks["int8"]["dtype"]
+    assert ("bfloat16" in peaks) == CPU_BF16
 
 
 def test_detect_cli_runs_openvino_with_its_options_bf16_where_the_cpu_has_it(bundle_dir, tmp_path):
@@ -210,3 +216,45 @@ def test_detect_cli_runs_openvino_with_its_options_bf16_where_the_cpu_has_it(bun
     r = CliRunner().invoke(main, ["detect", "--bundle", str(bundle_dir), "--precision", "bf16",
                                   "--out", str(tmp_path / "bad"), str(files[0])])
     assert r.exit_code == 2 and "--precision bf16 is an OpenVINO option" in r.output
+
+
+def test_streams_split_rows_and_keep_the_f32_contract(bundle_dir):
+    """A call of several rows runs split over CPU streams (uneven chunks: 5 rows on 2 streams) and gives
+    the latency request's output within the f32 bound; one row takes the latency request."""
+    from drdc_trt.backends.openvino_backend import OvNetwork
+    from drdc_trt.export.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    args = (b.onnx_path("unet"), b.inputs("unet"), b.outputs("unet")[0], "CPU", "f32")
+    lat, tp = OvNetwork(*args, streams=0), OvNetwork(*args, streams=2)
+    assert lat.streams == 1 and tp.streams == 2
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 6, b.image_size, b.image_size)).astype(np.float32)
+    t = np.linspace(10, 900, 5).astype(np.float32)
+
+    class Spy:  # records the rows each stream is given, then runs them
+        def __init__(self, req):
+            self.req, self.rows = req, []
+
+        def start_async(self, inputs):
+            self.rows.append(len(inputs["x"]))
+            self.req.start_async(inputs)
+
+        def wait(self):
+            self.req.wait()
+
+        def get_tensor(self, name):
+            return self.req.get_tensor(name)
+
+    tp._stream_requests = spies = [Spy(r) for r in tp._stream_requests]
+    want = lat.run(x, t)
+    got = tp.run(x, t)
+    assert got.shape == want.shape == (5, 3, b.image_size, b.image_size)
+    assert float(np.abs(got - want).max()) <= F32_RTOL * float(np.abs(want).max())
+    assert not np.allclose(want[0], want[1])  # rows differ: a split that mixed them up would show
+    assert sorted(sp.rows[0] for sp in spies) == [2, 3]
+    one = tp.run(x[:1], t[:1])
+    assert [len(sp.rows) for sp in spies] == [1, 1]  # the one-row call took the latency request
+    assert float(np.abs(one - want[:1]).max()) <= F32_RTOL * float(np.abs(want).max())
+    runner = OpenVINORunner(b, streams=0)
+    assert runner.label == "CPU, f32" and "2 streams" in OpenVINORunner(b, streams=2).label

@@ -104,6 +104,22 @@ def test_host_gives_the_maps_and_scores_of_drdc_detect(built, bundle_dir, images
     assert float(np.abs(m0 - m1).max()) > 1e-2
 
 
+def test_host_streams_split_the_unet_calls_and_keep_its_maps(built, bundle_dir, images, tmp_path):
+    """--streams 2 (U-Net calls split over two CPU streams) against --streams 0 (one latency request):
+    the same maps within the f32 bound, and each run says how many streams it used."""
+    exe, _ = built
+    runs = {}
+    for n in (0, 2):
+        proc = _host(exe, "--bundle", bundle_dir, "--backend", "openvino", "--streams", n, "--out", tmp_path / str(n),
+                     *images)
+        assert proc.returncode == 0, proc.stderr
+        assert f"{max(n, 1)} stream(s)" in proc.stdout
+        res = json.loads((tmp_path / str(n) / "results.json").read_text())["results"]
+        runs[n] = [np.load(tmp_path / str(n) / r["anomaly_map"]) for r in res]
+    for a, b in zip(runs[0], runs[2]):
+        assert float(np.abs(a - b).max()) <= ATOL + RTOL * float(np.abs(a).max())
+
+
 def test_host_runs_int8_bundles_as_the_python_runtime(built, bundle_dir, images, tmp_path):
     """--precision int8 reads the bundle's int8 IR of the U-Net and the ONNX base network in both
     hosts. The refiners round otherwise (as in f32) and a quantizer can turn a difference at a rounding

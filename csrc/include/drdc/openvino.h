@@ -35,6 +35,8 @@ struct Options {
   std::string precision = "f32";  // inference precision hint: f32 or bf16 (OpenVINO's CPU default is bf16
                                   // on CPUs that have it, so it is always set)
   int threads = 0;                // CPU inference threads, 0 = OpenVINO's default
+  int streams = -1;               // CPU: calls of two rows or more run split over OpenVINO streams (the
+                                  // THROUGHPUT hint); -1 OpenVINO's count, 0 or 1 the latency request only
 };
 
 // Devices this machine's OpenVINO sees ("CPU", "GPU.0", ...).
@@ -63,10 +65,14 @@ class Network {
   const std::string& path() const noexcept;
   const std::string& device() const noexcept;     // as resolved (upper case)
   const std::string& precision() const noexcept;  // f32 or bf16
+  int streams() const noexcept;                   // 1: every call on the latency request
   const std::vector<TensorSpec>& inputs() const noexcept;
   const TensorSpec& output() const noexcept;
 
  private:
+  std::vector<int64_t> infer_streams(const std::vector<const float*>& inputs,
+                                     const std::vector<std::vector<int64_t>>& shapes, float* output,
+                                     std::size_t capacity);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -31,6 +31,11 @@ std::vector<int64_t> Network::infer(const std::vector<const float*>&, const std:
                                     float*, std::size_t) {
   no_openvino();
 }
+std::vector<int64_t> Network::infer_streams(const std::vector<const float*>&, const std::vector<std::vector<int64_t>>&,
+                                            float*, std::size_t) {
+  no_openvino();
+}
+int Network::streams() const noexcept { std::terminate(); }
 const std::string& Network::path() const noexcept { std::terminate(); }
 const std::string& Network::device() const noexcept { std::terminate(); }
 const std::string& Network::precision() const noexcept { std::terminate(); }

@@ -132,8 +132,9 @@ struct Network::Impl {
   std::string path, device, precision;
   std::vector<TensorSpec> inputs;
   TensorSpec output;
-  ov::CompiledModel compiled;
+  ov::CompiledModel compiled, throughput;
   ov::InferRequest request;
+  std::vector<ov::InferRequest> streams;  // one per stream of `throughput` (empty: latency only)
 };
 
 Network::Network(const std::string& onnx_path, const std::vector<TensorSpec>& inputs, const TensorSpec& output,
@@ -172,6 +173,17 @@ Network::Network(const std::string& onnx_path, const std::vector<TensorSpec>& in
   m.compiled = guarded(Status::kRunnerError, "compiling " + onnx_path + " for " + m.device,
                        [&] { return core().compile_model(model, m.device, config); });
   m.request = guarded(Status::kRunnerError, "creating an infer request", [&] { return m.compiled.create_infer_request(); });
+  if (options.streams != 0 && options.streams != 1 && m.device == "CPU") {
+    ov::AnyMap tp = config;
+    tp[ov::hint::performance_mode.name()] = ov::hint::PerformanceMode::THROUGHPUT;
+    if (options.streams > 1) tp.emplace(ov::num_streams.name(), ov::streams::Num(options.streams));
+    guarded(Status::kRunnerError, "compiling " + onnx_path + " for CPU streams", [&] {
+      m.throughput = core().compile_model(model, m.device, tp);
+      const int n = m.throughput.get_property(ov::num_streams).num;
+      for (int i = 0; n > 1 && i < n; ++i) m.streams.push_back(m.throughput.create_infer_request());
+      return 0;
+    });
+  }
 }
 
 Network::~Network() = default;
@@ -196,6 +208,8 @@ std::vector<int64_t> Network::infer(const std::vector<const float*>& inputs,
                                                 (inputs[i] ? shape_text(got) : std::string("a null pointer")));
     }
   }
+  const int64_t rows = shapes[0][0];
+  if (m.streams.size() > 1 && rows >= 2) return infer_streams(inputs, shapes, output, capacity);
   return guarded(Status::kRunnerError, "running " + m.path, [&] {
     for (size_t i = 0; i < inputs.size(); ++i) {
       // A view of the caller's memory (no copy); OpenVINO only reads inputs.
@@ -213,6 +227,48 @@ std::vector<int64_t> Network::infer(const std::vector<const float*>& inputs,
     return shape;
   });
 }
+
+// Rows split into near-equal contiguous chunks, one per stream, run at once; each chunk's output is
+// copied to its rows of `output`. Every row goes through the same compiled kernels as in one call.
+std::vector<int64_t> Network::infer_streams(const std::vector<const float*>& inputs,
+                                            const std::vector<std::vector<int64_t>>& shapes, float* output,
+                                            std::size_t capacity) {
+  Impl& m = *impl_;
+  const int64_t n = shapes[0][0];
+  const int64_t k = std::min<int64_t>(static_cast<int64_t>(m.streams.size()), n);
+  return guarded(Status::kRunnerError, "running " + m.path + " on " + std::to_string(k) + " streams", [&] {
+    std::vector<int64_t> lo(k + 1);
+    for (int64_t j = 0; j <= k; ++j) lo[j] = (j * n + k / 2) / k;
+    for (int64_t j = 0; j < k; ++j) {
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        std::vector<size_t> dims(shapes[i].begin(), shapes[i].end());
+        size_t row = 1;
+        for (size_t d = 1; d < dims.size(); ++d) row *= dims[d];
+        dims[0] = static_cast<size_t>(lo[j + 1] - lo[j]);
+        ov::Tensor t(ov::element::f32, ov::Shape(dims), const_cast<float*>(inputs[i]) + lo[j] * row);
+        m.streams[j].set_tensor(m.inputs[i].name, t);
+      }
+      m.streams[j].start_async();
+    }
+    std::vector<int64_t> shape;
+    size_t written = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      m.streams[j].wait();
+      const ov::Tensor out = m.streams[j].get_tensor(m.output.name);
+      const ov::Shape s = out.get_shape();
+      if (out.get_element_type() != ov::element::f32 || written + out.get_size() > capacity)
+        throw Error(Status::kRunnerError, m.path + ": output '" + m.output.name + "' does not fit the " +
+                                              std::to_string(capacity) + " floats given");
+      std::memcpy(output + written, out.data<const float>(), out.get_byte_size());
+      written += out.get_size();
+      if (shape.empty()) shape.assign(s.begin(), s.end()), shape[0] = 0;
+      shape[0] += static_cast<int64_t>(s[0]);
+    }
+    return shape;
+  });
+}
+
+int Network::streams() const noexcept { return impl_->streams.size() > 1 ? static_cast<int>(impl_->streams.size()) : 1; }
 
 const std::string& Network::path() const noexcept { return impl_->path; }
 const std::string& Network::device() const noexcept { return impl_->device; }

@@ -120,7 +120,8 @@ class DiffusionADNetworks:
     io = "numpy"
 
     def __init__(self, bundle: Bundle, backend: str = "onnxruntime", providers=None, threads: int = 0,
-                 device: str | None = None, precision: str | None = None, rebuild: bool = False):
+                 device: str | None = None, precision: str | None = None, rebuild: bool = False,
+                 streams: int | None = None):
         if backend not in DIFFUSIONAD_BACKENDS:
             raise ValueError(f"backend {backend!r}: a DiffusionAD bundle runs on {DIFFUSIONAD_BACKENDS}")
         self.bundle, self.name = bundle, backend
@@ -137,7 +138,8 @@ class DiffusionADNetworks:
 
                 dev = resolve_device(device)
                 path, hint = network_model(bundle, net, resolve_precision(precision, dev))
-                self.nets[net] = OvNetwork(path, bundle.inputs(net), bundle.outputs(net)[0], dev, hint, threads)
+                self.nets[net] = OvNetwork(path, bundle.inputs(net), bundle.outputs(net)[0], dev, hint, threads,
+                                           streams=streams)
             else:
                 from drdc_trt.backends.tensorrt_backend import BundlePlan
 

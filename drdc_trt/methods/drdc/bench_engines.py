@@ -127,6 +127,8 @@ def unavailable(spec: EngineSpec, ctx: Context) -> str | None:
             resolve_precision(spec.precision, "CPU")
         except ValueError as e:
             return str(e)
+        if spec.precision == "int8" and not ctx.bundle.manifest.get("int8"):
+            return "the bundle has no int8 networks (write them with `drdc export --int8 --calib DATA`)"
     elif b == "tensorrt":
         try:
             from drdc_trt.export.tensorrt_build import import_tensorrt

@@ -93,11 +93,58 @@ def gemm_rate(device, dtype: torch.dtype, n: int | None = None, seconds: float =
             "tflops": 2 * n**3 / (best * 1e-3) / 1e12, "iterations": len(m.latencies_ms)}
 
 
+def openvino_matmul_rate(precision: str, n: int = 1024, seconds: float = 0.5) -> dict | None:
+    """Best TOPS of an n×n×n matmul compiled by OpenVINO's CPU plugin in ``precision``: ``int8`` (the
+    activation through a 256-level FakeQuantize, int8 weights: the pattern NNCF writes, run as a u8×i8
+    FullyConnected), ``bfloat16`` (the f32 graph with the bf16 inference hint). None where OpenVINO
+    is missing or the CPU lacks the precision."""
+    import time
+
+    import numpy as np
+
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+
+        from drdc_trt.backends.openvino_backend import core, supports_bf16
+    except ImportError:
+        return None
+    if precision == "bfloat16" and not supports_bf16("CPU"):
+        return None
+    rng = np.random.default_rng(0)
+    a = ops.parameter([n, n], ov.Type.f32, name="a")
+    if precision == "int8":
+        lo, hi = ops.constant(np.float32(-4)), ops.constant(np.float32(4))
+        w = ops.constant(rng.integers(-127, 128, (n, n)).astype(np.int8))
+        mm = ops.matmul(ops.fake_quantize(a, lo, hi, lo, hi, 256),
+                        ops.multiply(ops.convert(w, ov.Type.f32), ops.constant(np.float32(0.01))), False, True)
+    else:
+        mm = ops.matmul(a, ops.constant(rng.standard_normal((n, n)).astype(np.float32)), False, True)
+    hint = "bf16" if precision == "bfloat16" else "f32"
+    compiled = core().compile_model(ov.Model([mm], [a]), "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                                 "PERFORMANCE_HINT": "LATENCY"})
+    req, x = compiled.create_infer_request(), rng.uniform(-3, 3, (n, n)).astype(np.float32)
+    req.infer({"a": x})
+    best, iters, t_end = float("inf"), 0, time.perf_counter() + seconds
+    while iters < 3 or (time.perf_counter() < t_end and iters < 50):
+        t = time.perf_counter()
+        req.infer({"a": x})
+        best, iters = min(best, time.perf_counter() - t), iters + 1
+    return {"n": n, "dtype": f"{precision} (OpenVINO matmul)", "best_ms": round(best * 1e3, 4),
+            "tflops": 2 * n**3 / best / 1e12, "iterations": iters}
+
+
 def gemm_peaks(device) -> dict:
-    """Measured dense GEMM rates by precision name (the reference peaks of this run)."""
+    """Measured dense GEMM rates by precision name (the reference peaks of this run); on the CPU also
+    OpenVINO's int8 and bf16 matmuls, the ceilings of its rows in those precisions."""
     device = torch.device(device)
     if device.type != "cuda":
-        return {"float32": gemm_rate(device, torch.float32)}
+        out = {"float32": gemm_rate(device, torch.float32)}
+        for p in ("int8", "bfloat16"):
+            rate = openvino_matmul_rate(p)
+            if rate is not None:
+                out[p] = rate
+        return out
     out = {}
     with _tf32_matmul(False):
         out["float32"] = gemm_rate(device, torch.float32)
@@ -116,7 +163,7 @@ def peak_key(device, precision: str) -> str:
     cores unless ``torch.backends.cudnn.allow_tf32`` is off (TensorRT and ONNX Runtime's
     CUDA EP allow TF32 by default too), so its ceiling is the TF32 rate."""
     if torch.device(device).type != "cuda":
-        return "float32"
+        return precision if precision in ("int8", "bfloat16") else "float32"
     if precision in ("float16", "bfloat16"):
         return precision
     return "tf32" if torch.backends.cudnn.allow_tf32 else "float32"

@@ -106,15 +106,14 @@ class OrtStages:
 class _OvStages:
     """The features graph compiled by OpenVINO: every stage output."""
 
-    def __init__(self, path, specs_in, specs_out, device, precision, threads: int = 0):
+    def __init__(self, path, specs_in, specs_out, device, precision, threads: int = 0, streams: int | None = None):
         from drdc_trt.backends.openvino_backend import OvNetwork
 
-        self.net = OvNetwork(path, specs_in, specs_out[0], device, precision, threads)
-        self.ports = [self.net.compiled.output(s.name) for s in specs_out]
+        self.net = OvNetwork(path, specs_in, specs_out[0], device, precision, threads,
+                             outputs=[s.name for s in specs_out], streams=streams)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        res = self.net.infer([np.ascontiguousarray(x)])
-        return [np.array(res[p], dtype=np.float32, copy=True) for p in self.ports]
+        return self.net.infer([np.ascontiguousarray(x)])
 
 
 class GLADNetworks:
@@ -125,7 +124,8 @@ class GLADNetworks:
     io = "numpy"
 
     def __init__(self, bundle: Bundle, backend: str = "onnxruntime", providers=None, threads: int = 0,
-                 device: str | None = None, precision: str | None = None, rebuild: bool = False):
+                 device: str | None = None, precision: str | None = None, rebuild: bool = False,
+                 streams: int | None = None):
         if backend not in GLAD_BACKENDS:
             raise ValueError(f"backend {backend!r}: a GLAD bundle runs on {GLAD_BACKENDS}")
         self.bundle, self.name = bundle, backend
@@ -142,9 +142,11 @@ class GLADNetworks:
             dev = resolve_device(device)
             prec = resolve_precision(precision, dev)
             path, hint = network_model(bundle, "unet", prec)
-            self._unet = OvNetwork(path, bundle.inputs("unet"), bundle.outputs("unet")[0], dev, hint, threads)
+            self._unet = OvNetwork(path, bundle.inputs("unet"), bundle.outputs("unet")[0], dev, hint, threads,
+                                   streams=streams)
             path, hint = network_model(bundle, "features", prec)
-            self._features = _OvStages(path, bundle.inputs("features"), bundle.outputs("features"), dev, hint, threads)
+            self._features = _OvStages(path, bundle.inputs("features"), bundle.outputs("features"), dev, hint, threads,
+                                       streams)
         else:
             from drdc_trt.backends.tensorrt_backend import BundlePlan
 
