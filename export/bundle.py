@@ -13,6 +13,7 @@ A bundle is a folder::
     noise_steps.npy    T×R×3×S×S float32
     diff_pixel_mean.npy, diff_pixel_std.npy   S×S float32, per-pixel statistics (fusion.diff_norm = "pixel")
     base.plan, unet.plan, timing.cache   optional, TensorRT
+    unet.int8.xml, unet.int8.bin   optional, int8 OpenVINO IR (``drdc export --int8``, manifest ``int8``)
 
 A DiffusionAD bundle (``"method": "diffusionad"``) holds other networks and fields; its
 manifest is checked by ``diffusionad_bundle.validate_manifest`` (a GLAD bundle's, ``"method":
