@@ -78,7 +78,10 @@ def detect_predictor(model_dir, bundle_dir, backend, loop, seed, device, rebuild
 
         x, parts = x.numpy(), []
         # the runtime runs batch_size images per call either way; one call per chunk lets a bar move
-        with tqdm(total=len(x), desc=f"{bundle.method} on {predict.engine}", unit="img", disable=not progress) as bar:
+        # a bar where the work is split (eval's test split), cleared when done; one call shows none, so
+        # drdc detect on a few parts prints its result lines alone (drdc client prints the same)
+        with tqdm(total=len(x), desc=f"inference ({predict.engine})", unit="img", leave=False,
+                  disable=not progress or len(x) <= batch_size) as bar:
             for i in range(0, len(x), batch_size):
                 parts.append(det.predict(x[i:i + batch_size], batch_size=batch_size))
                 bar.update(min(batch_size, len(x) - i))
