@@ -15,9 +15,8 @@ A bundle is a folder::
     base.plan, unet.plan, timing.cache   optional, TensorRT
     unet.int8.xml, unet.int8.bin   optional, int8 OpenVINO IR (``drdc export --int8``, manifest ``int8``)
 
-A DiffusionAD bundle (``"method": "diffusionad"``) holds other networks and fields; its
-manifest is checked by ``diffusionad_bundle.validate_manifest`` (a GLAD bundle's, ``"method":
-"glad"``, by ``glad_bundle.validate_manifest``). No method: DRDC's.
+Another method's bundle names it in the manifest's ``method`` field and holds other networks and
+fields; that method's registered ``manifest_check`` checks them (no field: DRDC's).
 
 This module imports no torch (the deploy runtime uses it). The writer stages
 every file in a hidden sibling folder and renames the finished folder into

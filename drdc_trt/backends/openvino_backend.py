@@ -21,6 +21,7 @@ size run in chunks of that size, the last one padded.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
@@ -105,26 +106,20 @@ def network_model(bundle, network: str, precision: str) -> tuple[Path, str]:
     return (bundle.file(entry["xml"]) if entry else bundle.onnx_path(network)), "f32"
 
 
-class _Recorder:
-    """The inputs every OvNetwork call receives, while :func:`recording` is active (int8 calibration)."""
-
-    active: "dict | None" = None
+# The inputs every OvNetwork call receives while :func:`recording` is active (int8 calibration).
+_RECORDED: dict | None = None
 
 
+@contextlib.contextmanager
 def recording():
     """``with recording() as calls:`` every OvNetwork run inside appends its inputs to
     ``calls[network file stem]`` (one list of arrays per call)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def _ctx():
-        prev, _Recorder.active = _Recorder.active, {}
-        try:
-            yield _Recorder.active
-        finally:
-            _Recorder.active = prev
-
-    return _ctx()
+    global _RECORDED
+    prev, _RECORDED = _RECORDED, {}
+    try:
+        yield _RECORDED
+    finally:
+        _RECORDED = prev
 
 
 def _shape_text(shape) -> str:
@@ -192,8 +187,8 @@ class OvNetwork:
     def infer(self, arrays) -> list[np.ndarray]:
         """One call: the outputs named by ``outputs``, float32 copies; recorded while :func:`recording`
         is on. Two rows or more go over the streams (class doc)."""
-        if _Recorder.active is not None:
-            _Recorder.active.setdefault(self.path.name.split(".")[0], []).append([np.array(a) for a in arrays])
+        if _RECORDED is not None:
+            _RECORDED.setdefault(self.path.name.split(".")[0], []).append([np.array(a) for a in arrays])
         n = arrays[0].shape[0]
         if self.streams < 2 or n < 2:
             res = self.request.infer(dict(zip(self.input_names, arrays)))

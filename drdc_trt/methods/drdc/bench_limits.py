@@ -98,8 +98,6 @@ def openvino_matmul_rate(precision: str, n: int = 1024, seconds: float = 0.5) ->
     activation through a 256-level FakeQuantize, int8 weights: the pattern NNCF writes, run as a u8×i8
     FullyConnected), ``bfloat16`` (the f32 graph with the bf16 inference hint). None where OpenVINO
     is missing or the CPU lacks the precision."""
-    import time
-
     import numpy as np
 
     try:
@@ -125,13 +123,11 @@ def openvino_matmul_rate(precision: str, n: int = 1024, seconds: float = 0.5) ->
                                                                  "PERFORMANCE_HINT": "LATENCY"})
     req, x = compiled.create_infer_request(), rng.uniform(-3, 3, (n, n)).astype(np.float32)
     req.infer({"a": x})
-    best, iters, t_end = float("inf"), 0, time.perf_counter() + seconds
-    while iters < 3 or (time.perf_counter() < t_end and iters < 50):
-        t = time.perf_counter()
-        req.infer({"a": x})
-        best, iters = min(best, time.perf_counter() - t), iters + 1
-    return {"n": n, "dtype": f"{precision} (OpenVINO matmul)", "best_ms": round(best * 1e3, 4),
-            "tflops": 2 * n**3 / best / 1e12, "iterations": iters}
+    m = measure(lambda: req.infer({"a": x}), Clock(torch.device("cpu")), warmup_s=0.0, min_iters=3,
+                max_seconds=seconds, max_iters=50)
+    best = min(m.latencies_ms)
+    return {"n": n, "dtype": f"{precision} (OpenVINO matmul)", "best_ms": round(best, 4),
+            "tflops": 2 * n**3 / (best * 1e-3) / 1e12, "iterations": len(m.latencies_ms)}
 
 
 def gemm_peaks(device) -> dict:
