@@ -18,14 +18,13 @@ from pathlib import Path
 
 from . import methods as registry
 from .benchmarking.runs import runs, stem as runs_stem
+from .settings import PRESETS
 
 BACKENDS = ("torch", "torch-compiled", "onnxruntime", "openvino", "tensorrt")
 # openvino rows are asked for by name (--backends ...,openvino): they need its optional package
 DEFAULT_BACKENDS = ("torch", "torch-compiled", "onnxruntime", "tensorrt")
 LOOPS = ("torch", "csrc", "runtime")
 PRECISIONS = ("float32", "float16", "bfloat16")
-PRESETS = ("tiny", "small", "fast", "paper")
-
 # Defaults per device: finish in a few minutes on a 2-core CPU; cover batching on a GPU.
 DEFAULTS = {
     "cpu": {"config": "small", "batch": "1,8", "precision": "float32", "warmup_s": 0.0, "min_iters": 3,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import click
@@ -48,13 +49,20 @@ def main() -> None:
               help="drdc (base model + U-Net) or diffusionad (U-Net + segmentation net, the preset's sizes; "
                    "docs/diffusionad.md) or glad (U-Net with adaptive denoising steps; docs/glad.md) "
                    "[default: drdc, or the --config file's].")
+@click.option("--feature-cache", metavar="DIR|off", default=None,
+              help="Where the frozen backbone's features of the training images are kept between runs "
+                   "(keyed by image, weights and size; drdc_trt/feature_cache.py), or off "
+                   "[default: $DRDC_FEATURE_CACHE, else ~/.cache/drdc_trt/features].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_root, out, preset, config_file, sets, categories, device, method, quiet):
-    """Train a model: DRDC (base model, U-Net, fusion statistics) or DiffusionAD (--method)."""
+def train(data_root, out, preset, config_file, sets, categories, device, method, feature_cache, quiet):
+    """Train a model: DRDC (base model, U-Net, fusion statistics), DiffusionAD or GLAD (--method)."""
     from .data import DatasetError
+    from .feature_cache import ENV
     from drdc_trt.train import train as run
 
     cfg = _config(preset, config_file, sets, method)
+    if feature_cache is not None:
+        os.environ[ENV] = feature_cache
     try:
         run(data_root, out, cfg, _categories(categories), progress=not quiet, device=device)
     except (DatasetError, ValueError) as e:
@@ -68,13 +76,15 @@ def train(data_root, out, preset, config_file, sets, categories, device, method,
 @click.option("--out", required=True, type=click.Path(), help="Folder for the re-calibrated checkpoint.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="An inference setting, e.g. diffusion.margin=8, fusion.heat_norm=image_std, "
-                   "fusion.select=synthetic (training settings are refused).")
+                   "fusion.select=synthetic for DRDC, glad.tau_rule=quantile for GLAD (training settings are "
+                   "refused).")
 @click.option("--categories", help="Comma-separated categories (default: all found).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def calibrate(model_dir, data_root, out, sets, categories, device, quiet):
-    """Change inference settings of a trained model without retraining: measure the fusion
-    statistics (and λ, with fusion.select=synthetic) again on the held-out normal images."""
+    """Change inference settings of a trained model without retraining: measure its calibration
+    again on the held-out normal images (DRDC: the fusion statistics, and λ with
+    fusion.select=synthetic; GLAD: τ and the thresholds)."""
     from . import methods
     from .checkpoint import CheckpointError, load_config
     from .data import DatasetError

@@ -169,9 +169,10 @@ def _bundle_detector(bundle_dir, backend, precision, method, loop, seed, device)
 @click.option("--method", type=MethodChoice(), default=None,
               help="Check that the model is of this method [default: whatever the checkpoint holds]; a "
                    "DiffusionAD model varies diffusionad.t_a / .t_b / .w (default 100,200,300 / 300,400,600 / "
-                   "0,0.5,1,2); a GLAD model glad.tau_quantile / glad.tau (τ itself, inf/-inf: the bounds) / "
-                   "glad.t0 / glad.min_step / glad.fallback / glad.saff_weight (default 0.5,0.75,0.95,0.99 / "
-                   "inf,-inf / 500,800 / 250,450 / continue,stop / sigmoid,minmax: the values the model does not "
+                   "0,0.5,1,2); a GLAD model glad.tau_rule / glad.tau_quantile / glad.tau (τ itself, inf/-inf: the "
+                   "bounds) / glad.t0 / glad.min_step / glad.fallback / glad.saff_weight (default fixed,quantile / "
+                   "0.5,0.75,0.95,0.99 / inf,-inf / 500,800 / 250,450 / continue,stop / sigmoid,minmax: the values "
+                   "the model does not "
                    "use), τ re-calibrated on the held-out normal training images for each variant.")
 @click.option("--compare-model", "compare_models", multiple=True, type=click.Path(),
               help="DiffusionAD or GLAD: another checkpoint whose rows go beside it (repeatable): a DRDC model "

@@ -390,13 +390,15 @@ def missing_fields(d: dict[str, Any]) -> list[str]:
 _DATACLASSES = {c.__name__: c for c in (BackboneConfig, UNetConfig, DiffusionConfig, TrainConfig)}
 
 
-PRESETS = ("tiny", "small", "fast", "paper")
+PRESETS = ("tiny", "small", "small224", "fast", "paper")
 
 
 def core_size_preset(name: str, cfg: ModelConfig) -> None:
     """The core sections of the named presets: ``tiny`` (tests: seconds on a CPU core, random
     backbone weights), ``small`` (the CPU demo: 64² images, a narrow U-Net, short training),
-    ``fast`` (the default at 224²) and ``paper`` (the paper's U-Net width)."""
+    ``small224`` (small's U-Net at 224² for a CPU: one more down-sampling so attention sits at
+    ds 8, 28² tokens, not small's 56²; 56² crops, so a training step costs ~3× small's), ``fast``
+    (the default at 224²) and ``paper`` (the paper's U-Net width)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
     if name == "paper":
@@ -407,6 +409,11 @@ def core_size_preset(name: str, cfg: ModelConfig) -> None:
                               attention_ds=(4,), num_head_channels=32)
         cfg.train = TrainConfig(batch_size=16, base_epochs=40, unet_iters=1200, base_lr=5e-4, unet_lr=1e-3,
                                 crop_size=32)
+    elif name == "small224":
+        cfg.unet = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=1,
+                              attention_ds=(8,), num_head_channels=32)
+        cfg.train = TrainConfig(batch_size=16, base_epochs=40, unet_iters=1200, base_lr=5e-4, unet_lr=1e-3,
+                                crop_size=56)
     elif name == "tiny":
         cfg.image_size = 32
         cfg.backbone.weights = "none"

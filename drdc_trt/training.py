@@ -240,3 +240,33 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], li
     return sorted(perm[k:]), sorted(perm[:k])
 
 
+
+
+def recalibrate_checkpoint(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,
+                           method: str, keys: Sequence[str], calibrate: Callable[..., dict],
+                           categories: Sequence[str] | None = None, progress: bool = True,
+                           log: Callable[[str], None] = print, device: str | torch.device = "cpu"):
+    """A trained ``method`` checkpoint with other inference settings (``changes``, only ``keys``):
+    ``calibrate(model, calib_images, batch_size, progress, log) -> dict`` runs again on the held-out
+    normal images the training split set aside; the weights are copied unchanged. Writes a
+    checkpoint and its calibration_report.json to ``out``; returns the model."""
+    from drdc_trt.checkpoint import save_checkpoint
+    from drdc_trt.loading import load_checkpoint
+
+    bad = sorted(set(changes) - set(keys))
+    if bad:
+        raise ValueError(f"{bad}: not inference settings; re-calibration may change only {list(keys)}")
+    model = load_checkpoint(model_dir)
+    if model.cfg.method != method:
+        raise ValueError(f"{model_dir}: re-calibration changes {method}'s inference settings; this is a "
+                         f"{model.cfg.method} model")
+    model.cfg = model.cfg.replace(**changes)
+    _, calib = training_split(data_root, model.cfg, categories, progress, log=lambda _: None)
+    model.to(device)
+    result = calibrate(model, calib, max(1, model.cfg.train.batch_size // 2), progress, log)
+    out = Path(out)
+    save_checkpoint(model, out)
+    report = {"source": str(model_dir), "changes": changes, "calibration_images": len(calib), "selection": result}
+    atomic_write_text(out / "calibration_report.json", json.dumps(report, indent=2))
+    log(f"re-calibrated checkpoint written to {out}")
+    return model

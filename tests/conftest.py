@@ -10,6 +10,18 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache(tmp_path_factory):
+    """Training's backbone-feature cache in a folder of this session, never the user's."""
+    old = os.environ.get("DRDC_FEATURE_CACHE")
+    os.environ["DRDC_FEATURE_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
+    yield
+    if old is None:
+        os.environ.pop("DRDC_FEATURE_CACHE", None)
+    else:
+        os.environ["DRDC_FEATURE_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     from drdc_trt.data import make_synthetic_dataset

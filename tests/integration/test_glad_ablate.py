@@ -33,7 +33,8 @@ SEED = 0
 @pytest.fixture(scope="module")
 def glad_checkpoint(tmp_path_factory, perturb_unet):
     torch.manual_seed(0)
-    model = perturb_unet(GLADModel(preset("tiny", "glad")), scale=0.05, seed=1)
+    # the quantile rule, so that every variant below re-calibrates τ from the held-out images
+    model = perturb_unet(GLADModel(preset("tiny", "glad").replace(**{"glad.tau_rule": "quantile"})), scale=0.05, seed=1)
     model.stats = GLADStats(tau=0.3, image_threshold=0.5, pixel_threshold=0.5, num_images=1, detector_seed=SEED)
     out = tmp_path_factory.mktemp("glad_ablate") / "ckpt"
     save_checkpoint(model.eval(), out)
@@ -46,7 +47,7 @@ def ablated(glad_checkpoint, dad_checkpoint, tiny_checkpoint, synthetic_root, tm
     args = ["ablate", "--model", str(glad_checkpoint), "--data", str(synthetic_root), "--work", str(work / "w"),
             "--results", str(work / "res"), "--report", str(work / "report.html"), "--seed", str(SEED),
             "--factor", "glad.tau=inf,-inf", "--factor", "glad.tau_quantile=0.5", "--factor", "glad.min_step=450",
-            "--factor", "glad.fallback=stop", "--compare-model", str(tiny_checkpoint), "--compare-model", str(dad_checkpoint),
+            "--factor", "glad.fallback=stop", "--factor", "glad.tau_rule=fixed", "--compare-model", str(tiny_checkpoint), "--compare-model", str(dad_checkpoint),
             "--no-knn", "--no-synthetic-lambda", "--lams", "0,1", "--quiet"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
@@ -78,7 +79,7 @@ def rows_by_setting(res) -> dict:
 def test_tau_bounds_and_fallback_step_counts(ablated):
     rows = rows_by_setting(ablated[2])
     assert set(rows) == {"default", "glad.tau=inf", "glad.tau=-inf", "glad.tau_quantile=0.5", "glad.min_step=450",
-                         "glad.fallback=stop"}
+                         "glad.fallback=stop", "glad.tau_rule=fixed"}
     never, always = rows["glad.tau=inf"], rows["glad.tau=-inf"]
     # the authors' fallback: a row that falls back goes on, so every row takes all 5 steps
     assert never["tau"] == math.inf and never["triggered_pct"] == 0 and never["mean_steps"] == 5
@@ -102,11 +103,13 @@ def test_each_variant_recalibrates_tau_on_held_out_normal_images(ablated, glad_c
     want_s = calibrate_here(load_checkpoint(glad_checkpoint), synthetic_root, fallback="stop")
     assert rows["glad.fallback=stop"]["tau"] == pytest.approx(want_s, rel=1e-6)
     assert want_s == calibrate_here(load_checkpoint(glad_checkpoint), synthetic_root)
+    # the fixed rule (the default of a new model): τ = glad.tau_fixed, 0, with no probe pass
+    assert rows["glad.tau_rule=fixed"]["tau"] == 0.0
 
 
 @pytest.mark.parametrize("setting, tau, changes", [
     ("default", 0.3, {}), ("glad.tau=-inf", -math.inf, {}), ("glad.tau_quantile=0.5", None, {"tau_quantile": 0.5}),
-    ("glad.fallback=stop", None, {"fallback": "stop"})])
+    ("glad.fallback=stop", None, {"fallback": "stop"}), ("glad.tau_rule=fixed", 0.0, {})])
 def test_rows_equal_the_detector_run_here(ablated, glad_checkpoint, synthetic_root, setting, tau, changes):
     model = load_checkpoint(glad_checkpoint)
     if tau is None:

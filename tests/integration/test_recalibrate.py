@@ -90,3 +90,33 @@ def test_guard_that_fails_stores_lambda_zero_and_says_why(synthetic_root, tiny_c
     assert rec["skipped"].startswith("needs at least 4 held-out normal images") and rec["lam"] == 0.5
     assert any(line.startswith("note: the reliability guard did not run") for line in logs), logs
     assert load_checkpoint(tmp_path / "g").cfg.fusion.lam == 0.5
+
+
+def test_glad_calibrate_switches_the_tau_rule(synthetic_root, tmp_path, perturb_unet):
+    """`drdc calibrate` on a GLAD model (one written before the τ rule existed reads as the quantile
+    rule): --set glad.tau_rule=fixed stores τ = glad.tau_fixed, the thresholds of the loop with it
+    and the same weights; a training setting is refused by name."""
+    from drdc_trt.checkpoint import save_checkpoint
+    from drdc_trt.methods.glad.detector import GLADDetector
+    from drdc_trt.methods.glad.model import GLADModel, GLADStats
+    from drdc_trt.training import training_split
+
+    cfg = preset("tiny", "glad").replace(**{"glad.tau_rule": "quantile"})
+    model = perturb_unet(GLADModel(cfg), scale=0.05, seed=1).eval()
+    model.stats = GLADStats(tau=0.3, image_threshold=0.5, pixel_threshold=0.5, num_images=1, detector_seed=0)
+    save_checkpoint(model, tmp_path / "old")
+    r = CliRunner().invoke(main, ["calibrate", "--model", str(tmp_path / "old"), "--data", str(synthetic_root),
+                                  "--out", str(tmp_path / "new"), "--set", "glad.tau_rule=fixed", "--quiet"])
+    assert r.exit_code == 0, r.output
+    new = load_checkpoint(tmp_path / "new")
+    assert new.cfg.glad.tau_rule == "fixed" and new.stats.tau == 0.0
+    _, calib = training_split(synthetic_root, new.cfg, None, progress=False, log=lambda _: None)
+    out = GLADDetector(new).predict(calib, batch_size=max(1, new.cfg.train.batch_size // 2))
+    assert new.stats.image_threshold == pytest.approx(float(out.pred_score.max()), abs=1e-6)
+    wa, wb = load_file(str(tmp_path / "old" / "model.safetensors")), load_file(str(tmp_path / "new" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    report = json.loads((tmp_path / "new" / "calibration_report.json").read_text())
+    assert report["changes"] == {"glad.tau_rule": "fixed"} and report["selection"]["tau"] == 0.0
+    r = CliRunner().invoke(main, ["calibrate", "--model", str(tmp_path / "old"), "--data", str(synthetic_root),
+                                  "--out", str(tmp_path / "x"), "--set", "glad.lr=0.1"])
+    assert r.exit_code == 2 and "glad.lr" in r.output and not (tmp_path / "x").exists()

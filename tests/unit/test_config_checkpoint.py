@@ -18,6 +18,32 @@ def test_config_json_round_trip(name):
     assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
 
 
+def test_small224_keeps_attention_at_28_squared_tokens():
+    """small224: small's U-Net with one more level, so at 224² its one attention level sees 28² tokens
+    (small's would see 56²); grid cells scaled from small's (4, 8 at 64²) and dividing both the image
+    and the 56² training crop; the U-Net runs on a crop and on the whole image."""
+    from drdc_trt.models.unet import UNet
+
+    small, cfg = preset("small"), preset("small224")
+    assert cfg.image_size == 224 and cfg.unet.model_channels == small.unet.model_channels == 32
+    levels = len(cfg.unet.channel_mult)
+    assert [224 // d for d in cfg.unet.attention_ds] == [28] and all(d < 2 ** levels for d in cfg.unet.attention_ds)
+    assert [224 // d for d in small.unet.attention_ds] == [56]
+    assert [g * 224 // 64 for g in small.diffusion.grid_sizes] == list(cfg.diffusion.grid_sizes)
+    crop = cfg.train.crop_size
+    assert all(224 % g == 0 for g in cfg.diffusion.grid_sizes)
+    assert all(crop % g == 0 for g in cfg.diffusion.train_grid_sizes)
+    assert [crop // g for g in cfg.diffusion.train_grid_sizes] == [small.train.crop_size // g
+                                                                   for g in small.diffusion.train_grid_sizes]
+    for method in ("drdc", "glad", "diffusionad"):
+        assert preset("small224", method).image_size == 224
+    torch.manual_seed(0)
+    net = UNet(cfg.unet).eval()
+    with torch.no_grad():
+        for side in (crop, 224):
+            assert net(torch.randn(1, 6, side, side), torch.tensor([10.0])).shape == (1, 3, side, side)
+
+
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="grid_sizes"):
         preset("tiny").replace(**{"diffusion.grid_sizes": [5]})

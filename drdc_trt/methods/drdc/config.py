@@ -136,6 +136,11 @@ def size_preset(name: str, cfg: ModelConfig) -> None:
         cfg.diffusion.train_grid_sizes = (4, 8, 16)
         cfg.diffusion.num_steps = 5
         cfg.fusion.mean_filter = 3
+    elif name == "small224":  # small's sections at 224²: grid cells scaled with the side (4, 8 → 14, 28)
+        size_preset("small", cfg)
+        cfg.diffusion.grid_sizes = (14, 28)
+        cfg.diffusion.train_grid_sizes = (7, 14, 28)  # 8, 4, 2 cells across a 56² crop, as small's 32² crop
+        cfg.fusion.mean_filter = 5  # the fast preset's, at the same 224²
     elif name == "tiny":
         cfg.transformer = TransformerConfig(
             hidden_dim=32, num_encoder_layers=1, num_decoder_layers=1, num_heads=4,

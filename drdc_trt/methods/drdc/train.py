@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from drdc_trt.methods.drdc import guard, tuning
 from drdc_trt.checkpoint import atomic_write_text, save_checkpoint
 from drdc_trt.settings import ModelConfig
-from drdc_trt.data import load_split
 from drdc_trt.schedule import Schedule, min_snr_weight
 from drdc_trt.methods.drdc.masks import random_known_masks
 from drdc_trt.ema import EMA
+from drdc_trt.feature_cache import cached_features
 from drdc_trt.methods.drdc.model import DRDCModel
 from drdc_trt.methods.drdc.pipeline import Detector
 from drdc_trt.training import bar as progress_bar
@@ -33,16 +33,10 @@ from drdc_trt.training import (
     TrainReport,
     TrainState,
     remove_stale_temps,
+    recalibrate_checkpoint,
     snapshot_on_interrupt,
-    split_calibration,
     training_split,
 )
-
-
-@torch.no_grad()
-def _backbone_features(model: DRDCModel, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    dev = next(model.parameters()).device
-    return torch.cat([model.base.backbone(images[i:i + batch].to(dev)) for i in range(0, len(images), batch)])
 
 
 def _train_base(model, feats, cfg, state, opts, report, progress, save) -> None:
@@ -208,29 +202,11 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
     """A trained checkpoint with other inference settings: the statistics (and λ, with
     heat normalisation, with ``fusion.select = "synthetic"``) measured again on the held-out normal images the
     training split set aside; the weights are copied unchanged. Writes a checkpoint to ``out``."""
-    from drdc_trt.loading import load_checkpoint
+    def again(model, calib, batch_size, progress, log):
+        return calibrate(model, calib, batch_size=batch_size, progress=progress, log=log)
 
-    bad = sorted(set(changes) - set(INFERENCE_KEYS))
-    if bad:
-        raise ValueError(f"{bad}: not inference settings; re-calibration may change only {list(INFERENCE_KEYS)}")
-    model = load_checkpoint(model_dir)
-    if model.cfg.method != "drdc":
-        raise ValueError(f"{model_dir}: re-calibration changes DRDC's inference settings; this is a "
-                         f"{model.cfg.method} model")
-    model.cfg = model.cfg.replace(**changes)
-    data = load_split(data_root, "train", model.cfg.image_size, categories, progress=progress)
-    train_idx, calib_idx = split_calibration(len(data), model.cfg.train.calib_fraction, model.cfg.train.seed)
-    calib = data.images[calib_idx] if calib_idx else data.images[train_idx]
-    model.to(device)
-    selection = calibrate(model, calib, batch_size=max(1, model.cfg.train.batch_size // 2), progress=progress,
-                          log=log)
-    out = Path(out)
-    save_checkpoint(model, out)
-    report = {"source": str(model_dir), "changes": changes, "calibration_images": len(calib),
-              "selection": selection}
-    atomic_write_text(out / "calibration_report.json", json.dumps(report, indent=2))
-    log(f"re-calibrated checkpoint written to {out}")
-    return model
+    return recalibrate_checkpoint(model_dir, data_root, out, changes, "drdc", INFERENCE_KEYS, again, categories,
+                                  progress, log, device)
 
 
 def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
@@ -265,7 +241,7 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     with snapshot_on_interrupt(state, save, log):
         t0 = time.perf_counter()
         if state.info["base_epoch"] < tc.base_epochs:
-            feats = _backbone_features(model, images)
+            feats = cached_features(model.base.backbone, images, log=log)
             _train_base(model, feats, cfg, state, opts, report, progress, save)
         report.seconds["base"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ SPEC = MethodSpec(
     study="drdc_trt.methods.glad.ablation:STUDY",
     outputs=("steps",),
     # drdc-bench --method (the signatures: the drdc spec); its steps table: (report) -> markdown
-    extras={"bench_rows": "drdc_trt.methods.glad.bench:bench_rows",
+    extras={"recalibrate": "drdc_trt.methods.glad.train:recalibrate",
+            "bench_rows": "drdc_trt.methods.glad.bench:bench_rows",
             "bench_markdown": "drdc_trt.methods.glad.bench:markdown_section"},
 )

@@ -25,7 +25,7 @@ import torch
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data.anomalies import anomaly_batch
 from drdc_trt.models.thresholds import pixel_threshold
-from drdc_trt.training import LOSS_READ_EVERY
+from drdc_trt.training import LOSS_READ_EVERY, recalibrate_checkpoint
 from drdc_trt.training import bar as progress_bar
 from drdc_trt.models.method_training import MethodTraining, train_method
 from drdc_trt.methods.glad.detector import GLADDetector
@@ -112,21 +112,34 @@ def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None
 
 
 @torch.no_grad()
-def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed: int = 0,
-              progress: bool = False) -> dict:
-    """τ, then the thresholds, on normal images (stored in the model). τ: the loop is run with
-    τ = +inf (no row triggers; each falls back at the first step below min_step) and τ is the
-    ``glad.tau_quantile`` quantile of each image's largest trigger score. Then the loop with that
-    τ: the image threshold is the largest image score, the pixel threshold the 99.9th percentile
-    of the map pixels (as DRDC's FusionStats). Returns the step report of the second pass."""
+def choose_tau(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed: int = 0, progress: bool = False,
+               rule: str | None = None) -> tuple[float, list[float] | None]:
+    """τ by ``rule`` (the config's ``glad.tau_rule`` when None): "fixed" is ``glad.tau_fixed``;
+    "quantile" runs the loop on the normal ``images`` with τ = +inf (no row triggers; each falls
+    back at the first step below min_step) and takes the ``glad.tau_quantile`` quantile of each
+    image's largest trigger score. Returns τ and those scores (None for "fixed")."""
+    g = model.cfg.glad
+    if (rule or g.tau_rule) == "fixed":
+        return float(g.tau_fixed), None
     dev = next(model.parameters()).device
     probe = GLADDetector(model, dev, seed, tau=float("inf")).predict(images, batch_size, progress)
-    tau = float(torch.quantile(probe.max_score.double(), model.cfg.glad.tau_quantile))
+    return float(torch.quantile(probe.max_score.double(), g.tau_quantile)), probe.max_score.tolist()
+
+
+@torch.no_grad()
+def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed: int = 0,
+              progress: bool = False) -> dict:
+    """τ (``choose_tau``), then the thresholds, on normal images (stored in the model): the loop
+    with that τ, the image threshold the largest image score, the pixel threshold the 99.9th
+    percentile of the map pixels (as DRDC's FusionStats). Returns the step report of that pass."""
+    dev = next(model.parameters()).device
+    tau, normal_max = choose_tau(model, images, batch_size, seed, progress)
     model.stats = GLADStats(tau=tau, num_images=int(images.shape[0]), detector_seed=seed)
     out = GLADDetector(model, dev, seed).predict(images, batch_size, progress)
     model.stats.image_threshold = float(out.pred_score.max())
     model.stats.pixel_threshold = pixel_threshold(out.anomaly_map)
-    return {"tau": tau, "normal_max_scores": probe.max_score.tolist(), **out.step_report(model.cfg.glad.num_steps)}
+    extra = {} if normal_max is None else {"normal_max_scores": normal_max}
+    return {"tau": tau, "tau_rule": model.cfg.glad.tau_rule, **extra, **out.step_report(model.cfg.glad.num_steps)}
 
 
 def _calibrate(model: GLADModel, images: torch.Tensor, report: GLADReport, batch_size: int,
@@ -147,6 +160,27 @@ TRAINING = MethodTraining(
     loss_summary=lambda last: sum(last) / max(1, len(last)), report_fields=_report_fields,
     done_line=lambda model, report: (f"; τ = {model.stats.tau:.4g}, mean steps on the calibration images "
                                      f"{report.calibration['mean_steps']:.1f}"))
+
+
+# Settings that change inference only: ``drdc calibrate --set`` may give a trained model other values.
+INFERENCE_KEYS = ("glad.tau_rule", "glad.tau_fixed", "glad.tau_quantile", "glad.t0", "glad.num_steps",
+                  "glad.min_step", "glad.fallback", "glad.saff_weight", "glad.trigger_top_k", "glad.trigger_stage",
+                  "glad.map_stages", "glad.blur_sigma_at_256", "glad.top_k_at_256")
+
+
+def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,
+                categories: Sequence[str] | None = None, progress: bool = True,
+                log: Callable[[str], None] = print, device: str | torch.device = "cpu") -> GLADModel:
+    """A trained GLAD checkpoint with other inference settings (e.g. ``glad.tau_rule``): τ and the
+    thresholds chosen again on the held-out normal images (``calibrate``); the weights unchanged."""
+    def again(model, calib, batch_size, progress, log):
+        report = calibrate(model, calib, batch_size, progress=progress)
+        log(f"τ = {model.stats.tau:.4g} ({model.cfg.glad.tau_rule}), mean steps on the calibration images "
+            f"{report['mean_steps']:.1f}")
+        return report
+
+    return recalibrate_checkpoint(model_dir, data_root, out, changes, "glad", INFERENCE_KEYS, again, categories,
+                                  progress, log, device)
 
 
 def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: Sequence[str] | None = None,
