@@ -73,8 +73,9 @@ def bench_inputs(opts, size: int, batches) -> dict[int, torch.Tensor]:
 
 def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], None],
                 steps_of: Callable | None = None) -> list[dict]:
-    """Measure each engine (label, backend, loop, build(bundle) → detector, takes numpy) at every
-    batch of ``opts`` on a bundle exported from ``model`` into a temporary folder; ``steps_of(out)``:
+    """Measure each engine (label, backend, loop, build(bundle) → detector, takes numpy[, precision])
+    at every batch of ``opts`` on a bundle exported from ``model`` into a temporary folder (with
+    ``opts.int8_calib``, its denoisers also quantized to int8 on those images); ``steps_of(out)``:
     extra per-row facts from one more call's output (an adaptive loop: the steps its images took). Rows carry
     ``method`` = ``spec.name``; speed-ups against the method's eager fp32 row (loop ``torch``)."""
     method = spec.name
@@ -87,7 +88,9 @@ def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], Non
         log(f"exporting the {spec.title} model (S={s}) to a temporary bundle")
         bundle = Path(tmp) / "bundle"
         export_bundle(model, bundle, seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
-        for label, backend, loop, build, host in engines:
+        if opts.int8_calib:
+            add_int8_networks(bundle, opts.int8_calib, s, log)
+        for label, backend, loop, build, host, *precision in engines:
             try:
                 det = build(bundle)
             except Exception as e:  # noqa: BLE001 - one engine failing must not end the run
@@ -101,7 +104,8 @@ def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], Non
                     m = measure(lambda d=det, a=x: d.predict_batch(a), clock, opts.warmup_s, opts.min_iters,
                                 opts.max_seconds, opts.max_iters)
                 lat = summarize(m.latencies_ms, b)
-                row = {"method": method, "engine": label, "backend": backend, "loop": loop, "precision": "float32",
+                row = {"method": method, "engine": label, "backend": backend, "loop": loop,
+                       "precision": precision[0] if precision else "float32",
                        "batch": b, "baseline": loop == "torch", "status": "ok", "latency_ms": lat,
                        "throughput_ips": lat["throughput_ips"], "memory": probe.read(), "stop_reason": m.stop_reason}
                 note = ""
@@ -114,6 +118,16 @@ def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], Non
             del det
     speedups(rows)
     return rows
+
+
+def add_int8_networks(bundle: Path, calib: str, size: int, log: Callable[[str], None]) -> None:
+    """``drdc export --int8 --calib`` on the temporary bundle (its default networks, the denoisers)."""
+    from drdc_trt.export.int8 import add_int8, calibration_images
+
+    images, _ = calibration_images(calib, size)
+    sec = add_int8(bundle, images, str(calib), log=log)
+    for net, why in sec["kept_f32"].items():
+        log(f"int8: {net} stays f32: {why}")
 
 
 def speedups(rows: list[dict]) -> None:

@@ -67,3 +67,21 @@ def test_all_methods_side_by_side(tmp_path):
 def test_model_of_another_method_refused(tmp_path, dad_checkpoint, capsys):
     assert bench(["--method", "glad", "--model", str(dad_checkpoint), "--no-write"]) == 2
     assert "holds a diffusionad model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["glad", "diffusionad"])
+def test_int8_row_runs_the_quantized_denoiser(tmp_path, synthetic_root, method):
+    """--int8-calib: the temporary bundle's denoiser quantized on the data's normal images, and an OpenVINO
+    int8 row that runs it (the runtime refuses precision int8 on a bundle without int8 networks)."""
+    rep, md, _ = run_bench(tmp_path, "--method", method, "--batch", "2", "--backends", "torch,onnxruntime,openvino",
+                           "--int8-calib", str(synthetic_root))
+    rows = {r["engine"]: r for r in rep["rows"]}
+    q = rows["openvino int8 (torch-free runtime)"]
+    assert q["status"] == "ok" and q["precision"] == "int8" and q["speedup_vs_baseline"] > 0
+    assert rows["openvino (torch-free runtime)"]["precision"] == "float32"
+    assert "openvino int8 (torch-free runtime)" in md
+
+
+def test_int8_calib_refused_for_the_drdc_suite(tmp_path, synthetic_root, capsys):
+    assert bench(["--method", "drdc", "--int8-calib", str(synthetic_root), "--no-write"]) == 2
+    assert "--int8-calib is for --method diffusionad/glad/all" in capsys.readouterr().err

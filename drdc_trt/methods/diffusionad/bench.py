@@ -44,4 +44,8 @@ def diffusionad_rows(kit, opts, model, log: Callable[[str], None]) -> list[dict]
     if "openvino" in opts.backends:
         engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
                         lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads), True))
+    if opts.int8_calib:  # the temporary bundle's denoisers quantized (rows.add_int8_networks)
+        engines.append(("openvino int8 (torch-free runtime)", "openvino", "runtime",
+                        lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads, precision="int8"),
+                        True, "int8"))
     return kit.engine_rows(SPEC, model, opts, engines, log)
