@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,33 +18,13 @@ from pathlib import Path
 import torch
 
 from drdc_trt import metrics
+from drdc_trt.benchmarking.machine import cpu_model
 from drdc_trt.config import preset
 from drdc_trt.data import load_split
 from drdc_trt.models.backbone import Backbone
 from drdc_trt.models.knn import KNNConfig, PatchKNN
-from drdc_trt.study_parts import per_defect_markdown
+from drdc_trt.study_parts import defect_rows, per_defect_markdown
 from drdc_trt.training import split_calibration
-
-
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def per_defect(data, scores, maps, name: str) -> list[dict]:
-    good = [i for i, s in enumerate(data.samples) if s.defect == "good"]
-    rows = []
-    for defect in sorted({s.defect for s in data.samples} - {"good"}):
-        own = [i for i, s in enumerate(data.samples) if s.defect == defect]
-        idx = good + own
-        rows.append({"defect": defect, "images": len(own),
-                     "median_area_pct": 100 * data.masks[own, 0].flatten(1).mean(1).median().item(), "method": name,
-                     "image_AUROC": metrics.auroc(data.labels[idx], scores[idx]),
-                     "pixel_AUROC": metrics.auroc(data.masks[idx, 0] > 0.5, maps[idx]),
-                     "AUPRO": metrics.aupro(data.masks[idx, 0] > 0.5, maps[idx])})
-    return rows
 
 
 def main() -> None:
@@ -56,7 +35,7 @@ def main() -> None:
     a = ap.parse_args()
     knn_cfg = KNNConfig()
     out = {"command": "python3 benchmarks/knn_sizes.py " + " ".join(sys.argv[1:]),
-           "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+           "machine": f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "knn": knn_cfg.to_dict(), "sizes": []}
     for size in (int(s) for s in a.sizes.split(",")):
         cfg = preset("small").replace(image_size=size)
@@ -73,7 +52,7 @@ def main() -> None:
         row = metrics.evaluate(test.labels, scores, test.masks[:, 0], maps)
         name = f"kNN {size}²"
         out["sizes"].append({"size": size, **row, "fit_s": t_fit, "predict_s": t_pred,
-                             "ms_per_image": 1e3 * t_pred / len(test), "per_defect": per_defect(test, scores, maps, name)})
+                             "ms_per_image": 1e3 * t_pred / len(test), "per_defect": defect_rows(test, {name: (scores, maps)})})
         print(size, {k: round(100 * v, 1) for k, v in row.items()}, f"fit {t_fit:.0f} s, predict {t_pred:.0f} s",
               flush=True)
     stem = Path(a.out)

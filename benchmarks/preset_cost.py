@@ -10,25 +10,15 @@ so its attention sits at ds 8 (28² tokens), as the fast preset's first attentio
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
 
+from drdc_trt.benchmarking.machine import cpu_model
 from drdc_trt.config import preset
 from drdc_trt.methods.drdc.bench_limits import count_flops
 from drdc_trt.models.unet import UNet
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, reps: int) -> float:
@@ -48,7 +38,7 @@ def main() -> None:
     import openvino as ov
 
     core = ov.Core()
-    print(f"- machine: {cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}, "
+    print(f"- machine: {cpu_model()}, {torch.get_num_threads()} threads; torch {torch.__version__}, "
           f"openvino {ov.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"- one U-Net row = (x 1×6×{a.size}², t); 8 rows = one call of batch 8; random weights; ms per call, "
           f"mean of {a.reps} after one warm-up\n")

@@ -141,13 +141,16 @@ def pct(v) -> str:
 
 
 def per_defect_rows(res) -> list[dict]:
-    """Each method on each defect type alone: that type's images against all good test
-    images (image AUROC, pixel AUROC, AUPRO), plus the defect-area median (% of the image)."""
+    """Each method of a study on each defect type alone (``defect_rows``)."""
+    ev = res.eval
+    return defect_rows(ev.data, method_outputs(ev.out, res.stats, res.cfg, ev.knn))
+
+
+def defect_rows(data: Loaded, methods: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[dict]:
+    """Each method (name → (scores, maps)) on each defect type alone: that type's images against all
+    good test images (image AUROC, pixel AUROC, AUPRO), plus the defect-area median (% of the image)."""
     from drdc_trt import metrics
 
-    ev, cfg = res.eval, res.cfg
-    methods = method_outputs(ev.out, res.stats, cfg, ev.knn)
-    data = ev.data
     good = [i for i, s in enumerate(data.samples) if s.defect == "good"]
     rows = []
     for defect in sorted({s.defect for s in data.samples} - {"good"}):

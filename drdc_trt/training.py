@@ -240,14 +240,12 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[list[int], li
     return sorted(perm[k:]), sorted(perm[:k])
 
 
-
-
 def recalibrate_checkpoint(model_dir: str | Path, data_root: str | Path, out: str | Path, changes: dict,
                            method: str, keys: Sequence[str], calibrate: Callable[..., dict],
                            categories: Sequence[str] | None = None, progress: bool = True,
                            log: Callable[[str], None] = print, device: str | torch.device = "cpu"):
     """A trained ``method`` checkpoint with other inference settings (``changes``, only ``keys``):
-    ``calibrate(model, calib_images, batch_size, progress, log) -> dict`` runs again on the held-out
+    ``calibrate(model, calib_images, batch_size=, progress=, log=) -> dict`` runs again on the held-out
     normal images the training split set aside; the weights are copied unchanged. Writes a
     checkpoint and its calibration_report.json to ``out``; returns the model."""
     from drdc_trt.checkpoint import save_checkpoint
@@ -263,7 +261,8 @@ def recalibrate_checkpoint(model_dir: str | Path, data_root: str | Path, out: st
     model.cfg = model.cfg.replace(**changes)
     _, calib = training_split(data_root, model.cfg, categories, progress, log=lambda _: None)
     model.to(device)
-    result = calibrate(model, calib, max(1, model.cfg.train.batch_size // 2), progress, log)
+    result = calibrate(model, calib, batch_size=max(1, model.cfg.train.batch_size // 2), progress=progress,
+                       log=log)
     out = Path(out)
     save_checkpoint(model, out)
     report = {"source": str(model_dir), "changes": changes, "calibration_images": len(calib), "selection": result}

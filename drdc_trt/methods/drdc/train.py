@@ -202,10 +202,7 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
     """A trained checkpoint with other inference settings: the statistics (and λ, with
     heat normalisation, with ``fusion.select = "synthetic"``) measured again on the held-out normal images the
     training split set aside; the weights are copied unchanged. Writes a checkpoint to ``out``."""
-    def again(model, calib, batch_size, progress, log):
-        return calibrate(model, calib, batch_size=batch_size, progress=progress, log=log)
-
-    return recalibrate_checkpoint(model_dir, data_root, out, changes, "drdc", INFERENCE_KEYS, again, categories,
+    return recalibrate_checkpoint(model_dir, data_root, out, changes, "drdc", INFERENCE_KEYS, calibrate, categories,
                                   progress, log, device)
 
 

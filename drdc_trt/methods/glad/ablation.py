@@ -17,8 +17,6 @@ import math
 import time
 from typing import Any, Mapping
 
-import torch
-
 from drdc_trt.study import StudyMethod, carrying_config
 from drdc_trt.methods.glad.detector import GLADBatch, GLADDetector
 from drdc_trt.methods.glad.train import choose_tau

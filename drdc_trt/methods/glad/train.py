@@ -173,7 +173,7 @@ def recalibrate(model_dir: str | Path, data_root: str | Path, out: str | Path, c
                 log: Callable[[str], None] = print, device: str | torch.device = "cpu") -> GLADModel:
     """A trained GLAD checkpoint with other inference settings (e.g. ``glad.tau_rule``): τ and the
     thresholds chosen again on the held-out normal images (``calibrate``); the weights unchanged."""
-    def again(model, calib, batch_size, progress, log):
+    def again(model, calib, batch_size, progress, log):  # calibrate, and say which τ it chose
         report = calibrate(model, calib, batch_size, progress=progress)
         log(f"τ = {model.stats.tau:.4g} ({model.cfg.glad.tau_rule}), mean steps on the calibration images "
             f"{report['mean_steps']:.1f}")
