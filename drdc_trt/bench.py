@@ -147,9 +147,13 @@ def parser() -> argparse.ArgumentParser:
                    help="--method glad/all: a folder of images for the inputs (read as drdc detect reads them, "
                         "cycled to fill a batch) instead of random ones: GLAD's steps depend on the images")
     p.add_argument("--int8-calib", metavar="DATA",
-                   help="--method diffusionad/glad/all: quantize the temporary bundle's denoisers to int8 with NNCF "
-                        "on DATA's normal training images (as drdc export --int8 --calib DATA) and add an "
-                        "OpenVINO int8 row (the DRDC suite takes an int8 bundle through --bundle)")
+                   help="a random-init model (--config) or --method diffusionad/glad/all: quantize the temporary "
+                        "bundle's denoisers to int8 with NNCF on DATA's normal training images (as drdc export "
+                        "--int8 --calib DATA) and add OpenVINO int8 rows (with --bundle / --model the DRDC suite "
+                        "takes an int8 bundle: drdc export --int8)")
+    p.add_argument("--int8-calib-images", type=int, default=64, metavar="N",
+                   help="--int8-calib: calibration images run through the loop [%(default)s; fewer at 224², where "
+                        "each image is 40 U-Net rows of the fast preset]")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
     p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")
     p.add_argument("--tag", default="", help="suffix of the result file names")
@@ -178,7 +182,8 @@ def options(argv: list[str] | None = None):
         max_seconds=d["max_seconds"] if a.max_seconds is None else a.max_seconds,
         max_iters=max(a.max_iters, a.min_iters or d["min_iters"]), budget_s=a.budget_s,
         compile_mode=a.compile_mode, seed=a.seed, threads=a.threads, tag=a.tag, write=not a.no_write,
-        images=a.images, int8_calib=a.int8_calib)
+        images=a.images, int8_calib=a.int8_calib,
+        int8_calib_images=a.int8_calib_images)
     if a.date:
         opts.date = a.date
     return opts
@@ -193,12 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     spec = registry.get(method) if method in registry.names() else None
     if spec is None or not spec.has("bench_suite"):
         return _main_methods(opts, method, argv)
-    if opts.int8_calib:
-        print(f"drdc-bench: error: --int8-calib is for --method diffusionad/glad/all; --method {method} takes an "
-              "int8 bundle: drdc export --int8 --calib DATA, then --bundle B --backends openvino", file=sys.stderr)
+    if opts.int8_calib and (opts.bundle or opts.model):
+        print(f"drdc-bench: error: --int8-calib quantizes a random-init model's temporary bundle; with --bundle / "
+              f"--model, --method {method} takes an int8 bundle: drdc export --int8 --calib DATA, then --bundle B "
+              "--backends openvino", file=sys.stderr)
         return 2
     try:
-        rep = spec.entry("bench_suite")(opts, argv)  # the method's own pipeline suite (its spec's bench_suite)
+        if opts.int8_calib:  # the random-init model through a temporary bundle, its denoisers in int8
+            from .benchmarking import rows as kit
+            from .benchmarking.rows import log_stderr
+
+            rep = spec.entry("bench_rows")(kit, opts, None, argv, log_stderr)["report"]
+        else:
+            rep = spec.entry("bench_suite")(opts, argv)  # the method's own pipeline suite (its spec's bench_suite)
     except BenchError as e:
         print(f"drdc-bench: error: {e}", file=sys.stderr)
         return 2

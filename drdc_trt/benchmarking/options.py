@@ -35,7 +35,8 @@ class Options:
     tag: str = ""
     write: bool = True
     images: str | None = None          # --method glad/all: a folder of input images (random ones otherwise)
-    int8_calib: str | None = None      # GLAD / DiffusionAD: normal images to quantize the temporary bundle on
+    int8_calib: str | None = None      # normal images to quantize a temporary bundle's denoisers on
+    int8_calib_images: int = 64        # how many of them run through the loop
 
 
 OPENVINO_PRECISIONS = ("float32", "bfloat16", "int8")  # int8: a bundle written with drdc export --int8

@@ -89,7 +89,7 @@ def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], Non
         bundle = Path(tmp) / "bundle"
         export_bundle(model, bundle, seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
         if opts.int8_calib:
-            add_int8_networks(bundle, opts.int8_calib, s, log)
+            add_int8_networks(bundle, opts.int8_calib, s, log, opts.int8_calib_images)
         for label, backend, loop, build, host, *precision in engines:
             try:
                 det = build(bundle)
@@ -120,11 +120,12 @@ def engine_rows(spec: MethodSpec, model, opts, engines, log: Callable[[str], Non
     return rows
 
 
-def add_int8_networks(bundle: Path, calib: str, size: int, log: Callable[[str], None]) -> None:
-    """``drdc export --int8 --calib`` on the temporary bundle (its default networks, the denoisers)."""
+def add_int8_networks(bundle: Path, calib: str, size: int, log: Callable[[str], None], count: int = 64) -> None:
+    """``drdc export --int8 --calib --calib-images count`` on the temporary bundle (its default networks,
+    the denoisers)."""
     from drdc_trt.export.int8 import add_int8, calibration_images
 
-    images, _ = calibration_images(calib, size)
+    images, _ = calibration_images(calib, size, count)
     sec = add_int8(bundle, images, str(calib), log=log)
     for net, why in sec["kept_f32"].items():
         log(f"int8: {net} stays f32: {why}")

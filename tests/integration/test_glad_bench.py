@@ -6,6 +6,7 @@ p50 over its own, and the cross-method table."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -80,8 +81,31 @@ def test_int8_row_runs_the_quantized_denoiser(tmp_path, synthetic_root, method):
     assert q["status"] == "ok" and q["precision"] == "int8" and q["speedup_vs_baseline"] > 0
     assert rows["openvino (torch-free runtime)"]["precision"] == "float32"
     assert "openvino int8 (torch-free runtime)" in md
+    # a bf16 row exactly where the CPU runs OpenVINO bf16
+    from drdc_trt.backends.openvino_backend import supports_bf16
+
+    bf = rows.get("openvino bf16 (torch-free runtime)")
+    if supports_bf16():
+        assert bf is not None and bf["status"] == "ok" and bf["precision"] == "bfloat16", bf
+    else:
+        assert bf is None
 
 
-def test_int8_calib_refused_for_the_drdc_suite(tmp_path, synthetic_root, capsys):
-    assert bench(["--method", "drdc", "--int8-calib", str(synthetic_root), "--no-write"]) == 2
-    assert "--int8-calib is for --method diffusionad/glad/all" in capsys.readouterr().err
+def test_int8_calib_refused_for_a_drdc_bundle(tmp_path, synthetic_root, capsys):
+    assert bench(["--method", "drdc", "--bundle", str(tmp_path), "--int8-calib", str(synthetic_root),
+                  "--no-write"]) == 2
+    assert "takes an int8 bundle: drdc export --int8" in capsys.readouterr().err
+
+
+def test_int8_calib_quantizes_a_random_drdc_model(tmp_path, synthetic_root, capsys):
+    """The DRDC suite on a random-init preset: its temporary bundle's U-Net quantized on 2 images, the
+    int8 check run on real activations (the zero-initialised layers given weights: else ε̂ = 0 and the
+    check compares zeros), an OpenVINO int8 row that runs."""
+    rep, md, _ = run_bench(tmp_path, "--method", "drdc", "--batch", "1", "--backends",
+                           "openvino", "--loop", "runtime", "--int8-calib", str(synthetic_root),
+                           "--int8-calib-images", "2")
+    q = [r for r in rep["rows"] if r["precision"] == "int8"]
+    assert len(q) == 1 and q[0]["status"] == "ok" and q[0]["loop"] == "runtime", q
+    assert "quantized to int8 on 2 images" in rep["run"]["model_source"]
+    ratio = float(re.search(r"int8: unet: rms\(int8 - f32\) = ([\d.e-]+) of rms\(f32\)", capsys.readouterr().err)[1])
+    assert 0 < ratio <= 0.1

@@ -34,6 +34,7 @@ def diffusionad_rows(kit, opts, model, log: Callable[[str], None]) -> list[dict]
     """The DiffusionAD rows at every batch size of ``opts``, speed-ups against its eager baseline."""
     from .detector import DiffusionADDetector
     from .runtime import DiffusionADBundleDetector
+    from drdc_trt.backends.openvino_backend import supports_bf16
 
     threads = opts.threads or 0
     engines = [("torch eager", "torch", "torch", lambda _: DiffusionADDetector(model, "cpu", opts.seed), False),
@@ -44,6 +45,10 @@ def diffusionad_rows(kit, opts, model, log: Callable[[str], None]) -> list[dict]
     if "openvino" in opts.backends:
         engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
                         lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads), True))
+        if supports_bf16():  # OpenVINO runs bf16 where the CPU has it (AVX-512 BF16, AMX)
+            engines.append(("openvino bf16 (torch-free runtime)", "openvino", "runtime",
+                            lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads, precision="bf16"),
+                            True, "bfloat16"))
     if opts.int8_calib:  # the temporary bundle's denoisers quantized (rows.add_int8_networks)
         engines.append(("openvino int8 (torch-free runtime)", "openvino", "runtime",
                         lambda b: DiffusionADBundleDetector(b, "openvino", "csrc", threads=threads, precision="int8"),

@@ -41,6 +41,7 @@ def glad_rows(kit, opts, model, log: Callable[[str], None]) -> list[dict]:
 
     from .detector import GLADDetector
     from .runtime import GLADBundleDetector
+    from drdc_trt.backends.openvino_backend import supports_bf16
 
     full_cfg = model.cfg.replace(**{"glad.min_step": 0})  # no fallback: with τ = +∞ every row runs all K steps
     threads = opts.threads or 0
@@ -56,6 +57,10 @@ def glad_rows(kit, opts, model, log: Callable[[str], None]) -> list[dict]:
     if "openvino" in opts.backends:
         engines.append(("openvino (torch-free runtime)", "openvino", "runtime",
                         lambda b: GLADBundleDetector(b, "openvino", "csrc", threads=threads), True))
+        if supports_bf16():  # OpenVINO runs bf16 where the CPU has it (AVX-512 BF16, AMX)
+            engines.append(("openvino bf16 (torch-free runtime)", "openvino", "runtime",
+                            lambda b: GLADBundleDetector(b, "openvino", "csrc", threads=threads, precision="bf16"),
+                            True, "bfloat16"))
     if opts.int8_calib:  # the temporary bundle's denoisers quantized (rows.add_int8_networks)
         engines.append(("openvino int8 (torch-free runtime)", "openvino", "runtime",
                         lambda b: GLADBundleDetector(b, "openvino", "csrc", threads=threads, precision="int8"),
