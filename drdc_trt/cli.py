@@ -111,9 +111,10 @@ _BACKENDS = ("auto", "torch", "torch-compiled", "onnxruntime", "openvino", "tens
 @click.argument("images", nargs=-1, required=True)
 @click.option("--backend", type=click.Choice(_BACKENDS), default=None,
               help="Network engine [default: torch with --model; auto with --bundle: the fastest this machine "
-                   "runs the bundle on (TensorRT with a GPU, else OpenVINO int8 where the bundle has int8 networks, "
-                   "else OpenVINO bf16 where the CPU has it and the bundle passes the bf16 check here, else ONNX "
-                   "Runtime); `drdc info --bundle B` says which and why].")
+                   "runs the bundle on (TensorRT with a GPU, else OpenVINO int8 where the bundle has int8 networks "
+                   "and the CPU has AMX or no native bf16, else OpenVINO bf16 where the CPU has it and the bundle "
+                   "passes the bf16 check here, else int8 where the bundle has it, else ONNX Runtime); `drdc info "
+                   "--bundle B` says which and why].")
 @click.option("--out", default="drdc_detect", show_default=True, type=click.Path(), help="Output folder.")
 @click.option("--loop", default="auto", show_default=True, type=click.Choice(["auto", "torch", "csrc", "numpy"]),
               help="DDIM loop: torch (Python, --model), csrc (C++ core), numpy (--bundle); auto = torch with "

@@ -29,9 +29,10 @@ from .cli_common import MethodChoice
                    "the artifact a line deploys. Give --model or --bundle.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default=None,
               help="--bundle: the engine [default: auto, the fastest this machine runs the bundle on: TensorRT "
-                   "with a GPU, else OpenVINO int8 where the bundle has int8 networks, else OpenVINO bf16 where "
-                   "the CPU has it and the bundle passes the bf16 check here, else ONNX Runtime; `drdc info "
-                   "--bundle B` says which and why].")
+                   "with a GPU, else OpenVINO int8 where the bundle has int8 networks and the CPU has AMX or no "
+                   "native bf16, else OpenVINO bf16 where the CPU has it and the bundle passes the bf16 check "
+                   "here, else int8 where the bundle has it, else ONNX Runtime; `drdc info --bundle B` says "
+                   "which and why].")
 @click.option("--precision", type=click.Choice(["f32", "bf16", "int8"]), default=None,
               help="--bundle --backend openvino: inference precision [default: f32]; int8 runs the bundle's "
                    "int8 networks (`drdc export --int8`).")

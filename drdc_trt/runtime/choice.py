@@ -5,10 +5,13 @@ The rule, first match wins (docs/deploy.md says the same):
 1. ``tensorrt``: TensorRT 10 and a CUDA GPU are here (plans are built from the bundle's ONNX when
    it carries none for this GPU).
 2. ``openvino`` in ``int8``: the bundle carries int8 networks (``drdc export --int8``: the user asked for
-   them, and each passed its check against f32 on the loop's own inputs at export) and OpenVINO is
-   installed. On an AMD EPYC (Zen 3, AVX2, no VNNI) OpenVINO int8 took 0.72-1.00× ONNX Runtime f32's
-   time per batch for the three methods at batch 1 and 8 (benchmarks/results/int8_cpu_2026-12-07.md);
-   CPUs with VNNI / AMX-INT8 run int8 dot products natively.
+   them, and each passed its check against f32 on the loop's own inputs at export), OpenVINO is
+   installed, and the CPU has no native bf16 or has AMX (or AMX cannot be read). On an AMD EPYC
+   (Zen 3, AVX2, no VNNI) OpenVINO int8 took 0.72-1.00× ONNX Runtime f32's time per batch for the
+   three methods at batch 1 and 8 (benchmarks/results/int8_cpu_2026-12-07.md). On a CPU with native
+   bf16 and no AMX (AVX-512 BF16 + VNNI: AMD Zen 4/5) bf16 comes first: on an AMD EPYC (Zen 5) the
+   same DRDC bundle ran 2.0-2.2× slower in int8 than in bf16 (benchmarks/results/bf16_int8_cpu_2026-12-08.md),
+   so int8 runs there only when bf16 fails its check (after rule 3).
 3. ``openvino`` in ``bf16``: OpenVINO is installed, this CPU computes bf16 natively (OpenVINO's
    ``OPTIMIZATION_CAPABILITIES`` lists BF16: AVX-512 BF16 or AMX), and every network of the bundle
    passes the bf16 check here: on fixed inputs (the manifest's shapes, two rows, values in the
@@ -83,6 +86,19 @@ def cpu_bf16() -> bool:
     return supports_bf16("CPU")
 
 
+def cpu_amx() -> bool | None:
+    """Whether this CPU has AMX tiles for int8 (Linux: the ``amx_int8`` flag of /proc/cpuinfo); None
+    where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        return None
+    return None
+
+
 def check_inputs(bundle, network: str, rows: int = CHECK_ROWS, seed: int = 0) -> list[np.ndarray]:
     """Fixed inputs of a network from its manifest specs: images uniform in their value range, time
     steps spread over the training schedule, anything else standard normal."""
@@ -130,6 +146,7 @@ class Probe:
     openvino: Callable[[], bool] = lambda: _installed("openvino")
     onnxruntime: Callable[[], bool] = lambda: _installed("onnxruntime")
     cpu_bf16: Callable[[], bool] = cpu_bf16
+    cpu_amx: Callable[[], bool | None] = cpu_amx
     bf16_check: Callable[..., dict] = bf16_check
 
 
@@ -142,14 +159,21 @@ def choose(bundle, probe: Probe | None = None) -> Choice:
         return Choice("tensorrt", None, "TensorRT and a CUDA GPU are here", considered)
     considered.append(f"tensorrt: {why_not_trt}")
     int8 = sorted((bundle.manifest.get("int8") or {}).get("networks", {}))
-    if int8 and probe.openvino():
-        return Choice("openvino", "int8", f"the bundle carries int8 networks ({', '.join(int8)}: checked against "
-                      "f32 at export) and OpenVINO is here", considered)
+    ov = probe.openvino()
+    bf16 = ov and probe.cpu_bf16()
+    amx = probe.cpu_amx() if bf16 else None
+    int8_reason = (f"the bundle carries int8 networks ({', '.join(int8)}: checked against f32 at export) and "
+                   "OpenVINO is here")
+    if int8 and ov and not (bf16 and amx is False):
+        return Choice("openvino", "int8", int8_reason + ("" if not bf16 else "; this CPU has AMX" if amx else
+                                                          "; AMX unknown here"), considered)
     considered.append("openvino int8: " + ("the bundle has no int8 networks (drdc export --int8)" if not int8
-                                           else "OpenVINO is not installed"))
-    if not probe.openvino():
+                                           else "OpenVINO is not installed" if not ov else
+                                           "this CPU has native bf16 but no AMX, where OpenVINO bf16 is the "
+                                           "faster of the two (rule 2)"))
+    if not ov:
         considered.append("openvino: not installed (pip install openvino)")
-    elif not probe.cpu_bf16():
+    elif not bf16:
         considered.append("openvino bf16: this CPU has no native bf16 (AVX-512 BF16 / AMX)")
     else:
         check = probe.bf16_check(bundle)
@@ -159,6 +183,8 @@ def choose(bundle, probe: Probe | None = None) -> Choice:
         name, worst = max(check["networks"].items(), key=lambda kv: kv[1]["max_abs"] / max(kv[1]["limit"], 1e-30))
         considered.append(f"openvino bf16: network {name} differs from f32 by {worst['max_abs']:.3g} "
                           f"> {worst['limit']:.3g} ({check['rtol']:g}·max|f32|) on this CPU")
+        if int8:
+            return Choice("openvino", "int8", int8_reason + "; bf16 failed its check here", considered, check)
     if probe.onnxruntime():
         return Choice("onnxruntime", None, "f32 on ONNX Runtime, the engine drdc export checks against PyTorch "
                       "(OpenVINO f32 is not faster on every CPU)", considered, check)

@@ -21,13 +21,13 @@ def bundle_dir(tiny_checkpoint, tmp_path_factory):
     return out
 
 
-def probe(trt=False, ov=True, ort=True, bf16=False, check_ok=True):
+def probe(trt=False, ov=True, ort=True, bf16=False, check_ok=True, amx=False):
     def check(bundle):
         return {"ok": check_ok, "rtol": ch.BF16_RTOL,
                 "networks": {"unet": {"max_abs": 0.01 if check_ok else 0.2, "ref_max": 1.0, "limit": 0.05,
                                       "ok": check_ok}}}
     return ch.Probe(tensorrt_blocker=lambda: None if trt else "no CUDA GPU", openvino=lambda: ov,
-                    onnxruntime=lambda: ort, cpu_bf16=lambda: bf16, bf16_check=check)
+                    onnxruntime=lambda: ort, cpu_bf16=lambda: bf16, bf16_check=check, cpu_amx=lambda: amx)
 
 
 def test_the_rule_on_each_kind_of_machine(bundle_dir):
@@ -48,15 +48,27 @@ def test_the_rule_on_each_kind_of_machine(bundle_dir):
 
 
 def test_a_bundle_with_int8_networks_runs_them(bundle_dir, tmp_path):
-    """int8 ranks before bf16 and ONNX Runtime once the bundle carries int8 networks (only a manifest
-    section is needed for the rule; the files are what `drdc export --int8` writes)."""
+    """int8 ranks before ONNX Runtime once the bundle carries int8 networks, and before bf16 except on a
+    CPU with native bf16 and no AMX, where OpenVINO bf16 is the faster (only a manifest section is needed
+    for the rule; the files are what `drdc export --int8` writes)."""
     b = load_bundle(bundle_dir)
     b8 = type(b)(path=b.path, manifest={**b.manifest, "int8": {"networks": {"unet": {"xml": "u.xml", "bin": "u.bin"}}}})
     pick = lambda **kw: (lambda c: (c.backend, c.precision))(ch.choose(b8, probe(**kw)))
     assert pick(trt=True) == ("tensorrt", None)
-    assert pick(bf16=True) == ("openvino", "int8") == pick(bf16=False)
+    assert pick(bf16=False) == ("openvino", "int8")                           # AVX2 / VNNI without bf16
+    assert pick(bf16=True, amx=True) == ("openvino", "int8")                  # AMX-INT8 (Intel Xeon)
+    assert pick(bf16=True, amx=None) == ("openvino", "int8")                  # AMX unknown: what was asked
+    assert pick(bf16=True, amx=False) == ("openvino", "bf16")                 # AVX-512 BF16 without AMX
+    assert pick(bf16=True, amx=False, check_ok=False) == ("openvino", "int8")  # bf16 failed its check
     assert pick(ov=False) == ("onnxruntime", None)
     assert "int8 networks (unet" in ch.choose(b8, probe()).reason
+    c = ch.choose(b8, probe(bf16=True, amx=False))
+    assert any("native bf16 but no AMX" in x for x in c.considered)
+
+
+def test_cpu_amx_reads_the_flag():
+    flags = open("/proc/cpuinfo").read()
+    assert ch.cpu_amx() == (" amx_int8" in flags)
 
 
 def test_check_inputs_follow_the_manifest(bundle_dir):
