@@ -101,11 +101,12 @@ def test_int8_calib_quantizes_a_random_drdc_model(tmp_path, synthetic_root, caps
     """The DRDC suite on a random-init preset: its temporary bundle's U-Net quantized on 2 images, the
     int8 check run on real activations (the zero-initialised layers given weights: else ε̂ = 0 and the
     check compares zeros), an OpenVINO int8 row that runs."""
-    rep, md, _ = run_bench(tmp_path, "--method", "drdc", "--batch", "1", "--backends",
+    rep, md, name = run_bench(tmp_path, "--method", "drdc", "--batch", "1", "--backends",
                            "openvino", "--loop", "runtime", "--int8-calib", str(synthetic_root),
                            "--int8-calib-images", "2")
     q = [r for r in rep["rows"] if r["precision"] == "int8"]
     assert len(q) == 1 and q[0]["status"] == "ok" and q[0]["loop"] == "runtime", q
     assert "quantized to int8 on 2 images" in rep["run"]["model_source"]
+    assert name == "drdc_bench_cpu_tiny_2026-01-01.json"  # the preset names the files, not the temporary bundle
     ratio = float(re.search(r"int8: unet: rms\(int8 - f32\) = ([\d.e-]+) of rms\(f32\)", capsys.readouterr().err)[1])
     assert 0 < ratio <= 0.1

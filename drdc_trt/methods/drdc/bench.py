@@ -61,6 +61,7 @@ def _drdc_report(kit, opts, size: int | None, argv, log) -> dict:
                       loops=tuple(dict.fromkeys((*opts.loops, "runtime"))))
         rep = _suite(sub, argv, log)
     rep["run"]["bundle"] = "a temporary bundle exported from the random-init model"  # not a path kept anywhere
+    rep["run"]["config_name"] = opts.config or "small"  # the preset names the result files, not the temporary folder
     rep["run"]["model_source"] = (f"preset {opts.config or 'small'!r}, randomly initialised (its engine rows run a "
                                   "bundle exported from it" + (f"; its U-Net's zero-initialised layers given small "
                                   f"random weights and the bundle's U-Net quantized to int8 on {opts.int8_calib_images} "
