@@ -28,7 +28,7 @@ def main(bundle_dir: str, calib: str, images: int = 16, calls: int = 10, net: st
     rows = record_rows(b, imgs, 10_000, seed=0)[net].rows
     names = [s.name for s in b.inputs(net)]
     batch = {n: np.concatenate([r[i] for r in rows[:32]]) for i, n in enumerate(names)}
-    held = [r for r in rows[32:96]]
+    held = rows[32:96]
     onnx, xml = str(b.onnx_path(net)), str(b.file(section["networks"][net]["xml"]))
     splits = [("f32", onnx, "f32"), ("int8 (float layers f32)", xml, "f32")]
     if supports_bf16():

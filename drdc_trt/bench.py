@@ -182,8 +182,7 @@ def options(argv: list[str] | None = None):
         max_seconds=d["max_seconds"] if a.max_seconds is None else a.max_seconds,
         max_iters=max(a.max_iters, a.min_iters or d["min_iters"]), budget_s=a.budget_s,
         compile_mode=a.compile_mode, seed=a.seed, threads=a.threads, tag=a.tag, write=not a.no_write,
-        images=a.images, int8_calib=a.int8_calib,
-        int8_calib_images=a.int8_calib_images)
+        images=a.images, int8_calib=a.int8_calib, int8_calib_images=a.int8_calib_images)
     if a.date:
         opts.date = a.date
     return opts
@@ -206,9 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.int8_calib:  # the random-init model through a temporary bundle, its denoisers in int8
             from .benchmarking import rows as kit
-            from .benchmarking.rows import log_stderr
 
-            rep = spec.entry("bench_rows")(kit, opts, None, argv, log_stderr)["report"]
+            rep = spec.entry("bench_rows")(kit, opts, None, argv, kit.log_stderr)["report"]
         else:
             rep = spec.entry("bench_suite")(opts, argv)  # the method's own pipeline suite (its spec's bench_suite)
     except BenchError as e:

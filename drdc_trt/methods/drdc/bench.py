@@ -54,10 +54,11 @@ def _drdc_report(kit, opts, size: int | None, argv, log) -> dict:
         _unzero_unet(model, opts.seed)
     with tempfile.TemporaryDirectory(prefix="drdc_bench_drdc_") as tmp:
         log(f"exporting a random-init DRDC model (S={cfg.image_size}) to a temporary bundle")
-        kit.export_bundle(model, Path(tmp) / "bundle", seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
+        bundle = Path(tmp) / "bundle"
+        kit.export_bundle(model, bundle, seed=opts.seed, check_batches=(), max_batch=max(opts.batches))
         if opts.int8_calib:
-            kit.add_int8_networks(Path(tmp) / "bundle", opts.int8_calib, cfg.image_size, log, opts.int8_calib_images)
-        sub = replace(opts, config=None, bundle=str(Path(tmp) / "bundle"), size=None, write=False,
+            kit.add_int8_networks(bundle, opts.int8_calib, cfg.image_size, log, opts.int8_calib_images)
+        sub = replace(opts, config=None, bundle=str(bundle), size=None, write=False,
                       loops=tuple(dict.fromkeys((*opts.loops, "runtime"))))
         rep = _suite(sub, argv, log)
     rep["run"]["bundle"] = "a temporary bundle exported from the random-init model"  # not a path kept anywhere
