@@ -152,8 +152,8 @@ def parser() -> argparse.ArgumentParser:
                         "--int8 --calib DATA) and add OpenVINO int8 rows (with --bundle / --model the DRDC suite "
                         "takes an int8 bundle: drdc export --int8)")
     p.add_argument("--int8-calib-images", type=int, default=64, metavar="N",
-                   help="--int8-calib: calibration images run through the loop [%(default)s; fewer at 224², where "
-                        "each image is 40 U-Net rows of the fast preset]")
+                   help="--int8-calib: calibration images run through the loop [%(default)s; fewer at 224² save "
+                        "time: each image is 40 U-Net rows of the fast preset]")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs, the random init, masks and noise")
     p.add_argument("--date", default=None, help="date in the result file names [today, UTC]")
     p.add_argument("--tag", default="", help="suffix of the result file names")

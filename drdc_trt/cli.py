@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import click
@@ -25,6 +24,7 @@ from .cli_common import (
     scalar as _scalar,
 )
 from .predictors import detect_predictor
+from .train import command as train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,36 +37,7 @@ def main() -> None:
     """
 
 
-@main.command()
-@click.option("--data", "data_root", required=True, type=click.Path(), help="MVTec-layout dataset folder.")
-@click.option("--out", required=True, type=click.Path(), help="Checkpoint folder (resumes if it holds a run).")
-@click.option("--preset", default="fast", show_default=True, type=click.Choice(PRESETS), help="Model size.")
-@click.option("--config", "config_file", type=click.Path(), help="config.json to start from instead of a preset.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.unet_iters=500.")
-@click.option("--categories", help="Comma-separated categories (default: all found).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device to train on (cpu, cuda).")
-@click.option("--method", type=MethodChoice(), default=None,
-              help="drdc (base model + U-Net) or diffusionad (U-Net + segmentation net, the preset's sizes; "
-                   "docs/diffusionad.md) or glad (U-Net with adaptive denoising steps; docs/glad.md) "
-                   "[default: drdc, or the --config file's].")
-@click.option("--feature-cache", metavar="DIR|off", default=None,
-              help="Where the frozen backbone's features of the training images are kept between runs "
-                   "(keyed by image, weights and size; drdc_trt/feature_cache.py), or off "
-                   "[default: $DRDC_FEATURE_CACHE, else ~/.cache/drdc_trt/features].")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_root, out, preset, config_file, sets, categories, device, method, feature_cache, quiet):
-    """Train a model: DRDC (base model, U-Net, fusion statistics), DiffusionAD or GLAD (--method)."""
-    from .data import DatasetError
-    from .feature_cache import ENV
-    from drdc_trt.train import train as run
-
-    cfg = _config(preset, config_file, sets, method)
-    if feature_cache is not None:
-        os.environ[ENV] = feature_cache
-    try:
-        run(data_root, out, cfg, _categories(categories), progress=not quiet, device=device)
-    except (DatasetError, ValueError) as e:
-        _fail(e)
+main.add_command(train_command)  # drdc_trt/train.py: also `python -m drdc_trt.train`, what torchrun starts
 
 
 @main.command()

@@ -145,20 +145,16 @@ def parse_factor(values: tuple[str, ...]) -> dict | None:
     return out
 
 
-def invocation(ctx: click.Context) -> str:
-    """The command as given, for result files: options that differ from their defaults (--note and
-    --command-line, which change no result, left out)."""
-    import shlex
-
-    parts = ["drdc", ctx.info_name]
+def command_args(ctx: click.Context, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The command's options and arguments as given, as an argument list: those that differ from
+    their defaults (parameters named in ``leave_out`` left out)."""
+    parts = []
     for p in ctx.command.params:
         v = ctx.params.get(p.name)
-        if p.name in ("notes", "commands"):  # documentation only: they change no result
-            continue
-        if v is None or v == p.default or (p.multiple and not v):
+        if p.name in leave_out or v is None or v == p.default or (p.multiple and not v):
             continue
         if isinstance(p, click.Argument):
-            parts += [shlex.quote(str(item)) for item in (v if p.nargs != 1 else (v,))]
+            parts += [str(item) for item in (v if p.nargs != 1 else (v,))]
             continue
         opt = max(p.opts, key=len)
         if getattr(p, "is_flag", False):
@@ -166,5 +162,13 @@ def invocation(ctx: click.Context) -> str:
                 parts.append(opt)
             continue
         for item in (v if p.multiple else (v,)):
-            parts += [opt, shlex.quote(str(item))]
-    return " ".join(parts)
+            parts += [opt, str(item)]
+    return parts
+
+
+def invocation(ctx: click.Context) -> str:
+    """The command as given, for result files: options that differ from their defaults (--note and
+    --command-line, which change no result, left out)."""
+    import shlex
+
+    return " ".join(["drdc", ctx.info_name, *map(shlex.quote, command_args(ctx, ("notes", "commands")))])

@@ -48,9 +48,11 @@ from .cli_common import MethodChoice
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda); OpenVINO's with --bundle.")
+@click.option("--per-type", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Examples per defect type in report.html (at 224², 4 make ~6 MB; 1 keeps it near 1.5 MB).")
 @_knn_options
 def evaluate_cmd(model_dir, bundle_dir, backend, precision, data_root, categories, out, method, loop, batch_size,
-                 seed, device, knn_bank_size, knn_sampling, knn_stride):
+                 seed, device, per_type, knn_bank_size, knn_sampling, knn_stride):
     """Image AUROC, pixel AUROC, AUPRO (FPR ≤ 0.3) and F1-max per category: base model vs DRDC (vs kNN),
     or the model's own method; of a checkpoint, or of a bundle on its engines (--bundle)."""
     from drdc_trt.checkpoint import CheckpointError, atomic_write_text
@@ -58,6 +60,7 @@ def evaluate_cmd(model_dir, bundle_dir, backend, precision, data_root, categorie
     from drdc_trt.loading import load_checkpoint
     from .data import DatasetError
     from .evaluate import evaluate, fit_knn, report_html, save_results
+    from .study_parts import eval_sections, eval_sections_markdown
 
     out = _out_folder(out)
     if (model_dir is None) == (bundle_dir is None):
@@ -103,9 +106,14 @@ def evaluate_cmd(model_dir, bundle_dir, backend, precision, data_root, categorie
             "knn_seconds": res.knn.seconds if res.knn is not None else None}
     if res.out is not None and hasattr(res.out, "step_report"):  # adaptive steps over the test images (GLAD)
         meta[f"{own}_steps"] = res.out.step_report(getattr(cfg, own).num_steps)
-    save_results(res, out, meta)
+    sections = eval_sections(res, stats, cfg)
+    extra = eval_sections_markdown(sections, cfg.image_size)
+    click.echo(extra)
+    meta["sections"] = sections
+    save_results(res, out, meta, extra)
     title = f"{spec.title} evaluation" + ("" if bundle_dir is None else f" (bundle, {det.engine})")
-    atomic_write_text(Path(out) / "report.html", report_html(res, title, stats, [f"{source}, data {data_root}"]))
+    atomic_write_text(Path(out) / "report.html", report_html(res, title, stats, [f"{source}, data {data_root}"],
+                                                                 per_type=per_type))
     click.echo(f"saved {out}/metrics.json, metrics.md and report.html")
 
 

@@ -119,7 +119,7 @@ def evaluate(detector, data_root: str | Path, categories: Sequence[str] | None =
     return EvalResult(data, out, table(data, methods), seconds, knn_out)
 
 
-def save_results(result: EvalResult, out_dir: str | Path, meta: dict) -> None:
+def save_results(result: EvalResult, out_dir: str | Path, meta: dict, extra_markdown: str = "") -> None:
     from .checkpoint import atomic_write_text
 
     out_dir = Path(out_dir)
@@ -127,7 +127,7 @@ def save_results(result: EvalResult, out_dir: str | Path, meta: dict) -> None:
     clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in result.rows]
     atomic_write_text(out_dir / "metrics.json", json.dumps({**meta, "rows": clean,
                                                             "inference_seconds": result.seconds}, indent=2))
-    atomic_write_text(out_dir / "metrics.md", result.markdown() + "\n")
+    atomic_write_text(out_dir / "metrics.md", result.markdown() + "\n" + (f"\n{extra_markdown}\n" if extra_markdown else ""))
 
 
 def example_rows(result: EvalResult, stats, idx: Sequence[int]) -> tuple[list[list[np.ndarray]], list[str], list[str]]:

@@ -212,3 +212,40 @@ def report_header(title: str, meta: Mapping[str, Any], num_test: int) -> list[st
 
 SHORT = {"diffusion.grid_sizes": "g", "diffusion.num_sets": "K", "diffusion.num_steps": "steps", "diffusion.t0": "t0",
          "fusion.lam": "λ", "diffusion.margin": "margin", "fusion.heat_norm": "heat_norm"}
+
+
+def eval_sections(ev, stats, cfg) -> dict:
+    """What ``drdc eval`` adds to its table: each row's method on each defect type alone
+    (``defect_rows``), and where the result batch names its diagnostic maps (DRDC: base, the diffusion
+    map alone, the blend) the border / lighting diagnostics of those maps and their own table (the
+    diffusion map alone tells an undertrained U-Net from a fusion that loses a good map)."""
+    from drdc_trt import diagnostics
+    from drdc_trt.evaluate import table
+
+    rows = method_outputs(ev.out, stats, cfg, ev.knn)
+    out = {"per_defect": defect_rows(ev.data, rows)}
+    if ev.out is not None and hasattr(ev.out, "diagnostic_maps"):
+        maps = ev.out.diagnostic_maps(stats, cfg)
+        out["diagnostics"] = diagnostics.diagnose(ev.data.images, ev.data.labels, maps)
+        # Metrics only for the maps the tables above do not hold already (AUPRO at 224² costs ~10 s each)
+        new = {k: v for k, v in maps.items()
+               if not any(torch.equal(v[0], s) and torch.equal(v[1], m) for s, m in rows.values())}
+        out["diagnostic_rows"] = table(ev.data, new)
+        out["diagnostic_defect_rows"] = defect_rows(ev.data, new)
+    return out
+
+
+def eval_sections_markdown(sections: Mapping[str, Any], size: int) -> str:
+    from drdc_trt import diagnostics
+    from drdc_trt.evaluate import COLUMNS
+
+    parts = ["## Per defect type (that type's images against every good test image)", "",
+             per_defect_markdown(sections["per_defect"])]
+    if "diagnostics" in sections:
+        means = [r for r in sections["diagnostic_rows"] if r["category"] == "mean"]
+        parts += ["", "## The maps the blend is made of, where not in the tables above", "",
+                  viz.markdown_table(means, COLUMNS), "",
+                  per_defect_markdown(sections["diagnostic_defect_rows"]), "",
+                  "## Border and lighting diagnostics (good test images)", "",
+                  diagnostics.markdown(sections["diagnostics"], size)]
+    return "\n".join(parts)

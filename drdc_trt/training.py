@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from drdc_trt import distributed
 from drdc_trt.checkpoint import CONFIG, atomic_write_text
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data import load_split
@@ -102,11 +103,16 @@ class TrainState:
                 f.unlink()
 
     def load(self, model: torch.nn.Module, opts: dict[str, torch.optim.Optimizer]) -> bool:
-        self.recover()
+        """Resume from the snapshot in ``dir`` if there is one (True). In a distributed run rank 0
+        finishes or drops a half-done one first, then every rank reads the same files."""
+        if distributed.is_main():
+            self.recover()
+        distributed.barrier()
         path = self.dir / "state.json"
-        if not path.is_file():
+        info = json.loads(path.read_text()) if path.is_file() else None
+        distributed.same_on_all(info, f"snapshots in {self.dir} (--out must be a folder every node sees)")
+        if info is None:
             return False
-        info = json.loads(path.read_text())
         saved_cfg = json.loads((self.dir / CONFIG).read_text())
         self._check_compatible(saved_cfg, info)
         model.load_trainable_state_dict(load_file(str(self.dir / "weights.safetensors")),
@@ -150,6 +156,10 @@ class TrainState:
         return (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.unet_iters
 
     def save(self, model: torch.nn.Module, opts: dict[str, torch.optim.Optimizer]) -> None:
+        """Write a snapshot (rank 0 of a distributed run: the ranks hold the same state). The other
+        ranks do not wait for it: nothing reads a snapshot during the run."""
+        if not distributed.is_main():
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         # A save interrupted by KeyboardInterrupt after its record: finish it before new
         # .next files are written (a record must only ever describe complete files).
@@ -171,6 +181,12 @@ class TrainState:
         atomic_write_text(self.dir / self.COMMIT, json.dumps({"files": list(files)}))
         self._finish_commit()
 
+    def check_ranks_agree(self, model: torch.nn.Module) -> None:
+        """A distributed run's ranks end training with the same weights and EMA (the checkpoint is
+        rank 0's, the calibration every rank's)."""
+        ema = {} if self.ema is None else {f"ema.{k}": v for k, v in self.ema.shadow.items()}
+        distributed.check_identical({**model.trainable_state_dict(), **ema}, "the trained weights and EMA")
+
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=metadata)
@@ -187,8 +203,8 @@ def _is_temp(name: str) -> bool:
 
 
 def remove_stale_temps(folder: Path) -> None:
-    """Temporary files a killed run left in its output folder."""
-    if folder.is_dir():
+    """Temporary files a killed run left in its output folder (rank 0's job in a distributed run)."""
+    if folder.is_dir() and distributed.is_main():
         for f in folder.iterdir():
             if not f.is_dir() and _is_temp(f.name):
                 f.unlink()

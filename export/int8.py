@@ -42,6 +42,7 @@ from .bundle import BundleWriter, load_bundle
 INT8_RMS_RTOL = 0.1
 CALIB_ROWS = 300
 CHECK_ROWS = 64
+CHECK_BATCH = 4  # held-out rows per call of the check (memory: see check)
 CALIB_IMAGES = 64
 TIMESTEP_INPUTS = ("timesteps", "t")
 _WEIGHTED = ("Convolution", "MatMul", "GroupConvolution", "ConvolutionBackpropData")
@@ -197,11 +198,16 @@ def check(f32_model, int8_model, rows: list, input_names: list[str], output: str
     """int8 against f32 on held-out rows (module doc, 3)."""
     from drdc_trt.backends.openvino_backend import core
 
-    feed = {n: np.concatenate([r[i] for r in rows]) for i, n in enumerate(input_names)}
     cf = core().compile_model(f32_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     cq = core().compile_model(int8_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    ref = np.asarray(cf(feed)[cf.output(output)], dtype=np.float64)
-    got = np.asarray(cq(feed)[cq.output(output)], dtype=np.float64)
+    ref, got = [], []
+    # A few rows per call: all 64 held-out rows in one call of a 224² U-Net need activations of
+    # ~1 GB per tensor (the fast preset's width 64), twice (two compiled models): out of memory.
+    for i in range(0, len(rows), CHECK_BATCH):
+        feed = {n: np.concatenate([r[j] for r in rows[i:i + CHECK_BATCH]]) for j, n in enumerate(input_names)}
+        ref.append(np.asarray(cf(feed)[cf.output(output)], dtype=np.float64))
+        got.append(np.asarray(cq(feed)[cq.output(output)], dtype=np.float64))
+    ref, got = np.concatenate(ref), np.concatenate(got)
     rms_ref = float(np.sqrt((ref ** 2).mean()))
     rms_err = float(np.sqrt(((got - ref) ** 2).mean()))
     fq = sum(op.get_type_name() == "FakeQuantize" for op in int8_model.get_ops())

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..checkpoint import atomic_write_text, save_checkpoint
+from drdc_trt import distributed
 from drdc_trt.settings import ModelConfig
 from ..ema import EMA
 from drdc_trt.training import TrainState, remove_stale_temps, snapshot_on_interrupt, training_split
@@ -77,6 +78,7 @@ def train_method(spec: MethodTraining, data_root: str | Path, out: str | Path, c
         if state.info["unet_iter"] < tc.unet_iters:
             spec.train_loop(model, images, cfg, state, opts, report, progress, save)
         report.seconds["train"] = time.perf_counter() - t0
+    state.check_ranks_agree(model)
     if state.ema is not None:  # inference uses the averaged weights
         state.ema.copy_to(spec.averaged(model))
     model.eval()
@@ -85,6 +87,8 @@ def train_method(spec: MethodTraining, data_root: str | Path, out: str | Path, c
     spec.calibrate(model, calib, report, max(1, tc.batch_size // 2), progress)
     report.seconds["calibration"] = time.perf_counter() - t0
     report.seconds["total"] = time.perf_counter() - t_start
+    if not distributed.is_main():  # rank 0 writes the checkpoint
+        return model, report
     save_checkpoint(model, out)
     atomic_write_text(out / "train_report.json", json.dumps({
         "method": spec.method, "loss_first": report.losses[:1],

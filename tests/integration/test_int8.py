@@ -93,6 +93,31 @@ def test_check_refuses_a_model_that_was_not_quantized(f32_bundle):
     assert res["rel_rms"] == 0 and res["fake_quantize"] == 0 and res["int8_layers"] == 0 and not res["ok"]
 
 
+def test_check_in_chunks_scores_every_row_as_one_call(int8_bundle, f32_bundle):
+    """The check runs a few rows per call (memory at 224²); on 9 rows (two full chunks and one of 1)
+    its error must be the one of a single call over all rows: a dropped or repeated chunk changes
+    the row count and the rms. Bound 1e-4 relative: OpenVINO may block a batch of 9 differently from
+    batches of 4 and 1 (float32 sums in another order), far below the 1e-2-scale int8 error."""
+    from drdc_trt.export.int8 import CHECK_BATCH
+
+    b, q = load_bundle(f32_bundle), load_bundle(int8_bundle[0])
+    xml = q.path / q.manifest["int8"]["networks"]["unet"]["xml"]
+    rows = [[np.random.default_rng(i).standard_normal((1, 6, 32, 32)).astype(np.float32),
+             np.array([100.0 * (i + 1)], np.float32)] for i in range(9)]
+    assert len(rows) % CHECK_BATCH and len(rows) > 2 * CHECK_BATCH
+    res = check(core().read_model(str(b.onnx_path("unet"))), core().read_model(str(xml)), rows, ["x", "timesteps"],
+                "eps")
+    feed = {"x": np.concatenate([r[0] for r in rows]), "timesteps": np.concatenate([r[1] for r in rows])}
+    cf = core().compile_model(core().read_model(str(b.onnx_path("unet"))), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    cq = core().compile_model(core().read_model(str(xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ref = np.asarray(cf(feed)[cf.output("eps")], np.float64)
+    got = np.asarray(cq(feed)[cq.output("eps")], np.float64)
+    assert res["rows"] == 9
+    assert res["rms_f32"] == pytest.approx(np.sqrt((ref ** 2).mean()), rel=1e-4)
+    assert res["rms_err"] == pytest.approx(np.sqrt(((got - ref) ** 2).mean()), rel=1e-4)
+    assert res["rms_err"] > 0
+
+
 def test_export_int8_writes_checked_networks(int8_bundle, synthetic_root):
     out, log = int8_bundle
     b = load_bundle(out)

@@ -195,6 +195,25 @@ def test_cli_train_detect_eval(tmp_path, synthetic_root):
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert {row["method"] for row in m["rows"]} == {"base (UniAD)", "DRDC"}
     assert "<img src='data:image/png;base64," in (tmp_path / "ev" / "report.html").read_text()
+    # The sections beside the table: per defect type, and the maps the blend is made of. The blend at
+    # λ = 0 is the table's base row (the same map and window score), so its rows must equal those.
+    sec = m["sections"]
+    assert {r["method"] for r in sec["per_defect"]} == {"base (UniAD)", "DRDC"}
+    assert "good" not in {r["defect"] for r in sec["per_defect"]} and sec["per_defect"]
+    lam = json.loads((tmp_path / "ckpt" / "config.json").read_text())["fusion"]["lam"]
+    assert [r["method"] for r in sec["diagnostics"]] == ["base (λ=0)", "diffusion only (λ=1)", f"DRDC (λ={lam:g})",
+                                                         "mean intensity alone (no model)"]
+    # The blends at λ = 0 and at the model's λ are the table's base and DRDC rows (the same maps and
+    # window scores, compared exactly), so only the diffusion map alone gets rows of its own (none
+    # when the model's λ is 1: then it is the DRDC row).
+    assert {r["method"] for r in sec["diagnostic_rows"]} == ({"diffusion only (λ=1)"} if lam != 1 else set())
+    md = (tmp_path / "ev" / "metrics.md").read_text()
+    assert "## Per defect type" in md and "## Border and lighting diagnostics" in md
+    # --per-type: the report's example rows per defect type (2 test images per type here, 1 kept)
+    r = _drdc("eval", "--model", "ckpt", "--data", str(synthetic_root), "--out", "ev1", "--per-type", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    imgs = lambda d: (tmp_path / d / "report.html").read_text().count("<img")
+    assert imgs("ev1") < imgs("ev")
 
 
 def test_cli_errors_are_clear(tmp_path):

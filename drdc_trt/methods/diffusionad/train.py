@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
+from drdc_trt import distributed
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data.anomalies import anomaly_batch
 from drdc_trt.models.thresholds import pixel_threshold
@@ -78,16 +80,26 @@ def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig) -> Batch:
     return Batch(x, mask, t_s, t_b, noise_s, noise_b)
 
 
-def training_losses(model: DiffusionADModel, b: Batch) -> dict[str, torch.Tensor]:
-    """The loss terms of one batch (LOSS_TERMS) and the reconstruction ``x0_g`` (with its graph)."""
+def clean_rows(b: Batch) -> torch.Tensor:
+    """B bool: the images without a synthetic anomaly."""
+    return b.mask.flatten(1).amax(1) == 0
+
+
+def training_losses(model: DiffusionADModel, b: Batch, noise_share: float = 1.0,
+                    share: float = 1.0) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (LOSS_TERMS) and the reconstruction ``x0_g`` (with its graph).
+    A rank's part of a global batch weights its noise term (a mean over its clean images) by
+    ``noise_share`` and the segmentation terms (means over its rows) by ``share``
+    (drdc_trt.distributed.loss_share); 1.0 in one process."""
     a = model.cfg.diffusionad
     x_s, e_s, x_b, e_b = model.two_scales(b.x, b.t_s, b.t_b, b.noise_s, b.noise_b)
     per_image = (e_s - b.noise_s).pow(2).mean((1, 2, 3)) + (e_b - b.noise_b).pow(2).mean((1, 2, 3))
-    normal = b.mask.flatten(1).amax(1) == 0
+    normal = clean_rows(b)
     # the anomalous images' noise is not the model's to learn (Eq. 9); a batch without a clean one: 0
-    noise = per_image[normal].mean() if bool(normal.any()) else per_image.sum() * 0.0
+    noise = (per_image[normal].mean() if bool(normal.any()) else per_image.sum() * 0.0) * noise_share
     x0_g, _ = norm_guided_x0(x_s, e_s, x_b, e_b, model.alpha_bar(b.t_s), model.alpha_bar(b.t_b), a.w)
     focal, sl1 = segmentation_loss(model.segment(b.x, x0_g), b.mask, a)
+    focal, sl1 = focal * share, sl1 * share
     loss = noise + a.focal_weight * focal + a.smooth_l1_weight * sl1
     return {"loss": loss, "noise": noise, "focal": focal, "smooth_l1": sl1, "x0_g": x0_g}
 
@@ -105,25 +117,32 @@ def make_optimizers(model: DiffusionADModel) -> dict[str, torch.optim.Optimizer]
 
 
 def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None:
+    """Distributed: each rank takes its rows of the global batch; the noise term's weight is its
+    share of the global batch's clean images, which every rank knows (it draws the whole batch)."""
     tc = cfg.train
     dev = next(model.parameters()).device
     model.train()
+    step = distributed.data_parallel(model, partial(training_losses, model))
+    rows, share = distributed.my_rows(tc.batch_size)
     bar = progress_bar(tc.unet_iters, "DiffusionAD", progress, state.info["unet_iter"])
     pending: list[torch.Tensor] = []
 
     def read_losses() -> None:
         if pending:
-            for row in torch.stack(pending).tolist():  # one wait for the device
+            for row in distributed.average(torch.stack(pending)).tolist():  # one wait for the device
                 report.losses.append(dict(zip(LOSS_TERMS, row)))
             bar.set_postfix(loss=f"{report.losses[-1]['loss']:.4f}")
             pending.clear()
 
     for it in range(state.info["unet_iter"], tc.unet_iters):
         torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)  # dropout, if the U-Net has any
-        batch = training_batch(it, images, cfg).to(dev)
+        distributed.reseed(tc.seed * 1_000_003 + 500_000 + it)
+        batch = training_batch(it, images, cfg)
+        clean = clean_rows(batch)
+        noise_share = distributed.loss_share(int(clean[rows].sum()), int(clean.sum())) if share else 0.0
         for g in opts["seg"].param_groups:
             g["lr"] = seg_lr(cfg, it)
-        terms = training_losses(model, batch)
+        terms = step(distributed.take_rows(batch, rows).to(dev), noise_share, share)
         for opt in opts.values():
             opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -150,7 +169,7 @@ def calibrate(model: DiffusionADModel, images: torch.Tensor, batch_size: int = 8
     """The thresholds on normal images (stored in the model): the largest image score and the
     99.9th percentile of the map pixels (as DRDC's FusionStats)."""
     det = DiffusionADDetector(model, next(model.parameters()).device, seed)
-    out = det.predict(images, batch_size, progress)
+    out = distributed.split_pass(lambda part: det.predict(part, batch_size, progress), images, batch_size)
     model.stats = DiffusionADStats(
         image_threshold=float(out.pred_score.max()), pixel_threshold=pixel_threshold(out.anomaly_map),
         num_images=int(images.shape[0]), detector_seed=seed)

@@ -291,13 +291,10 @@ def diagnostic_rows(res: AblationResult, border: int = 4) -> list[dict]:
     from drdc_trt import diagnostics
 
     out, stats, cfg = res.eval.out, res.stats, res.cfg
-    lams = {"base (λ=0)": 0.0, DIFF_ONLY: 1.0, f"DRDC (λ={cfg.fusion.lam:g})": cfg.fusion.lam}
+    methods = out.diagnostic_maps(stats, cfg)
     if res.synthetic is not None:
-        lams[f"DRDC ({SYNTH_LAM})"] = res.synthetic["chosen"]
-    methods = {}
-    for name, lam in lams.items():
-        m = normalised_blend(out.diff_map, out.base_map, stats, lam)
-        methods[name] = (ops.image_score(m, cfg.score_window), m)
+        m = normalised_blend(out.diff_map, out.base_map, stats, res.synthetic["chosen"])
+        methods[f"DRDC ({SYNTH_LAM})"] = (ops.image_score(m, cfg.score_window), m)
     return diagnostics.diagnose(res.eval.data.images, res.eval.data.labels, methods, border)
 
 

@@ -40,6 +40,17 @@ class InferenceBatch:
         score = self.base_score if curves or cfg is None else ops.image_score(base, cfg.score_window)
         return {"base (UniAD)": (score, base), "DRDC": (self.pred_score, self.anomaly_map)}
 
+    def diagnostic_maps(self, stats, cfg) -> dict:
+        """The maps the border / lighting diagnostics look at (drdc_trt.diagnostics): the blend at
+        λ = 0 (base), 1 (the diffusion map alone: near chance when the U-Net is undertrained) and the
+        model's λ, each scored with the config's window."""
+        lams = {"base (λ=0)": 0.0, "diffusion only (λ=1)": 1.0, f"DRDC (λ={cfg.fusion.lam:g})": cfg.fusion.lam}
+        out = {}
+        for name, lam in lams.items():
+            m = normalised_blend(self.diff_map, self.base_map, stats, lam)
+            out[name] = (ops.image_score(m, cfg.score_window), m)
+        return out
+
     def example_columns(self, stats):
         """Report columns beside input and ground truth: base, diffusion and final maps, colour ranges
         from normal-image statistics (mean … mean + 6 std of the raw map); ``cells(i, image, mask)`` →

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from drdc_trt import distributed
 from drdc_trt.methods.drdc import guard, tuning
 from drdc_trt.checkpoint import atomic_write_text, save_checkpoint
 from drdc_trt.settings import ModelConfig
@@ -40,23 +41,32 @@ from drdc_trt.training import (
 
 
 def _train_base(model, feats, cfg, state, opts, report, progress, save) -> None:
+    """The base model's epochs. Distributed: every rank draws the epoch's order and takes its rows
+    of each batch (the last one may split unevenly: the loss share weights it); the feature jitter
+    of every row is the one a single process draws, the dropout masks are each rank's own."""
     tc = cfg.train
     opt = opts["base"]
     model.base.transformer.train()
+    transformer = distributed.data_parallel(model.base.transformer)
     bar = progress_bar(tc.base_epochs, "base model", progress, state.info["base_epoch"])
     for epoch in range(state.info["base_epoch"], tc.base_epochs):
         torch.manual_seed(tc.seed * 1_000_003 + epoch)
         order = torch.randperm(len(feats))
+        shared = distributed.shared_generators(feats.device)  # the jitter's draws (None: one process)
+        distributed.reseed(tc.seed * 1_000_003 + epoch)  # the dropout masks of this rank's rows
         total = 0.0
         for i in range(0, len(feats), tc.batch_size):
-            f = feats[order[i:i + tc.batch_size]]
-            loss = F.mse_loss(model.base.transformer(f), f)
+            batch = order[i:i + tc.batch_size]
+            rows, share = distributed.my_rows(len(batch))
+            f = feats[batch[rows]]
+            jitter = {} if shared is None else {"jitter_rows": (shared, rows, len(batch))}
+            loss = F.mse_loss(transformer(f, **jitter), f) * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             state.consistent = False  # until the epoch is counted
             opt.step()
-            total += float(loss.detach()) * len(f)
-        report.base_losses.append(total / len(feats))
+            total += float(loss.detach()) * len(batch)
+        report.base_losses.append(distributed.average(total) / len(feats))
         state.info["base_epoch"] = epoch + 1
         state.consistent = True
         save()
@@ -92,23 +102,27 @@ def unet_batch(images: torch.Tensor, cfg: ModelConfig, schedule_ab: torch.Tensor
     return torch.cat([xt, c], 1), t.float(), target
 
 
-def _unet_batch_for(it: int, images: torch.Tensor, cfg: ModelConfig, ab: torch.Tensor, pin: bool):
+def _unet_batch_for(it: int, images: torch.Tensor, cfg: ModelConfig, ab: torch.Tensor, pin: bool,
+                    rows: slice = slice(None)):
     """Iteration ``it``'s batch, from its own generator (so batches can be built ahead, in any
-    thread, and a resumed run draws the same ones)."""
+    thread, and a resumed run draws the same ones); ``rows`` of it (a rank's part)."""
     gen = torch.Generator().manual_seed(cfg.train.seed * 7_919 + it)
     idx = torch.randint(0, len(images), (cfg.train.batch_size,), generator=gen)
-    batch = unet_batch(images[idx], cfg, ab, gen)
+    batch = distributed.take_rows(unet_batch(images[idx], cfg, ab, gen), rows)
     return tuple(v.pin_memory() for v in batch) if pin else batch
 
 
 def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None:
     """The U-Net loop. The next batch is built on the CPU in a worker thread while the device
     trains on the current one (pinned memory, asynchronous copies on CUDA), and the loss is read
-    back every LOSS_READ_EVERY iterations and at snapshots, not at every step."""
+    back every LOSS_READ_EVERY iterations and at snapshots, not at every step. Distributed: each
+    rank builds its rows of the global batch, the losses read are the global batch's."""
     from concurrent.futures import ThreadPoolExecutor
 
     tc = cfg.train
     opt = opts["unet"]
+    unet = distributed.data_parallel(model.unet)
+    rows, share = distributed.my_rows(tc.batch_size)
     schedule_ab = Schedule.from_config(cfg.diffusion).alphas_cumprod
     ab = torch.from_numpy(schedule_ab).float()
     dev = next(model.unet.parameters()).device
@@ -123,21 +137,22 @@ def _train_unet(model, images, cfg, state, opts, report, progress, save) -> None
         nonlocal running
         if not pending:
             return
-        for lv in torch.stack(pending).tolist():  # one wait for the device
+        for lv in distributed.average(torch.stack(pending)).tolist():  # one wait for the device
             running = lv if running is None else 0.98 * running + 0.02 * lv
             report.unet_losses.append(lv)
         bar.set_postfix(loss=f"{running:.4f}")
         pending.clear()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(_unet_batch_for, start, images, cfg, ab, pin) if start < tc.unet_iters else None
+        ahead = pool.submit(_unet_batch_for, start, images, cfg, ab, pin, rows) if start < tc.unet_iters else None
         for it in range(start, tc.unet_iters):
             torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)
+            distributed.reseed(tc.seed * 1_000_003 + 500_000 + it)
             inp, t, target = (v.to(dev, non_blocking=pin) for v in ahead.result())
             if it + 1 < tc.unet_iters:
-                ahead = pool.submit(_unet_batch_for, it + 1, images, cfg, ab, pin)
-            per_sample = (model.unet(inp, t) - target).pow(2).mean((1, 2, 3))
-            loss = (weight[t.long()] * per_sample).mean()
+                ahead = pool.submit(_unet_batch_for, it + 1, images, cfg, ab, pin, rows)
+            per_sample = (unet(inp, t) - target).pow(2).mean((1, 2, 3))
+            loss = (weight[t.long()] * per_sample).mean() * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
@@ -237,14 +252,15 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
 
     with snapshot_on_interrupt(state, save, log):
         t0 = time.perf_counter()
-        if state.info["base_epoch"] < tc.base_epochs:
-            feats = cached_features(model.base.backbone, images, log=log)
+        if state.info["base_epoch"] < tc.base_epochs:  # the ranks share the backbone's pass, image by image
+            feats = distributed.split_pass(lambda part: cached_features(model.base.backbone, part, log=log), images, 1)
             _train_base(model, feats, cfg, state, opts, report, progress, save)
         report.seconds["base"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if state.info["unet_iter"] < tc.unet_iters:
             _train_unet(model, images, cfg, state, opts, report, progress, save)
         report.seconds["unet"] = time.perf_counter() - t0
+    state.check_ranks_agree(model)
     if state.ema is not None:  # inference and export use the averaged U-Net
         state.ema.copy_to(model.unet)
     t0 = time.perf_counter()
@@ -253,6 +269,8 @@ def train(data_root: str | Path, out: str | Path, cfg: ModelConfig, categories: 
     selection = calibrate(model, calib, batch_size=max(1, tc.batch_size // 2), progress=progress, log=log)
     report.seconds["calibration"] = time.perf_counter() - t0
     report.seconds["total"] = time.perf_counter() - t_start
+    if not distributed.is_main():  # rank 0 writes the checkpoint
+        return model, report
     save_checkpoint(model, out)
     atomic_write_text(out / "train_report.json", json.dumps({
         "base_losses": report.base_losses, "unet_loss_first": report.unet_losses[:1],

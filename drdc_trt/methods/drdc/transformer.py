@@ -80,18 +80,33 @@ class ReconstructionTransformer(nn.Module):
         self.decoder = nn.ModuleList(DecoderLayer(cfg, n) for _ in range(cfg.num_decoder_layers))
         self.register_buffer("mask", neighbor_mask(side, cfg.neighbor_size), persistent=False)
 
-    def jitter(self, tokens: torch.Tensor) -> torch.Tensor:
-        """UniAD feature jitter: N(0, 1)·scale·‖token‖/C, applied with probability p."""
-        if torch.rand(()) >= self.cfg.jitter_prob:
-            return tokens
+    def jitter(self, tokens: torch.Tensor, rows=None) -> torch.Tensor:
+        """UniAD feature jitter: N(0, 1)·scale·‖token‖/C, applied with probability p. ``rows``
+        ((CPU generator, device generator), part, n): ``tokens`` are rows ``part`` of a batch of n
+        (a rank's, drdc_trt.distributed.shared_generators): the coin and the noise are drawn for all
+        n rows from those generators, as the global RNG draws them in one process, and cut to the
+        part, so every row gets the noise one process gives it."""
+        if rows is None:
+            if torch.rand(()) >= self.cfg.jitter_prob:
+                return tokens
+            noise = torch.randn_like(tokens)
+        else:
+            (cpu, dev), part, n = rows
+            if torch.rand((), generator=cpu) >= self.cfg.jitter_prob:
+                return tokens
+            _, length, c = tokens.shape
+            # randn_like keeps the tokens' layout (B×C×L storage): the same values in the same places
+            noise = torch.empty((n, c, length), dtype=tokens.dtype, device=tokens.device).transpose(1, 2)
+            noise = noise.normal_(generator=dev)[part]
         scale = tokens.norm(dim=-1, keepdim=True) / tokens.shape[-1] * self.cfg.jitter_scale
-        return tokens + torch.randn_like(tokens) * scale
+        return tokens + noise * scale
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, jitter_rows=None) -> torch.Tensor:
+        """``jitter_rows``: see ``jitter`` (a rank's part of a global batch)."""
         b, c, h, w = feats.shape
         tokens = feats.flatten(2).transpose(1, 2)  # B×L×C
         if self.training and self.cfg.jitter_scale > 0:
-            tokens = self.jitter(tokens)
+            tokens = self.jitter(tokens, jitter_rows)
         pos = self.pos_embed.unsqueeze(0)
         out = self.input_proj(tokens)
         for layer in self.encoder:

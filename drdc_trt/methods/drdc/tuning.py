@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from drdc_trt import metrics
+from drdc_trt import distributed, metrics
 from drdc_trt.methods.drdc import ops
 from drdc_trt.methods.drdc.config import HEAT_NORMS, SYNTHETIC_FAMILIES
 from drdc_trt.methods.drdc.contrast import heat_divisor, local_window
@@ -40,10 +40,15 @@ SYNTHETIC_SEED = 1234  # anomalies differ from any training draw
 SOURCES = ("shuffled",)  # see the module docstring
 
 
-@torch.no_grad()
 def raw_maps(det, images: torch.Tensor, batch_size: int, progress: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(heat sum B×S×S before any normalisation, base map B×h×w, terms per pixel) of a Detector."""
+    """(heat sum B×S×S before any normalisation, base map B×h×w, terms per pixel) of a Detector; the
+    ranks of a distributed run share the batches (every rank gets all rows)."""
+    return distributed.split_pass(lambda part: _raw_maps(det, part, batch_size, progress), images, batch_size)
+
+
+@torch.no_grad()
+def _raw_maps(det, images: torch.Tensor, batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
     from tqdm import tqdm
 
     heats, bases, count = [], [], 1

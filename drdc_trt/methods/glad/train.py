@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from drdc_trt import distributed
 from drdc_trt.settings import ModelConfig
 from drdc_trt.data.anomalies import anomaly_batch
 from drdc_trt.models.thresholds import pixel_threshold
@@ -76,6 +77,8 @@ def training_batch(it: int, images: torch.Tensor, cfg: ModelConfig, alphas_cumpr
 def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None:
     tc, opt = cfg.train, opts["unet"]
     dev = next(model.unet.parameters()).device
+    eps = distributed.data_parallel(model.unet, model.eps)  # distributed: this rank's rows, weighted by its share
+    rows, share = distributed.my_rows(tc.batch_size)
     ab = model.alphas_cumprod.cpu()
     model.unet.train()
     bar = progress_bar(tc.unet_iters, "GLAD U-Net", progress, state.info["unet_iter"])
@@ -83,14 +86,15 @@ def _train_loop(model, images, cfg, state, opts, report, progress, save) -> None
 
     def read_losses() -> None:
         if pending:
-            report.losses += torch.stack(pending).tolist()  # one wait for the device
+            report.losses += distributed.average(torch.stack(pending)).tolist()  # one wait for the device
             bar.set_postfix(loss=f"{report.losses[-1]:.4f}")
             pending.clear()
 
     for it in range(state.info["unet_iter"], tc.unet_iters):
         torch.manual_seed(tc.seed * 1_000_003 + 500_000 + it)  # dropout, if the U-Net has any
-        b = training_batch(it, images, cfg, ab).to(dev)
-        loss = (model.eps(b.x_t, b.t, b.x_a) - b.target).pow(2).mean()
+        distributed.reseed(tc.seed * 1_000_003 + 500_000 + it)
+        b = distributed.take_rows(training_batch(it, images, cfg, ab), rows).to(dev)
+        loss = (eps(b.x_t, b.t, b.x_a) - b.target).pow(2).mean() * share
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.glad.grad_clip > 0:
@@ -122,7 +126,8 @@ def choose_tau(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed
     if (rule or g.tau_rule) == "fixed":
         return float(g.tau_fixed), None
     dev = next(model.parameters()).device
-    probe = GLADDetector(model, dev, seed, tau=float("inf")).predict(images, batch_size, progress)
+    det = GLADDetector(model, dev, seed, tau=float("inf"))
+    probe = distributed.split_pass(lambda part: det.predict(part, batch_size, progress), images, batch_size)
     return float(torch.quantile(probe.max_score.double(), g.tau_quantile)), probe.max_score.tolist()
 
 
@@ -135,7 +140,8 @@ def calibrate(model: GLADModel, images: torch.Tensor, batch_size: int = 8, seed:
     dev = next(model.parameters()).device
     tau, normal_max = choose_tau(model, images, batch_size, seed, progress)
     model.stats = GLADStats(tau=tau, num_images=int(images.shape[0]), detector_seed=seed)
-    out = GLADDetector(model, dev, seed).predict(images, batch_size, progress)
+    det = GLADDetector(model, dev, seed)
+    out = distributed.split_pass(lambda part: det.predict(part, batch_size, progress), images, batch_size)
     model.stats.image_threshold = float(out.pred_score.max())
     model.stats.pixel_threshold = pixel_threshold(out.anomaly_map)
     extra = {} if normal_max is None else {"normal_max_scores": normal_max}
