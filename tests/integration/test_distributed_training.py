@@ -178,8 +178,15 @@ def _one_process_calibration_matches(method: str, data: Path, run: Path, out: Pa
     _, calib = training_split(data, model.cfg, None, False, log=lambda *_: None)
     assert len(calib) > model.cfg.train.batch_size // 2  # more than one batch: the ranks shared them
     calibrate = importlib.import_module(f"drdc_trt.methods.{method}.train").calibrate
-    with contextlib.redirect_stdout(io.StringIO()):  # DRDC says which λ it chose
-        calibrate(model.eval(), calib, batch_size=max(1, model.cfg.train.batch_size // 2))
+    # The ranks ran one thread each; bit equality holds for the same code on the same thread count
+    # only (ATen and oneDNN split a convolution's sums by thread), so this process uses one too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # DRDC says which λ it chose
+            calibrate(model.eval(), calib, batch_size=max(1, model.cfg.train.batch_size // 2))
+    finally:
+        torch.set_num_threads(threads)
     save_checkpoint(model, out)
     for f in sorted(p.name for p in run.iterdir() if p.name.startswith(("stats", "pixel"))):
         assert (out / f).read_bytes() == (run / f).read_bytes(), f
